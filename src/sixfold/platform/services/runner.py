@@ -1,0 +1,426 @@
+"""Fetch, configure, start, health-check and stop the local Kafka and Cassandra servers."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from sixfold.platform.errors import ServiceUnavailable
+from sixfold.platform.settings import Settings
+
+HERE = resources.files("sixfold.platform.services")
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); read its state to be sure.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class Service:
+    """One local server: where its files live, how to start it, how to tell it is healthy."""
+
+    name: str
+    version: str
+    settings: Settings
+    main_class: str
+    heap: str
+    ports: tuple[int, ...]
+    start_timeout_s: float
+
+    @property
+    def root(self) -> Path:
+        return self.settings.services_dir / self.name
+
+    @property
+    def lib(self) -> Path:
+        return self.settings.services_dir / "cache" / f"{self.name}-{self.version}" / "lib"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.services_dir / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "pid"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    # ---- fetch -------------------------------------------------------------------------
+    def fetch(self, log: Callable[[str], None] = print) -> Path:
+        marker = self.lib / ".complete"
+        if marker.exists():
+            return self.lib
+        if shutil.which("mvn") is None:
+            raise RuntimeError("Maven (`mvn`) is not on PATH; install it (apt-get install maven) to fetch service jars")
+        work = self.lib.parent
+        work.mkdir(parents=True, exist_ok=True)
+        pom = (HERE / f"{self.name}.pom.xml").read_text().replace("@VERSION@", self.version)
+        (work / "pom.xml").write_text(pom)
+        log(f"fetching {self.name} {self.version} from Maven Central into {self.lib} ...")
+        if self.lib.exists():
+            shutil.rmtree(self.lib)
+        proc = subprocess.run(
+            ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={self.lib}",
+             "-DincludeScope=runtime"],
+            cwd=work, capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"Maven could not fetch {self.name} {self.version}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+        marker.write_text(self.version)
+        return self.lib
+
+    # ---- per-service hooks (overridden) --------------------------------------------------
+    def prepare(self) -> list[str]:
+        """Write configs; return JVM arguments after the heap and before the main class."""
+        raise NotImplementedError
+
+    def program_args(self) -> list[str]:
+        return []
+
+    def healthy(self) -> str | None:
+        """A short description of the running server (its version) when healthy, else None."""
+        raise NotImplementedError
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self, log: Callable[[str], None] = print) -> str:
+        running = self.pid()
+        if running:
+            report = self.wait_healthy(running)
+            return f"{self.name} already running (pid {running}): {report}"
+        busy = [p for p in self.ports if port_open("127.0.0.1", p, 0.5)]
+        if busy:
+            raise RuntimeError(
+                f"{self.name}: port(s) {busy} on 127.0.0.1 are taken by another process; stop it or free the ports"
+            )
+        self.fetch(log)
+        self.root.mkdir(parents=True, exist_ok=True)
+        jvm = self.prepare()
+        java = shutil.which("java") or "java"
+        cmd = [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", *jvm,
+               "-cp", f"{self.lib}/*", self.main_class, *self.program_args()]
+        (self.root / "command").write_text(" ".join(cmd) + "\n")
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_file, "ab")
+        out.write(f"\n==== starting {self.name} {self.version} at {time.strftime('%Y-%m-%dT%H:%M:%S')} ====\n".encode())
+        out.flush()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=self.root, start_new_session=True)
+        out.close()
+        self.pid_file.write_text(str(proc.pid))
+        log(f"started {self.name} {self.version} (pid {proc.pid}); waiting until healthy ...")
+        report = self.wait_healthy(proc.pid, proc)
+        return f"{self.name} up (pid {proc.pid}): {report}"
+
+    def wait_healthy(self, pid: int, proc: subprocess.Popen | None = None) -> str:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if (proc is not None and proc.poll() is not None) or not pid_alive(pid):
+                raise RuntimeError(f"{self.name} exited during start-up; last log lines:\n{self.tail_log()}")
+            try:
+                report = self.healthy()
+            except Exception:  # noqa: BLE001 - any failure here means "not yet"
+                report = None
+            if report:
+                return report
+            time.sleep(1.0)
+        raise RuntimeError(f"{self.name} not healthy after {self.start_timeout_s:.0f}s; see {self.log_file}:\n{self.tail_log()}")
+
+    def stop(self, timeout_s: float = 60.0) -> str:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return f"{self.name} not running"
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.3)
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+            how = "killed after not stopping in time"
+        else:
+            how = "stopped"
+        self.pid_file.unlink(missing_ok=True)
+        return f"{self.name} {how} (pid {pid})"
+
+    def status(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            return f"{self.name} {self.version}: not running"
+        try:
+            report = self.healthy()
+        except Exception as exc:  # noqa: BLE001
+            report = None
+            detail = str(exc)
+        else:
+            detail = ""
+        return f"{self.name} {self.version}: pid {pid}, " + (f"healthy: {report}" if report else f"not answering {detail}")
+
+    def tail_log(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log yet)"
+
+
+class Kafka(Service):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            name="kafka", version=settings.kafka_version, settings=settings, main_class="kafka.Kafka",
+            heap="512m", ports=(settings.kafka_bootstrap[1], settings.kafka_controller_port), start_timeout_s=120,
+        )
+
+    def prepare(self) -> list[str]:
+        host, port = "127.0.0.1", self.settings.kafka_bootstrap[1]
+        ctl = self.settings.kafka_controller_port
+        data = self.root / "data"
+        props = self.root / "server.properties"
+        props.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{ctl}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{ctl}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data}",
+            "num.partitions=1",
+            "auto.create.topics.enable=true",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "num.network.threads=2",
+            "num.io.threads=2",
+            "log.retention.hours=168",
+            "",
+        ]))
+        log4j = self.root / "log4j2.properties"
+        log4j.write_text("\n".join([
+            "status = warn",
+            "appender.out.type = Console",
+            "appender.out.name = STDOUT",
+            "appender.out.layout.type = PatternLayout",
+            "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.out.ref = STDOUT",
+            "logger.kafka.name = kafka", "logger.kafka.level = WARN",
+            "logger.org.name = org.apache.kafka", "logger.org.level = WARN",
+            "logger.appinfo.name = org.apache.kafka.common.utils.AppInfoParser", "logger.appinfo.level = INFO",
+            "logger.server.name = kafka.server.KafkaRaftServer", "logger.server.level = INFO",
+            "",
+        ]))
+        jvm = [f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.root}"]
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            java = shutil.which("java") or "java"
+            fmt = subprocess.run(
+                [java, "-Xmx256m", *jvm, "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
+                 "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
+                capture_output=True, text=True,
+            )
+            if fmt.returncode != 0:
+                raise RuntimeError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+        return jvm
+
+    def program_args(self) -> list[str]:
+        return [str(self.root / "server.properties")]
+
+    def healthy(self) -> str | None:
+        from kafka import KafkaAdminClient
+
+        host, port = self.settings.kafka_bootstrap
+        if not port_open(host, port):
+            return None
+        admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=5000,
+                                 bootstrap_timeout_ms=5000, client_id="sixfold-health")
+        try:
+            cluster = admin.describe_cluster()
+        finally:
+            admin.close()
+        brokers = cluster.get("brokers") or []
+        if not brokers:
+            return None
+        return f"Kafka {self.reported_version()} (KRaft, cluster {cluster.get('cluster_id')}, {len(brokers)} broker) on {host}:{port}"
+
+    def reported_version(self) -> str:
+        """The version the broker itself logs at start ('Kafka version: X')."""
+        version = "?"
+        try:
+            for line in self.log_file.read_text(errors="replace").splitlines():
+                if "Kafka version:" in line:
+                    version = line.split("Kafka version:")[1].split()[0]
+        except OSError:
+            pass
+        return version
+
+
+class Cassandra(Service):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            name="cassandra", version=settings.cassandra_version, settings=settings,
+            main_class="org.apache.cassandra.service.CassandraDaemon",
+            heap="1G", ports=(settings.cassandra_contact[1], 7000, 7199), start_timeout_s=240,
+        )
+
+    def prepare(self) -> list[str]:
+        data = self.root / "data"
+        port = self.settings.cassandra_contact[1]
+        yaml_path = self.root / "cassandra.yaml"
+        yaml_path.write_text(f"""\
+cluster_name: 'sixfold-dev'
+num_tokens: 16
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+listen_address: 127.0.0.1
+rpc_address: 127.0.0.1
+storage_port: 7000
+native_transport_port: {port}
+start_native_transport: true
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:7000"
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+data_file_directories: [{data}/data]
+commitlog_directory: {data}/commitlog
+saved_caches_directory: {data}/saved_caches
+hints_directory: {data}/hints
+concurrent_compactors: 1
+concurrent_reads: 8
+concurrent_writes: 8
+concurrent_counter_writes: 8
+auto_snapshot: false
+snapshot_on_duplicate_row_detection: false
+key_cache_size: 16MiB
+memtable_heap_space: 128MiB
+memtable_offheap_space: 128MiB
+authenticator: AllowAllAuthenticator
+authorizer: AllowAllAuthorizer
+""")
+        logback = self.root / "logback.xml"
+        logback.write_text("""<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d %-5level [%thread] %logger{30} %msg%n</pattern></encoder>
+  </appender>
+  <logger name="org.apache.cassandra" level="INFO"/>
+  <logger name="com.datastax" level="WARN"/>
+  <root level="WARN"><appender-ref ref="STDOUT"/></root>
+</configuration>
+""")
+        jamm = sorted(self.lib.glob("jamm-*.jar"))
+        opens = [
+            "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
+            "--add-exports", "java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+            "--add-exports", "java.rmi/sun.rmi.registry=ALL-UNNAMED",
+            "--add-exports", "java.rmi/sun.rmi.server=ALL-UNNAMED",
+            "--add-exports", "java.sql/java.sql=ALL-UNNAMED",
+            "--add-exports", "java.base/java.lang.ref=ALL-UNNAMED",
+            "--add-exports", "jdk.unsupported/sun.misc=ALL-UNNAMED",
+            "--add-exports", "jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED",
+            "--add-exports", "jdk.attach/sun.tools.attach=ALL-UNNAMED",
+        ]
+        for mod in ["java.base/java.lang.module", "java.base/jdk.internal.loader", "java.base/jdk.internal.ref",
+                    "java.base/jdk.internal.reflect", "java.base/jdk.internal.math", "java.base/jdk.internal.module",
+                    "java.base/jdk.internal.util.jar", "jdk.management/com.sun.management.internal",
+                    "java.base/sun.nio.ch", "java.base/java.io", "java.base/java.lang.reflect",
+                    "jdk.compiler/com.sun.tools.javac", "java.base/java.lang", "java.base/java.util"]:
+            opens += ["--add-opens", f"{mod}=ALL-UNNAMED"]
+        return [
+            "-XX:+ParallelRefProcEnabled", "-XX:MaxTenuringThreshold=1", "-XX:G1HeapRegionSize=16m",
+            "-XX:MaxGCPauseMillis=300", "-XX:InitiatingHeapOccupancyPercent=70",
+            "-Djdk.attach.allowAttachSelf=true", *opens,
+            "-Dio.netty.tryReflectionSetAccessible=true", "-Dio.netty.allocator.useCacheForAllThreads=true",
+            "-Dio.netty.allocator.maxOrder=11",
+            *([f"-javaagent:{jamm[0]}"] if jamm else []),
+            f"-Dcassandra.config=file://{yaml_path}",
+            f"-Dlogback.configurationFile={logback}",
+            f"-Dcassandra.logdir={self.root}",
+            f"-Dcassandra.storagedir={data}",
+            "-Dcassandra.jmx.local.port=7199",
+            "-Dcom.sun.management.jmxremote.authenticate=false",
+            "-Dcassandra-foreground=yes",
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+        ]
+
+    def healthy(self) -> str | None:
+        host, port = self.settings.cassandra_contact
+        if not port_open(host, port):
+            return None
+        from cassandra.cluster import Cluster
+
+        cluster = Cluster([host], port=port, connect_timeout=5, control_connection_timeout=5, protocol_version=5)
+        try:
+            session = cluster.connect()
+            row = session.execute("SELECT release_version FROM system.local", timeout=5).one()
+        finally:
+            cluster.shutdown()
+        return f"Cassandra {row.release_version} on {host}:{port}"
+
+
+def all_services(settings: Settings) -> list[Service]:
+    return [Kafka(settings), Cassandra(settings)]
+
+
+def _pick(settings: Settings, names: list[str] | None) -> list[Service]:
+    services = all_services(settings)
+    if not names:
+        return services
+    known = {s.name: s for s in services}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown service(s) {unknown}; choose from {sorted(known)}")
+    return [known[n] for n in names]
+
+
+def up(settings: Settings, names: list[str] | None = None, log: Callable[[str], None] = print) -> list[str]:
+    return [service.start(log) for service in _pick(settings, names)]
+
+
+def down(settings: Settings, names: list[str] | None = None) -> list[str]:
+    return [service.stop() for service in _pick(settings, names)]
+
+
+def status(settings: Settings, names: list[str] | None = None) -> list[str]:
+    return [service.status() for service in _pick(settings, names)]
+
+
+__all__ = ["Service", "Kafka", "Cassandra", "ServiceUnavailable", "all_services", "up", "down", "status", "port_open"]

@@ -1,0 +1,118 @@
+"""Typed settings for the whole platform, read once from `SIXFOLD_*` environment variables.
+
+The embedded profile needs no server; the cluster profile points at Kafka, Cassandra and a
+Spark master. Every value has an embedded default, and a bad value fails at start-up with a
+message that says which variable to change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Mapping
+
+Profile = Literal["embedded", "cluster"]
+PROFILES: tuple[str, ...] = ("embedded", "cluster")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or wrong; the message names the variable to fix."""
+
+
+def _parse_hostport(var: str, value: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = value.strip().rpartition(":")
+    if not sep:
+        host, port = value.strip(), str(default_port)
+    if not host:
+        raise SettingsError(f"{var}={value!r} has no host; expected HOST or HOST:PORT, e.g. 127.0.0.1:{default_port}")
+    try:
+        number = int(port)
+    except ValueError:
+        raise SettingsError(f"{var}={value!r} has a port that is not a number; expected HOST:PORT") from None
+    if not 0 < number < 65536:
+        raise SettingsError(f"{var}={value!r} has port {number} outside 1..65535")
+    return host, number
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the embedded profile's defaults."""
+
+    profile: Profile = "embedded"
+    home: Path = field(default_factory=Path.cwd)
+    kafka_bootstrap: tuple[str, int] = ("127.0.0.1", 9092)
+    kafka_controller_port: int = 9093
+    cassandra_contact: tuple[str, int] = ("127.0.0.1", 9042)
+    cassandra_keyspace: str = "sixfold"
+    spark_master: str = "local[*]"
+    kafka_version: str = "4.1.1"
+    cassandra_version: str = "5.0.9"
+    spark_kafka_package: str = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.1"
+    connect_timeout_s: float = 10.0
+
+    @property
+    def var(self) -> Path:
+        return self.home / "var"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.var / "spool"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.var / "lake"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.var / "store.sqlite3"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.var / "services"
+
+    @property
+    def kafka_bootstrap_str(self) -> str:
+        return f"{self.kafka_bootstrap[0]}:{self.kafka_bootstrap[1]}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        profile = env.get("SIXFOLD_PROFILE", "embedded").strip().lower()
+        if profile not in PROFILES:
+            raise SettingsError(
+                f"SIXFOLD_PROFILE={env.get('SIXFOLD_PROFILE')!r} is not a profile; "
+                f"set it to one of {', '.join(PROFILES)} (or unset it for embedded)"
+            )
+        home = Path(env.get("SIXFOLD_HOME") or Path.cwd()).expanduser().resolve()
+        defaults = cls()
+        kafka = _parse_hostport("SIXFOLD_KAFKA_BOOTSTRAP", env.get("SIXFOLD_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap_str), 9092)
+        cassandra = _parse_hostport(
+            "SIXFOLD_CASSANDRA_HOST", env.get("SIXFOLD_CASSANDRA_HOST", "%s:%d" % defaults.cassandra_contact), 9042
+        )
+        keyspace = env.get("SIXFOLD_CASSANDRA_KEYSPACE", defaults.cassandra_keyspace)
+        if not keyspace.isidentifier():
+            raise SettingsError(f"SIXFOLD_CASSANDRA_KEYSPACE={keyspace!r} must be a plain identifier (letters, digits, _)")
+        master = env.get("SIXFOLD_SPARK_MASTER", "local[*]" if profile == "embedded" else "spark://127.0.0.1:7077")
+        if not (master.startswith("local") or master.startswith("spark://")):
+            raise SettingsError(f"SIXFOLD_SPARK_MASTER={master!r}; expected local[N|*] or spark://HOST:PORT")
+        try:
+            timeout = float(env.get("SIXFOLD_CONNECT_TIMEOUT_S", defaults.connect_timeout_s))
+        except ValueError:
+            raise SettingsError("SIXFOLD_CONNECT_TIMEOUT_S must be a number of seconds") from None
+        return cls(
+            profile=profile,  # type: ignore[arg-type]
+            home=home,
+            kafka_bootstrap=kafka,
+            cassandra_contact=cassandra,
+            cassandra_keyspace=keyspace,
+            spark_master=master,
+            kafka_version=env.get("SIXFOLD_KAFKA_VERSION", defaults.kafka_version),
+            cassandra_version=env.get("SIXFOLD_CASSANDRA_VERSION", defaults.cassandra_version),
+            connect_timeout_s=timeout,
+        )
+
+
+def load_settings() -> Settings:
+    """Settings of this process (read from the environment each call, so tests can change it)."""
+    return Settings.from_env()
