@@ -1,0 +1,402 @@
+"""The event bus: produce, consume with committed offsets (at-least-once), dead letters.
+
+Two implementations of one contract: `SpoolBus` (embedded; an append-only, checksummed file
+per topic under `var/spool/<topic>/`, consumer-group offsets in small JSON files replaced
+atomically) and `KafkaBus` (cluster; Apache Kafka through kafka-python). A consumer only
+advances its group's offset on `commit()`, so a crash before it replays, never skips.
+Messages that cannot be processed go to `<topic>.dlq` with the reason.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+import orjson
+
+from sixfold.platform.errors import ServiceUnavailable
+from sixfold.platform.settings import Settings
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def _check_topic(topic: str) -> str:
+    if not topic or len(topic) > 200 or not all(c.isalnum() or c in "._-" for c in topic) or topic in (".", ".."):
+        raise ValueError(f"topic {topic!r} must be 1-200 characters of letters, digits, '.', '_' or '-'")
+    return topic
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    raw: bytes
+    timestamp_ms: int
+
+    def json(self) -> Any:
+        """The decoded JSON value; raises ValueError for a message that is not JSON (a poison message)."""
+        try:
+            return orjson.loads(self.raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+
+
+class Consumer(Protocol):
+    def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Message]: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class EventBus(Protocol):
+    def produce(self, topic: str, value: Any, key: str | None = None) -> None: ...
+    def produce_many(self, topic: str, items: Iterable[tuple[str | None, Any]]) -> int: ...
+    def produce_raw(self, topic: str, raw: bytes, key: str | None = None) -> None: ...
+    def consumer(self, topic: str, group: str) -> Consumer: ...
+    def close(self) -> None: ...
+
+
+def encode(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
+
+
+def dead_letter(bus: EventBus, message: Message, reason: str) -> None:
+    """Send a message that cannot be processed to `<topic>.dlq`, verbatim, with the reason."""
+    bus.produce(
+        dead_letter_topic(message.topic),
+        {
+            "topic": message.topic,
+            "reason": reason,
+            "payload": message.raw.decode("utf-8", errors="replace"),
+            "failed_at": datetime.now(timezone.utc),
+        },
+        key=message.key,
+    )
+
+
+# ---- embedded: the file spool ------------------------------------------------------------------
+# Frame: u32 body length, u32 crc32(body), then body = u64 timestamp ms, u16 key length (0xFFFF = none),
+# key bytes, value bytes. A frame whose length or checksum does not hold is a torn write from a crash.
+_HEAD = struct.Struct(">II")
+_BODY = struct.Struct(">QH")
+_NO_KEY = 0xFFFF
+
+
+def _frame(raw: bytes, key: str | None, ts_ms: int) -> bytes:
+    kb = b"" if key is None else key.encode()
+    if len(kb) >= _NO_KEY:
+        raise ValueError("message key longer than 65534 bytes")
+    body = _BODY.pack(ts_ms, _NO_KEY if key is None else len(kb)) + kb + raw
+    return _HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+class SpoolBus:
+    """A durable single-partition log per topic in plain files; safe for several processes."""
+
+    def __init__(self, root: Path | str, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ServiceUnavailable("spool", str(self.root), str(exc), "check SIXFOLD_HOME is writable") from exc
+
+    def log_path(self, topic: str) -> Path:
+        return self.root / _check_topic(topic) / "00000000.log"
+
+    def _append(self, topic: str, frames: list[bytes]) -> None:
+        path = self.log_path(topic)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        end_path = path.with_suffix(".end")
+        with open(path, "ab+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                # `.end` holds the byte length of the log after the last acknowledged append; anything
+                # past it is a torn frame from a producer that crashed mid-append, so drop it first.
+                try:
+                    end = int(end_path.read_text())
+                except (FileNotFoundError, ValueError):
+                    end = _valid_end(f)
+                if f.seek(0, os.SEEK_END) > end:
+                    f.truncate(end)
+                f.seek(end)
+                f.write(b"".join(frames))
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+                tmp = end_path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(str(f.tell()))
+                os.replace(tmp, end_path)
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def produce(self, topic: str, value: Any, key: str | None = None) -> None:
+        self.produce_raw(topic, encode(value), key)
+
+    def produce_raw(self, topic: str, raw: bytes, key: str | None = None) -> None:
+        self._append(topic, [_frame(raw, key, int(time.time() * 1000))])
+
+    def produce_many(self, topic: str, items: Iterable[tuple[str | None, Any]]) -> int:
+        now = int(time.time() * 1000)
+        frames = [_frame(encode(value), key, now) for key, value in items]
+        if frames:
+            self._append(topic, frames)
+        return len(frames)
+
+    def consumer(self, topic: str, group: str) -> "SpoolConsumer":
+        return SpoolConsumer(self, _check_topic(topic), _check_topic(group))
+
+    def end_offset(self, topic: str) -> int:
+        """How many complete messages the topic holds."""
+        path = self.log_path(topic)
+        if not path.exists():
+            return 0
+        count = 0
+        with open(path, "rb") as f:
+            for _ in _frames(f, 0, None):
+                count += 1
+        return count
+
+    def close(self) -> None:
+        pass
+
+
+def _frames(f: Any, position: int, limit: int | None) -> Iterable[tuple[int, int, str | None, bytes]]:
+    """Yield (start position, timestamp ms, key, value) of complete frames from `position`."""
+    f.seek(position)
+    n = 0
+    while limit is None or n < limit:
+        head = f.read(_HEAD.size)
+        if len(head) < _HEAD.size:
+            return
+        length, crc = _HEAD.unpack(head)
+        body = f.read(length)
+        if len(body) < length or zlib.crc32(body) != crc:
+            return
+        ts_ms, klen = _BODY.unpack_from(body)
+        start = _BODY.size
+        key = None if klen == _NO_KEY else body[start:start + klen].decode()
+        value = body[start + (0 if klen == _NO_KEY else klen):]
+        yield position, ts_ms, key, value
+        position += _HEAD.size + length
+        n += 1
+
+
+def _valid_end(f: Any) -> int:
+    """Byte length of the complete frames at the start of the file."""
+    end = 0
+    for _pos, _ts, _key, _value in _frames(f, 0, None):
+        end = f.tell()
+    return end
+
+
+class SpoolConsumer:
+    def __init__(self, bus: SpoolBus, topic: str, group: str) -> None:
+        self.bus = bus
+        self.topic = topic
+        self.group = group
+        self._offsets_path = bus.root / topic / "_groups" / f"{group}.json"
+        committed = self._read_committed()
+        self._offset = committed["offset"]
+        self._position = committed["position"]
+        self._pending: tuple[int, int] | None = None
+
+    def _read_committed(self) -> dict[str, int]:
+        try:
+            data = orjson.loads(self._offsets_path.read_bytes())
+            return {"offset": int(data["offset"]), "position": int(data["position"])}
+        except FileNotFoundError:
+            return {"offset": 0, "position": 0}
+
+    def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Message]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = self._read(max_records)
+            if batch or time.monotonic() >= deadline:
+                return batch
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def _read(self, max_records: int) -> list[Message]:
+        path = self.bus.log_path(self.topic)
+        if not path.exists():
+            return []
+        out: list[Message] = []
+        with open(path, "rb") as f:
+            position, offset = self._position, self._offset
+            for pos, ts_ms, key, value in _frames(f, position, max_records):
+                out.append(Message(self.topic, 0, offset, key, value, ts_ms))
+                offset += 1
+                position = f.tell()
+        if out:
+            self._offset, self._position = offset, position
+            self._pending = (offset, position)
+        return out
+
+    def commit(self) -> None:
+        """Make everything polled so far durable as consumed by this group."""
+        if self._pending is None:
+            return
+        offset, position = self._pending
+        self._offsets_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._offsets_path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps({"offset": offset, "position": position}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._offsets_path)
+        self._pending = None
+
+    def close(self) -> None:
+        pass
+
+
+# ---- cluster: Apache Kafka -----------------------------------------------------------------------
+class KafkaBus:
+    """Kafka through kafka-python 3.x: acks=all producer, manual-commit consumers."""
+
+    def __init__(self, settings: Settings, partitions: int = 1) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        self.settings = settings
+        self.where = settings.kafka_bootstrap_str
+        self.partitions = partitions
+        self.timeout_ms = int(settings.connect_timeout_s * 1000)
+        self._topics: set[str] = set()
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.where, acks="all", linger_ms=2, retries=3,
+                request_timeout_ms=self.timeout_ms, max_block_ms=self.timeout_ms,
+                bootstrap_timeout_ms=self.timeout_ms, client_id="sixfold",
+            )
+        except KafkaError as exc:
+            raise self._unavailable(f"no broker answered within {settings.connect_timeout_s:.0f}s ({type(exc).__name__})",
+                                    startup=True) from exc
+
+    def _unavailable(self, detail: str, startup: bool = False) -> ServiceUnavailable:
+        fix = ("set SIXFOLD_KAFKA_BOOTSTRAP=HOST:PORT to a running broker, or run `sixfold services up`"
+               if startup else "")
+        return ServiceUnavailable("Kafka", self.where, detail, fix)
+
+    def ensure_topic(self, topic: str) -> None:
+        if topic in self._topics:
+            return
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+        from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.where, request_timeout_ms=self.timeout_ms,
+                                     bootstrap_timeout_ms=self.timeout_ms, client_id="sixfold-admin")
+        except KafkaError as exc:
+            raise self._unavailable(f"admin client could not connect ({type(exc).__name__})") from exc
+        try:
+            admin.create_topics([NewTopic(topic, self.partitions, 1)])
+        except TopicAlreadyExistsError:
+            pass
+        except KafkaError as exc:
+            raise self._unavailable(f"creating topic {topic!r} failed ({exc})") from exc
+        finally:
+            admin.close()
+        self._topics.add(topic)
+
+    def produce(self, topic: str, value: Any, key: str | None = None) -> None:
+        self.produce_raw(topic, encode(value), key)
+
+    def produce_raw(self, topic: str, raw: bytes, key: str | None = None) -> None:
+        self._send(topic, [(key, raw)])
+
+    def produce_many(self, topic: str, items: Iterable[tuple[str | None, Any]]) -> int:
+        return self._send(topic, [(k, encode(v)) for k, v in items])
+
+    def _send(self, topic: str, items: list[tuple[str | None, bytes]]) -> int:
+        from kafka.errors import KafkaError
+
+        self.ensure_topic(_check_topic(topic))
+        try:
+            futures = [self._producer.send(topic, value=raw, key=None if k is None else k.encode())
+                       for k, raw in items]
+            self._producer.flush(timeout=self.timeout_ms / 1000)
+            for fut in futures:
+                fut.get(timeout=self.timeout_ms / 1000)
+        except KafkaError as exc:
+            raise self._unavailable(f"producing to {topic!r} failed ({type(exc).__name__}: {exc})") from exc
+        return len(items)
+
+    def consumer(self, topic: str, group: str) -> "KafkaBusConsumer":
+        self.ensure_topic(_check_topic(topic))
+        return KafkaBusConsumer(self, topic, _check_topic(group))
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+class KafkaBusConsumer:
+    def __init__(self, bus: KafkaBus, topic: str, group: str) -> None:
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+
+        self.bus = bus
+        self.topic = topic
+        try:
+            self._consumer = KafkaConsumer(
+                topic, bootstrap_servers=bus.where, group_id=group, enable_auto_commit=False,
+                auto_offset_reset="earliest", request_timeout_ms=max(bus.timeout_ms, 30000) + 1000,
+                bootstrap_timeout_ms=bus.timeout_ms, session_timeout_ms=10000, heartbeat_interval_ms=3000,
+                client_id="sixfold-consumer",
+            )
+        except KafkaError as exc:
+            raise bus._unavailable(f"consumer could not connect ({type(exc).__name__})") from exc
+
+    def _broker_alive(self) -> bool:
+        from sixfold.platform.services.runner import port_open
+
+        host, port = self.bus.settings.kafka_bootstrap
+        return port_open(host, port, timeout=2.0)
+
+    def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Message]:
+        from kafka.errors import KafkaError
+
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise self.bus._unavailable(f"poll failed ({type(exc).__name__}: {exc})") from exc
+        out = [
+            Message(self.topic, tp.partition, r.offset, None if r.key is None else r.key.decode(), r.value, r.timestamp)
+            for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition)
+            for r in records
+        ]
+        # kafka-python keeps polling a dead broker quietly; an empty poll checks the broker is still there.
+        if not out and not self._broker_alive():
+            raise self.bus._unavailable("the broker stopped answering while consuming")
+        return out
+
+    def commit(self) -> None:
+        from kafka.errors import KafkaError
+
+        if not self._broker_alive():
+            raise self.bus._unavailable("the broker stopped answering; offsets not committed (messages will be redelivered)")
+        try:
+            self._consumer.commit(timeout_ms=self.bus.timeout_ms)
+        except KafkaError as exc:
+            raise self.bus._unavailable(f"commit failed ({type(exc).__name__}: {exc})") from exc
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+def open_bus(settings: Settings) -> EventBus:
+    """The event bus of the configured profile."""
+    if settings.profile == "cluster":
+        return KafkaBus(settings)
+    return SpoolBus(settings.spool_dir)

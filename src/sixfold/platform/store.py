@@ -1,0 +1,321 @@
+"""The serving store: rows addressed by key, with TTL and idempotent upserts.
+
+Two implementations of one contract: `SQLiteStore` (embedded; TTL emulated with an expiry
+column filtered on read) and `CassandraStore` (cluster; Cassandra's native `USING TTL`).
+Rows are plain dicts in canonical form (see `sixfold.platform.schema.validate`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+from schemas.records import Field, ServingTable
+from sixfold.platform import schema
+from sixfold.platform.errors import ServiceUnavailable
+from sixfold.platform.settings import Settings
+
+
+class ServingStore(Protocol):
+    def ensure_table(self, table: ServingTable) -> None: ...
+    def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None: ...
+    def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int: ...
+    def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None: ...
+    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]: ...
+    def delete(self, table: ServingTable, key: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+def _check_ttl(ttl_s: int | None) -> None:
+    if ttl_s is not None and (not isinstance(ttl_s, int) or ttl_s <= 0):
+        raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+
+
+def _key_columns(table: ServingTable, key: dict[str, Any], *, partition_only: bool = False) -> list[Field]:
+    """The key fields given, checked: the partition key in full, then a prefix of the clustering key."""
+    wanted = table.partition_key if partition_only else table.primary_key
+    missing = [c for c in table.partition_key if c not in key]
+    if missing:
+        raise ValueError(f"{table.name}: key is missing partition column(s) {missing}")
+    extra = sorted(set(key) - set(wanted))
+    if extra:
+        raise ValueError(f"{table.name}: {extra} are not key columns of {list(wanted)}")
+    cols = list(table.partition_key)
+    for c in table.clustering_key:
+        if c in key and not partition_only:
+            cols.append(c)
+        elif any(later in key for later in table.clustering_key[table.clustering_key.index(c):]):
+            raise ValueError(f"{table.name}: clustering columns must be given in order; {c!r} is missing")
+        else:
+            break
+    return [table.record.field(c) for c in cols]
+
+
+def _canonical_key(table: ServingTable, key: dict[str, Any], *, partition_only: bool = False) -> list[tuple[Field, Any]]:
+    return [(f, schema.coerce(f, key[f.name])) for f in _key_columns(table, key, partition_only=partition_only)]
+
+
+def _normalise(table: ServingTable, row: dict[str, Any]) -> dict[str, Any]:
+    # Cassandra reads an empty collection back as null; both stores answer [] instead.
+    for f in table.record.fields:
+        if f.type == "list<string>" and row.get(f.name) is None:
+            row[f.name] = []
+    return row
+
+
+class SQLiteStore:
+    """Embedded serving store in one SQLite file (WAL mode, safe across threads of one process)."""
+
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
+        self._local = threading.local()
+        self._tables: set[str] = set()
+        self._lock = threading.Lock()
+        self._conn()  # fail now, not on first use, when the path is unusable
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            except sqlite3.OperationalError as exc:
+                raise ServiceUnavailable("SQLite", str(self.path), str(exc), "check SIXFOLD_HOME is writable") from exc
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def _now_us(self) -> int:
+        return int(self.clock() * 1_000_000)
+
+    def ensure_table(self, table: ServingTable) -> None:
+        if table.name in self._tables:
+            return
+        with self._lock:
+            self._conn().execute(schema.sqlite_ddl(table))
+            self._tables.add(table.name)
+
+    def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None:
+        self.upsert_many(table, [row], ttl_s)
+
+    def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int:
+        _check_ttl(ttl_s)
+        self.ensure_table(table)
+        fields = table.record.fields
+        cols = ", ".join(f'"{f.name}"' for f in fields) + ', "_expires_at"'
+        marks = ", ".join("?" for _ in range(len(fields) + 1))
+        sql = f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})'
+        expires = None if ttl_s is None else self._now_us() + ttl_s * 1_000_000
+        params = []
+        for row in rows:
+            canon = schema.validate(table.record, row)
+            params.append([schema.to_sqlite(f, canon[f.name]) for f in fields] + [expires])
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(params)
+
+    def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None) -> list[dict[str, Any]]:
+        self.ensure_table(table)
+        where = " AND ".join(f'"{f.name}" = ?' for f, _ in key)
+        order = " DESC" if table.clustering_descending else ""
+        order_by = ", ".join(f'"{c}"{order}' for c in table.clustering_key) or "rowid"
+        sql = (f'SELECT * FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR "_expires_at" > ?) '
+               f"ORDER BY {order_by}")
+        params: list[Any] = [schema.to_sqlite(f, v) for f, v in key] + [self._now_us()]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        cur = self._conn().execute(sql, params)
+        names = [d[0] for d in cur.description]
+        out = []
+        for values in cur.fetchall():
+            raw = dict(zip(names, values))
+            out.append(_normalise(table, {f.name: schema.from_sqlite(f, raw[f.name]) for f in table.record.fields}))
+        return out
+
+    def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None:
+        if set(key) != set(table.primary_key):
+            raise ValueError(f"{table.name}: get needs the whole primary key {list(table.primary_key)}")
+        rows = self._select(table, _canonical_key(table, key), 1)
+        return rows[0] if rows else None
+
+    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
+        return self._select(table, _canonical_key(table, partition), limit)
+
+    def delete(self, table: ServingTable, key: dict[str, Any]) -> None:
+        self.ensure_table(table)
+        canon = _canonical_key(table, key)
+        where = " AND ".join(f'"{f.name}" = ?' for f, _ in canon)
+        self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where}', [schema.to_sqlite(f, v) for f, v in canon])
+
+    def purge_expired(self, table: ServingTable) -> int:
+        """Physically remove expired rows (reads already hide them); returns how many went."""
+        self.ensure_table(table)
+        cur = self._conn().execute(f'DELETE FROM "{table.name}" WHERE "_expires_at" <= ?', [self._now_us()])
+        return cur.rowcount
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class CassandraStore:
+    """Cluster serving store on Apache Cassandra; the keyspace is created on first use (RF 1 locally)."""
+
+    def __init__(self, settings: Settings, replication_factor: int = 1) -> None:
+        from cassandra.cluster import Cluster, NoHostAvailable
+        from cassandra.policies import RoundRobinPolicy
+
+        host, port = settings.cassandra_contact
+        self.where = f"{host}:{port}"
+        self.keyspace = settings.cassandra_keyspace
+        self.timeout = settings.connect_timeout_s
+        self._cluster = Cluster(
+            [host], port=port, connect_timeout=self.timeout, control_connection_timeout=self.timeout,
+            protocol_version=5, load_balancing_policy=RoundRobinPolicy(),
+        )
+        try:
+            self._session = self._cluster.connect()
+        except NoHostAvailable as exc:
+            self._cluster.shutdown()
+            raise ServiceUnavailable(
+                "Cassandra", self.where, f"no node answered CQL ({exc.errors or exc})",
+                "set SIXFOLD_CASSANDRA_HOST=HOST:PORT to a running node, or run `sixfold services up`",
+            ) from exc
+        self._session.default_timeout = self.timeout
+        self._run(
+            f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}"
+        )
+        self._tables: set[str] = set()
+        self._prepared: dict[str, Any] = {}
+
+    def _run(self, statement: Any, params: Any = None) -> Any:
+        from cassandra import OperationTimedOut, ReadTimeout, WriteTimeout
+        from cassandra.cluster import NoHostAvailable
+
+        try:
+            return self._session.execute(statement, params, timeout=self.timeout)
+        except NoHostAvailable as exc:
+            raise ServiceUnavailable("Cassandra", self.where, "no node is reachable (is the server down?)") from exc
+        except (OperationTimedOut, ReadTimeout, WriteTimeout) as exc:
+            raise ServiceUnavailable("Cassandra", self.where, f"request timed out after {self.timeout:.0f}s: {exc}") from exc
+
+    def _prepare(self, cql: str) -> Any:
+        stmt = self._prepared.get(cql)
+        if stmt is None:
+            from cassandra.cluster import NoHostAvailable
+
+            try:
+                stmt = self._session.prepare(cql)
+            except NoHostAvailable as exc:
+                raise ServiceUnavailable("Cassandra", self.where, "no node is reachable (is the server down?)") from exc
+            self._prepared[cql] = stmt
+        return stmt
+
+    def ensure_table(self, table: ServingTable) -> None:
+        if table.name in self._tables:
+            return
+        self._run(schema.cql_ddl(table, self.keyspace))
+        self._tables.add(table.name)
+
+    @staticmethod
+    def _to_cql(field: Field, value: Any) -> Any:
+        if value is not None and field.type == "timestamp":
+            return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    @staticmethod
+    def _from_cql(field: Field, value: Any) -> Any:
+        if value is None:
+            return None
+        if field.type == "timestamp" and isinstance(value, datetime):
+            return value.replace(tzinfo=timezone.utc)
+        if field.type == "list<string>":
+            return list(value)
+        return value
+
+    def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None:
+        self.upsert_many(table, [row], ttl_s)
+
+    def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int:
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        _check_ttl(ttl_s)
+        self.ensure_table(table)
+        fields = table.record.fields
+        cols = ", ".join(f'"{f.name}"' for f in fields)
+        marks = ", ".join("?" for _ in fields)
+        ttl = f" USING TTL {ttl_s}" if ttl_s else ""
+        stmt = self._prepare(f'INSERT INTO {self.keyspace}."{table.name}" ({cols}) VALUES ({marks}){ttl}')
+        params = []
+        for row in rows:
+            canon = schema.validate(table.record, row)
+            params.append([self._to_cql(f, canon[f.name]) for f in fields])
+        if not params:
+            return 0
+        from cassandra.cluster import NoHostAvailable
+
+        try:
+            results = execute_concurrent_with_args(self._session, stmt, params, concurrency=32, raise_on_first_error=True)
+        except NoHostAvailable as exc:
+            raise ServiceUnavailable("Cassandra", self.where, "no node is reachable (is the server down?)") from exc
+        except Exception as exc:  # noqa: BLE001 - timeouts surface as several driver types
+            if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
+                raise ServiceUnavailable("Cassandra", self.where, f"write timed out: {exc}") from exc
+            raise
+        return len(results)
+
+    def _where(self, key: list[tuple[Field, Any]]) -> tuple[str, list[Any]]:
+        return " AND ".join(f'"{f.name}" = ?' for f, _ in key), [self._to_cql(f, v) for f, v in key]
+
+    def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None) -> list[dict[str, Any]]:
+        self.ensure_table(table)
+        where, params = self._where(key)
+        cols = ", ".join(f'"{f.name}"' for f in table.record.fields)
+        cql = f'SELECT {cols} FROM {self.keyspace}."{table.name}" WHERE {where}'
+        if limit is not None:
+            cql += f" LIMIT {int(limit)}"
+        rows = self._run(self._prepare(cql), params)
+        return [
+            _normalise(table, {f.name: self._from_cql(f, getattr(r, f.name)) for f in table.record.fields})
+            for r in rows
+        ]
+
+    def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None:
+        if set(key) != set(table.primary_key):
+            raise ValueError(f"{table.name}: get needs the whole primary key {list(table.primary_key)}")
+        rows = self._select(table, _canonical_key(table, key), 1)
+        return rows[0] if rows else None
+
+    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
+        return self._select(table, _canonical_key(table, partition), limit)
+
+    def delete(self, table: ServingTable, key: dict[str, Any]) -> None:
+        self.ensure_table(table)
+        where, params = self._where(_canonical_key(table, key))
+        self._run(self._prepare(f'DELETE FROM {self.keyspace}."{table.name}" WHERE {where}'), params)
+
+    def close(self) -> None:
+        self._cluster.shutdown()
+
+
+def open_store(settings: Settings) -> ServingStore:
+    """The serving store of the configured profile."""
+    if settings.profile == "cluster":
+        return CassandraStore(settings)
+    return SQLiteStore(settings.sqlite_path)

@@ -1,0 +1,215 @@
+"""Contract of the serving store, run against SQLite and against a real Cassandra server."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from schemas.records import Field, Record, ServingTable
+from sixfold.platform.errors import ServiceUnavailable
+from sixfold.platform.store import CassandraStore, SQLiteStore
+
+ITEM = Record(
+    "contract_item",
+    (
+        Field("owner", "string"),
+        Field("made_at", "timestamp"),
+        Field("seq", "long"),
+        Field("title", "string", required=False),
+        Field("score", "double", required=False),
+        Field("flag", "bool", required=False),
+        Field("tags", "list<string>", required=False),
+        Field("blob", "bytes", required=False),
+        Field("small", "int", required=False),
+    ),
+)
+_names = itertools.count()
+T0 = datetime(2026, 11, 26, 12, 0, 0, 123000, tzinfo=timezone.utc)
+
+
+def new_table(descending: bool = True) -> ServingTable:
+    return ServingTable(f"contract_item_{os.getpid()}_{next(_names)}", ITEM, partition_key=("owner",),
+                        clustering_key=("made_at", "seq"), clustering_descending=descending)
+
+
+def row(owner: str, i: int, **extra) -> dict:
+    base = {"owner": owner, "made_at": T0 + timedelta(seconds=i), "seq": i, "title": f"t{i}", "score": i / 2,
+            "flag": i % 2 == 0, "tags": [f"x{i}", "y"], "blob": bytes([i % 256]) * 3, "small": i}
+    base.update(extra)
+    return base
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("cassandra", marks=pytest.mark.integration)])
+def store(request, tmp_path_factory):
+    if request.param == "sqlite":
+        s = SQLiteStore(tmp_path_factory.mktemp("store") / "store.sqlite3")
+    else:
+        import dataclasses
+
+        settings = request.getfixturevalue("services_running")
+        s = CassandraStore(dataclasses.replace(settings, cassandra_keyspace="sixfold_contract"))
+    yield s
+    s.close()
+
+
+def test_upsert_then_get_returns_the_row(store):
+    t = new_table()
+    r = row("ann", 1)
+    store.upsert(t, r)
+    assert store.get(t, {"owner": "ann", "made_at": r["made_at"], "seq": 1}) == r
+    assert store.get(t, {"owner": "ann", "made_at": r["made_at"], "seq": 2}) is None
+
+
+def test_upsert_is_idempotent_and_last_write_wins(store):
+    t = new_table()
+    r = row("bob", 3)
+    store.upsert(t, r)
+    store.upsert(t, r)
+    assert store.query(t, {"owner": "bob"}) == [r]
+    changed = dict(r, title="new", tags=[])
+    store.upsert(t, changed)
+    assert store.query(t, {"owner": "bob"}) == [changed]
+
+
+def test_optional_columns_may_be_null_and_lists_read_back_empty(store):
+    t = new_table()
+    r = {"owner": "cy", "made_at": T0, "seq": 0}
+    store.upsert(t, r)
+    got = store.get(t, {"owner": "cy", "made_at": T0, "seq": 0})
+    assert got == {**r, "title": None, "score": None, "flag": None, "tags": [], "blob": None, "small": None}
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_query_returns_partition_in_clustering_order_with_limit(store, descending):
+    t = new_table(descending)
+    rows = [row("dee", i) for i in (5, 1, 9, 3)] + [row("eve", 7)]
+    store.upsert_many(t, rows)
+    expected = sorted((r for r in rows if r["owner"] == "dee"), key=lambda r: (r["made_at"], r["seq"]), reverse=descending)
+    assert store.query(t, {"owner": "dee"}) == expected
+    assert store.query(t, {"owner": "dee"}, limit=2) == expected[:2]
+    assert store.query(t, {"owner": "nobody"}) == []
+
+
+def test_delete_by_full_key_and_by_partition(store):
+    t = new_table()
+    rows = [row("fay", i) for i in range(4)]
+    store.upsert_many(t, rows)
+    store.delete(t, {"owner": "fay", "made_at": rows[1]["made_at"], "seq": 1})
+    assert [r["seq"] for r in store.query(t, {"owner": "fay"})] == [3, 2, 0]
+    store.delete(t, {"owner": "fay"})
+    assert store.query(t, {"owner": "fay"}) == []
+
+
+def test_ttl_rows_expire_and_others_stay(store):
+    t = new_table()
+    short, lasting = row("gus", 1), row("gus", 2)
+    store.upsert(t, short, ttl_s=1)
+    store.upsert(t, lasting)
+    assert {r["seq"] for r in store.query(t, {"owner": "gus"})} == {1, 2}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(store.query(t, {"owner": "gus"})) > 1:
+        time.sleep(0.25)
+    assert store.query(t, {"owner": "gus"}) == [lasting]
+
+
+def test_rewrite_without_ttl_keeps_the_row(store):
+    t = new_table()
+    r = row("hal", 1)
+    store.upsert(t, r, ttl_s=1)
+    store.upsert(t, r)
+    time.sleep(1.6)
+    assert store.query(t, {"owner": "hal"}) == [r]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"owner": "x", "made_at": T0}, "seq: required"),
+        ({"owner": "x", "made_at": T0, "seq": "one"}, "seq: expected an integer"),
+        ({"owner": "x", "made_at": "not a time", "seq": 1}, "made_at"),
+        ({"owner": "x", "made_at": T0, "seq": 1, "color": "red"}, "unknown field"),
+        ({"owner": "x", "made_at": T0, "seq": 1, "small": 2**40}, "outside the int range"),
+    ],
+)
+def test_bad_rows_are_rejected_with_the_reason(store, bad, message):
+    with pytest.raises(ValueError, match=message):
+        store.upsert(new_table(), bad)
+
+
+def test_bad_keys_and_ttl_are_rejected(store):
+    t = new_table()
+    with pytest.raises(ValueError, match="partition"):
+        store.query(t, {"seq": 1})
+    with pytest.raises(ValueError, match="in order"):
+        store.query(t, {"owner": "x", "seq": 1})
+    with pytest.raises(ValueError, match="ttl_s"):
+        store.upsert(t, row("x", 1), ttl_s=0)
+
+
+@hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["p", "q"]), st.integers(0, 5), st.text(max_size=8)), max_size=25))
+def test_any_sequence_of_upserts_matches_a_dict_oracle(store, writes):
+    t = new_table()
+    oracle: dict[tuple, dict] = {}
+    for owner, i, title in writes:
+        r = {"owner": owner, "made_at": T0 + timedelta(milliseconds=i), "seq": i, "title": title}
+        store.upsert(t, r)
+        oracle[(owner, i)] = {**r, "score": None, "flag": None, "tags": [], "blob": None, "small": None}
+    for owner in ("p", "q"):
+        expected = sorted((v for (o, _), v in oracle.items() if o == owner), key=lambda r: r["seq"], reverse=True)
+        assert store.query(t, {"owner": owner}) == expected
+
+
+def test_sqlite_ttl_follows_an_injected_clock(tmp_path):
+    now = [1_000_000.0]
+    s = SQLiteStore(tmp_path / "s.sqlite3", clock=lambda: now[0])
+    t = new_table()
+    s.upsert(t, row("ida", 1), ttl_s=60)
+    now[0] += 59.9
+    assert len(s.query(t, {"owner": "ida"})) == 1
+    now[0] += 0.1
+    assert s.query(t, {"owner": "ida"}) == []
+    assert s.purge_expired(t) == 1
+
+
+@pytest.mark.integration
+def test_unreachable_cassandra_fails_at_startup_with_the_fix(services_running):
+    import dataclasses
+
+    bad = dataclasses.replace(services_running, cassandra_contact=("127.0.0.1", 1), connect_timeout_s=3)
+    with pytest.raises(ServiceUnavailable, match=r"Cassandra at 127.0.0.1:1 .*SIXFOLD_CASSANDRA_HOST"):
+        CassandraStore(bad)
+
+
+@pytest.mark.integration
+@pytest.mark.destructive
+def test_killing_cassandra_mid_test_gives_a_clear_error_not_a_hang(services_running):
+    import dataclasses
+
+    from sixfold.platform.services.runner import Cassandra
+
+    settings = dataclasses.replace(services_running, cassandra_keyspace="sixfold_contract", connect_timeout_s=5)
+    s = CassandraStore(settings)
+    t = new_table()
+    s.upsert(t, row("kim", 1))
+    server = Cassandra(services_running)
+    pid = server.pid()
+    assert pid, "the Cassandra started by `sixfold services up` should be running"
+    os.killpg(pid, signal.SIGKILL)
+    try:
+        with pytest.raises(ServiceUnavailable, match="Cassandra at 127.0.0.1:9042"):
+            for i in range(50):  # the driver may need a request or two to notice the node is gone
+                s.upsert(t, row("kim", i))
+                time.sleep(0.2)
+    finally:
+        s.close()
+        server.start(log=lambda _m: None)
+    s2 = CassandraStore(settings)
+    assert s2.query(t, {"owner": "kim"})[-1] == row("kim", 1)  # durable before the kill (commitlog replay)
+    s2.close()
