@@ -338,7 +338,10 @@ class KafkaBus:
         return KafkaBusConsumer(self, topic, _check_topic(group))
 
     def close(self) -> None:
-        self._producer.close(timeout=5)
+        try:
+            self._producer.close(timeout=2)
+        except Exception:  # noqa: BLE001 - unsent messages were already reported by produce()
+            pass
 
 
 class KafkaBusConsumer:
@@ -392,7 +395,10 @@ class KafkaBusConsumer:
             raise self.bus._unavailable(f"commit failed ({type(exc).__name__}: {exc})") from exc
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception:  # noqa: BLE001 - a dead broker cannot be told goodbye
+            pass
 
 
 def open_bus(settings: Settings) -> EventBus:
