@@ -1,0 +1,76 @@
+"""The FastAPI application: mounts each system's router and shapes every error the same way.
+
+Errors are `{"error": {"code": ..., "message": ...}}` with a proper status; an unexpected
+failure is a 500 with a short message and never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sixfold import __version__
+from sixfold.platform.errors import ServiceUnavailable
+from sixfold.platform.settings import Settings, load_settings
+
+log = logging.getLogger("sixfold.api")
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+          409: "conflict", 410: "gone", 413: "payload_too_large", 415: "unsupported_media_type",
+          422: "invalid_request", 429: "too_many_requests", 503: "service_unavailable"}
+
+
+def error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code or _CODES.get(status, "error"), "message": message}}
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+health = APIRouter(tags=["platform"])
+
+
+@health.get("/v1/health")
+def get_health(request: Request) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    return {"status": "ok", "version": __version__, "profile": settings.profile}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    app = FastAPI(title="Sixfold", version=__version__, default_response_class=ORJSONResponse,
+                  description="Thin endpoints serving what the Sixfold pipelines precomputed.")
+    app.state.settings = settings
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return ORJSONResponse(error_body(exc.status_code, message), status_code=exc.status_code,
+                              headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        return ORJSONResponse(error_body(422, _describe_validation(exc)), status_code=422)
+
+    @app.exception_handler(ServiceUnavailable)
+    async def unavailable(_request: Request, exc: ServiceUnavailable) -> ORJSONResponse:
+        return ORJSONResponse(error_body(503, str(exc)), status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return ORJSONResponse(error_body(500, "internal error; the server log has the details", "internal"),
+                              status_code=500)
+
+    app.include_router(health)
+    return app
