@@ -1,0 +1,292 @@
+"""The lake: Parquet datasets under `settings.lake_dir/<LakeTable.path>`, partitioned by event time.
+
+Layout, UTC: `hour` tables live in `dt=YYYY-MM-DD/hour=HH/`, `window15` tables in
+`dt=YYYY-MM-DD/window=HHMM/` (HHMM = start of the 15-minute window). Each partition is exactly
+one file, `part-00000.parquet`, with its rows sorted by every column. A write replaces each
+partition it touches whole: the new file is written beside the lake and moved over the old one
+with a single rename, so a reader sees the old partition or the new one, never a mix; partitions
+the rows do not touch are left alone.
+
+Two implementations of one interface: `ArrowLake` (pyarrow; stream consumers, tests) and
+`SparkLake` (DataFrames; jobs). Each reads what the other writes.
+
+Determinism: ArrowLake writes byte-identical files for the same rows, in any process. SparkLake
+writes the same rows in the same order, byte-identical within one JVM, but not across JVMs:
+parquet-mr lists each column chunk's `encodings` from a hash set whose order changes from run to
+run (seen with Spark 4.0.5 / parquet-mr 1.15.2). The data and the partitions replaced are the same.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from schemas.records import Field, LakeTable
+from sixfold.platform.schema import arrow_schema, parse_timestamp, spark_struct, spark_type, validate
+from sixfold.platform.settings import Settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+DATA_FILE = "part-00000.parquet"
+PARTITIONINGS: dict[str, tuple[str, timedelta]] = {
+    "hour": ("hour", timedelta(hours=1)),
+    "window15": ("window", timedelta(minutes=15)),
+}
+_PARTITION_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})/(hour|window)=(\d{2}|\d{4})$")
+
+Rows = TypeVar("Rows")
+Result = TypeVar("Result")
+
+
+def _partitioning(table: LakeTable) -> tuple[str, timedelta]:
+    try:
+        return PARTITIONINGS[table.partitioning]
+    except KeyError:
+        raise ValueError(
+            f"lake table {table.path!r}: partitioning {table.partitioning!r} is unknown; "
+            f"declare one of {sorted(PARTITIONINGS)} in schemas/records.py"
+        ) from None
+
+
+def partition_of(table: LakeTable, ts: datetime) -> str:
+    """The partition (`dt=.../hour=HH` or `dt=.../window=HHMM`) that holds event time `ts`."""
+    column, _ = _partitioning(table)
+    ts = ts.astimezone(timezone.utc)
+    if column == "hour":
+        return f"dt={ts:%Y-%m-%d}/hour={ts:%H}"
+    return f"dt={ts:%Y-%m-%d}/window={ts.hour:02d}{ts.minute // 15 * 15:02d}"
+
+
+def partition_span(table: LakeTable, partition: str) -> tuple[datetime, datetime]:
+    """The half-open UTC interval [start, end) of event times a partition holds."""
+    column, width = _partitioning(table)
+    match = _PARTITION_RE.match(partition)
+    if not match or match.group(2) != column:
+        raise ValueError(f"{partition!r} is not a {table.partitioning} partition of {table.path!r}")
+    day, _, clock = match.groups()
+    hh, mm = (clock, "00") if column == "hour" else (clock[:2], clock[2:])
+    start = datetime.fromisoformat(f"{day}T{hh}:{mm}:00+00:00")
+    return start, start + width
+
+
+def _bound(value: datetime | str | None) -> datetime | None:
+    return None if value is None else parse_timestamp(value)
+
+
+class Lake(ABC, Generic[Rows, Result]):
+    """One interface, two engines: write rows into whole partitions, read a time range back."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.root = settings.lake_dir
+
+    def table_dir(self, table: LakeTable) -> Path:
+        return self.root / table.path
+
+    def partitions(self, table: LakeTable) -> list[str]:
+        """Every partition that holds data, oldest first."""
+        base = self.table_dir(table)
+        if not base.is_dir():
+            return []
+        column, _ = _partitioning(table)
+        found = [
+            f"{data.parent.parent.name}/{data.parent.name}"
+            for data in base.glob(f"dt=*/{column}=*/{DATA_FILE}")
+        ]
+        return sorted(p for p in found if _PARTITION_RE.match(p))
+
+    def partitions_between(
+        self, table: LakeTable, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> list[str]:
+        """Partitions whose span overlaps [start, end); a missing bound is open."""
+        lo, hi = _bound(start), _bound(end)
+        chosen = []
+        for partition in self.partitions(table):
+            p_start, p_end = partition_span(table, partition)
+            if (hi is None or p_start < hi) and (lo is None or p_end > lo):
+                chosen.append(partition)
+        return chosen
+
+    def _commit(self, table: LakeTable, partition: str, new_file: Path) -> None:
+        """Swap a finished file in as the partition's only data file (rename is atomic on one fs)."""
+        target = self.table_dir(table) / partition
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(new_file, target / DATA_FILE)
+
+    def _scratch(self, table: LakeTable) -> Path:
+        """A private directory inside the table (same filesystem, so the final rename is atomic).
+
+        The leading underscore hides it from Spark and pyarrow dataset discovery.
+        """
+        scratch = self.table_dir(table) / f"_staging-{uuid.uuid4().hex}"
+        scratch.mkdir(parents=True)
+        return scratch
+
+    @abstractmethod
+    def overwrite_partitions(self, table: LakeTable, rows: Rows) -> list[str]:
+        """Replace every partition the rows fall into with exactly those rows; return the partitions."""
+
+    @abstractmethod
+    def read(
+        self, table: LakeTable, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> Result:
+        """The record's columns for events with start <= time < end (partitions pruned first)."""
+
+
+def _sort_key(names: tuple[str, ...]):
+    def key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for name in names:
+            value = row[name]
+            if isinstance(value, list):
+                value = tuple(value)
+            out.append((1, ()) if value is None else (0, value))  # nulls last, like Spark's ASC
+        return tuple(out)
+
+    return key
+
+
+class ArrowLake(Lake[Iterable[Mapping[str, Any]], "pa.Table"]):
+    """The lake through pyarrow: rows are dicts (validated against the record), results are Tables."""
+
+    def overwrite_partitions(self, table: LakeTable, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        record, schema = table.record, arrow_schema(table.record)
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            clean = validate(record, dict(row))
+            grouped.setdefault(partition_of(table, clean[table.time_field]), []).append(clean)
+        if not grouped:
+            return []
+        scratch = self._scratch(table)
+        try:
+            for partition, members in sorted(grouped.items()):
+                members.sort(key=_sort_key(record.names))
+                staged = scratch / f"{partition.replace('/', '_')}.parquet"
+                pq.write_table(pa.Table.from_pylist(members, schema=schema), staged, compression="snappy")
+                self._commit(table, partition, staged)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return sorted(grouped)
+
+    def read(
+        self, table: LakeTable, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> pa.Table:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        schema = arrow_schema(table.record)
+        pieces = []
+        for partition in self.partitions_between(table, start, end):
+            piece = pq.read_table(self.table_dir(table) / partition / DATA_FILE, partitioning=None)
+            # Spark writes every column as nullable; the record's schema is the contract.
+            columns = [piece.column(f.name).cast(f.type) for f in schema]
+            pieces.append(pa.Table.from_arrays(columns, schema=schema))
+        result = pa.concat_tables(pieces) if pieces else schema.empty_table()
+        time = result.column(table.time_field)
+        lo, hi = _bound(start), _bound(end)
+        if lo is not None:
+            result = result.filter(pc.greater_equal(time, pa.scalar(lo, time.type)))
+            time = result.column(table.time_field)
+        if hi is not None:
+            result = result.filter(pc.less(time, pa.scalar(hi, time.type)))
+        return result
+
+
+def _canonical_column(field: Field) -> Column:
+    """A column cast to its declared type; timestamps cut to milliseconds like `schema.parse_timestamp`
+    (the platform's precision, Cassandra's), so both lakes store the same instant for the same row."""
+    from pyspark.sql import functions as F
+
+    column = F.col(field.name).cast(spark_type(field))
+    if field.type == "timestamp":
+        column = F.timestamp_millis(F.unix_millis(column))
+    return column.alias(field.name)
+
+
+class SparkLake(Lake["DataFrame", "DataFrame"]):
+    """The lake through Spark: DataFrames in and out. Needs a session whose time zone is UTC."""
+
+    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+        super().__init__(settings)
+        zone = spark.conf.get("spark.sql.session.timeZone")
+        if zone != "UTC":
+            raise ValueError(
+                f"SparkLake needs spark.sql.session.timeZone=UTC (partitions are UTC), got {zone!r}; "
+                "build the session with sixfold.platform.spark.get_session"
+            )
+        self.spark = spark
+
+    def _partition_columns(self, table: LakeTable) -> dict[str, Column]:
+        from pyspark.sql import functions as F
+
+        column, _ = _partitioning(table)
+        ts = F.col(table.time_field)
+        clock = (
+            F.date_format(ts, "HH")
+            if column == "hour"
+            else F.format_string("%02d%02d", F.hour(ts), (F.minute(ts) / 15).cast("int") * 15)
+        )
+        return {"dt": F.date_format(ts, "yyyy-MM-dd"), column: clock}
+
+    def overwrite_partitions(self, table: LakeTable, rows: DataFrame) -> list[str]:
+        from pyspark.sql import functions as F
+
+        record = table.record
+        keys = self._partition_columns(table)
+        typed = rows.select(*[_canonical_column(f) for f in record.fields])
+        # One task per partition -> one file per partition; sorted so a rerun writes the same bytes.
+        laid_out = (
+            typed.withColumns(keys)
+            .repartition(*keys)
+            .sortWithinPartitions(*keys, *record.names)
+        )
+        scratch = self._scratch(table)
+        try:
+            written = scratch / "out"
+            laid_out.write.partitionBy(*keys).parquet(str(written))
+            staged: dict[str, Path] = {}
+            for directory in sorted(written.glob("*/*")):
+                partition = f"{directory.parent.name}/{directory.name}"
+                if not _PARTITION_RE.match(partition):  # e.g. dt=__HIVE_DEFAULT_PARTITION__
+                    raise ValueError(
+                        f"{table.path}: rows with a null {table.time_field!r} have no partition; drop them first"
+                    )
+                files = sorted(directory.glob("part-*.parquet"))
+                if len(files) != 1:
+                    raise RuntimeError(f"expected one Parquet file in {directory}, Spark wrote {len(files)}")
+                staged[partition] = files[0]
+            for partition, new_file in staged.items():
+                self._commit(table, partition, new_file)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return sorted(staged)
+
+    def read(
+        self, table: LakeTable, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        struct = spark_struct(table.record)
+        paths = [str(self.table_dir(table) / p) for p in self.partitions_between(table, start, end)]
+        if not paths:
+            return self.spark.createDataFrame([], struct)
+        # Leaf directories as paths: no partition discovery, so dt/hour/window never appear.
+        frame = self.spark.read.schema(struct).parquet(*paths).select(*table.record.names)
+        lo, hi = _bound(start), _bound(end)
+        if lo is not None:
+            frame = frame.filter(F.col(table.time_field) >= F.lit(lo))
+        if hi is not None:
+            frame = frame.filter(F.col(table.time_field) < F.lit(hi))
+        return frame

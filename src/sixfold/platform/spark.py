@@ -1,0 +1,105 @@
+"""Spark sessions and spark-submit for every job, sized for one small machine by default.
+
+`get_session` is what a job (or a test) calls in-process; `spark_submit` launches a job file
+with the venv's own `spark-submit`, the same way Airflow's SparkSubmitOperator does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from sixfold.platform.settings import Settings
+
+# Engine defaults, not user configuration: a laptop or a CI runner has a few cores and a few GB.
+SMALL_MACHINE_CONF: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    # Arrow and Spark must read each other's files: micros with isAdjustedToUTC, not legacy INT96.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.parquet.compression.codec": "snappy",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.memory": "1g",
+    "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+    "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+}
+DRIVER_MEMORY = SMALL_MACHINE_CONF["spark.driver.memory"]
+
+
+def spark_bin_dir() -> Path:
+    """Where the installed pyspark keeps `spark-submit` (pip does not put it on the venv's bin)."""
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent / "bin"
+
+
+def spark_submit_path() -> Path:
+    """The venv's `spark-submit`: from pyspark's bin, or `bin/spark-submit` next to sys.executable."""
+    for candidate in (spark_bin_dir() / "spark-submit", Path(sys.executable).parent / "spark-submit"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        "spark-submit not found next to the installed pyspark; reinstall the full `pyspark` "
+        "package (the `pyspark-client` package has no spark-submit and no local Spark)"
+    )
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """Every Spark setting a Sixfold session gets for this profile."""
+    conf = dict(SMALL_MACHINE_CONF)
+    if settings.spark_master.startswith("local"):
+        # Executors live in this JVM; never bind to (or resolve) a public interface.
+        conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = "127.0.0.1"
+    if settings.profile == "cluster":
+        conf["spark.jars.packages"] = settings.spark_kafka_package
+    return conf
+
+
+def get_session(settings: Settings, app_name: str = "sixfold") -> SparkSession:
+    """A SparkSession on `settings.spark_master` (an existing one in this process is reused)."""
+    builder = SparkSession.builder.master(settings.spark_master).appName(app_name)
+    for key, value in session_conf(settings).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def submit_env(settings: Settings) -> dict[str, str]:
+    """Environment for a spark-submit child: this venv's Python on both sides, this SIXFOLD_HOME."""
+    return {
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SIXFOLD_HOME": str(settings.home),
+        "SIXFOLD_PROFILE": settings.profile,
+        "SIXFOLD_SPARK_MASTER": settings.spark_master,
+        "TZ": "UTC",
+    }
+
+
+def submit_command(job_path: str | Path, args: Sequence[str], settings: Settings) -> list[str]:
+    cmd = [str(spark_submit_path()), "--master", settings.spark_master, "--driver-memory", DRIVER_MEMORY]
+    if settings.profile == "cluster":
+        cmd += ["--packages", settings.spark_kafka_package]
+    return [*cmd, str(job_path), *args]
+
+
+def spark_submit(
+    job_path: str | Path, args: Sequence[str], settings: Settings, timeout_s: float = 600.0
+) -> subprocess.CompletedProcess[str]:
+    """Run a job file with spark-submit; the caller inspects returncode, stdout and stderr."""
+    env = {**os.environ, **submit_env(settings)}
+    return subprocess.run(
+        submit_command(job_path, args, settings),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
