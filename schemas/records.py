@@ -125,6 +125,18 @@ QUERY_COUNT = Record(
     doc="How often a query was searched in one region during one window.",
 )
 
+# ---- typeahead (serving) -----------------------------------------------------------------------
+USER_RECENT_QUERY = Record(
+    "user_recent_query",
+    (
+        Field("user_id", "string"),
+        Field("ts", "timestamp"),
+        Field("query", "string"),
+        Field("region", "string"),
+    ),
+    doc="A user's own recent searches, kept for personalised suggestions (rows expire by TTL).",
+)
+
 EVENTS: dict[str, Event] = {
     "search-events": Event("search-events", SEARCH_EVENT, key="user_id"),
 }
@@ -137,6 +149,8 @@ LAKE_TABLES: dict[str, LakeTable] = {
 SERVING_TABLES: dict[str, ServingTable] = {
     "query_counts": ServingTable("query_counts", QUERY_COUNT, partition_key=("region",),
                                  clustering_key=("window_start", "query"), clustering_descending=True),
+    "user_recent_queries": ServingTable("user_recent_queries", USER_RECENT_QUERY, partition_key=("user_id",),
+                                        clustering_key=("ts", "query"), clustering_descending=True),
 }
 
-RECORDS: dict[str, Record] = {r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT)}
+RECORDS: dict[str, Record] = {r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, USER_RECENT_QUERY)}

@@ -15,19 +15,10 @@ from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sixfold import __version__
-from sixfold.platform.errors import ServiceUnavailable
+from sixfold.platform.errors import ServiceUnavailable, error_body
 from sixfold.platform.settings import Settings, load_settings
 
 log = logging.getLogger("sixfold.api")
-
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 410: "gone", 413: "payload_too_large", 415: "unsupported_media_type",
-          422: "invalid_request", 429: "too_many_requests", 503: "service_unavailable"}
-
-
-def error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code or _CODES.get(status, "error"), "message": message}}
-
 
 def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
@@ -73,4 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               status_code=500)
 
     app.include_router(health)
+    from sixfold.typeahead.api import SuggestionsFastPath, router as typeahead_router
+
+    app.include_router(typeahead_router)
+    app.add_middleware(SuggestionsFastPath)
     return app

@@ -11,3 +11,14 @@ class ServiceUnavailable(RuntimeError):
         self.where = where
         hint = fix or "start it with `sixfold services up` or point the SIXFOLD_* setting at a running one"
         super().__init__(f"{service} at {where} is unavailable: {detail}; {hint}")
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "payload_too_large",
+               415: "unsupported_media_type", 421: "misdirected_request", 422: "invalid_request",
+               429: "too_many_requests", 503: "service_unavailable"}
+
+
+def error_body(status: int, message: str, code: str | None = None) -> dict:
+    """The one JSON shape of every HTTP error: {"error": {"code", "message"}}."""
+    return {"error": {"code": code or _HTTP_CODES.get(status, "error"), "message": message}}

@@ -61,6 +61,11 @@ class Settings:
     cassandra_version: str = "5.0.9"
     spark_kafka_package: str = field(default_factory=_spark_kafka_package)
     connect_timeout_s: float = 10.0
+    # typeahead
+    typeahead_half_life_s: float = 7 * 86_400.0
+    typeahead_threshold: float = 2.0
+    typeahead_shards: int = 4
+    typeahead_owned_shards: frozenset[int] | None = None  # None: this server owns every shard
 
     @property
     def var(self) -> Path:
@@ -111,7 +116,9 @@ class Settings:
             timeout = float(env.get("SIXFOLD_CONNECT_TIMEOUT_S", defaults.connect_timeout_s))
         except ValueError:
             raise SettingsError("SIXFOLD_CONNECT_TIMEOUT_S must be a number of seconds") from None
+        typeahead = _typeahead_settings(env, defaults)
         return cls(
+            **typeahead,
             profile=profile,  # type: ignore[arg-type]
             home=home,
             kafka_bootstrap=kafka,
@@ -122,6 +129,40 @@ class Settings:
             cassandra_version=env.get("SIXFOLD_CASSANDRA_VERSION", defaults.cassandra_version),
             connect_timeout_s=timeout,
         )
+
+
+def _positive(env: Mapping[str, str], var: str, default: float) -> float:
+    raw = env.get(var)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} must be a number") from None
+    if value <= 0:
+        raise SettingsError(f"{var}={raw!r} must be greater than 0")
+    return value
+
+
+def _typeahead_settings(env: Mapping[str, str], defaults: "Settings") -> dict:
+    shards = _positive(env, "SIXFOLD_TYPEAHEAD_SHARDS", defaults.typeahead_shards)
+    if shards != int(shards):
+        raise SettingsError("SIXFOLD_TYPEAHEAD_SHARDS must be a whole number of shards")
+    owned_raw = env.get("SIXFOLD_TYPEAHEAD_OWNED_SHARDS", "all").strip().lower()
+    owned: frozenset[int] | None = None
+    if owned_raw not in ("", "all"):
+        try:
+            owned = frozenset(int(x) for x in owned_raw.split(","))
+        except ValueError:
+            raise SettingsError(
+                f"SIXFOLD_TYPEAHEAD_OWNED_SHARDS={owned_raw!r}; expected 'all' or shard ids like 0,2"
+            ) from None
+    return {
+        "typeahead_half_life_s": _positive(env, "SIXFOLD_TYPEAHEAD_HALF_LIFE_S", defaults.typeahead_half_life_s),
+        "typeahead_threshold": _positive(env, "SIXFOLD_TYPEAHEAD_THRESHOLD", defaults.typeahead_threshold),
+        "typeahead_shards": int(shards),
+        "typeahead_owned_shards": owned,
+    }
 
 
 def load_settings() -> Settings:

@@ -1,0 +1,1 @@
+"""Typeahead: from search logs to suggestions (collection, aggregation, trie build, serving)."""
