@@ -125,6 +125,17 @@ QUERY_COUNT = Record(
     doc="How often a query was searched in one region during one window.",
 )
 
+PHRASE_FREQUENCY = Record(
+    "phrase_frequency",
+    (
+        Field("region", "string", doc="a region, or 'global' for all regions together"),
+        Field("window_start", "timestamp", doc="the state is as of the end of this 15-minute window"),
+        Field("query", "string"),
+        Field("freq", "double", doc="exponentially decayed search count"),
+    ),
+    doc="Running, time-decayed frequency of a phrase: the aggregator's state between windows.",
+)
+
 # ---- typeahead (serving) -----------------------------------------------------------------------
 USER_RECENT_QUERY = Record(
     "user_recent_query",
@@ -144,6 +155,8 @@ EVENTS: dict[str, Event] = {
 LAKE_TABLES: dict[str, LakeTable] = {
     "search_events": LakeTable("typeahead/search_events", SEARCH_EVENT, time_field="ts", partitioning="window15"),
     "query_counts": LakeTable("typeahead/query_counts", QUERY_COUNT, time_field="window_start", partitioning="window15"),
+    "phrase_frequencies": LakeTable("typeahead/phrase_frequencies", PHRASE_FREQUENCY, time_field="window_start",
+                                    partitioning="window15"),
 }
 
 SERVING_TABLES: dict[str, ServingTable] = {
@@ -153,4 +166,6 @@ SERVING_TABLES: dict[str, ServingTable] = {
                                         clustering_key=("ts", "query"), clustering_descending=True),
 }
 
-RECORDS: dict[str, Record] = {r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, USER_RECENT_QUERY)}
+RECORDS: dict[str, Record] = {
+    r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY)
+}

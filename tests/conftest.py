@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from sixfold.platform.airflow_env import DAGS_FOLDER, airflow_env
 from sixfold.platform.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,3 +69,43 @@ def services_running():
 def pytest_collection_modifyitems(config, items):
     """Tests that kill a shared server run last, so nothing else sees the restart."""
     items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)
+
+
+# ---- Airflow: one migrated metadata database per run --------------------------------------------
+# Airflow reads AIRFLOW_HOME and its database URL when `airflow` is first imported, so the database
+# is migrated once in a subprocess and each test sets the environment with monkeypatch.
+@pytest.fixture(scope="session")
+def airflow_db(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A migrated SQLite metadata database for the whole run; returns the variables pointing at it."""
+    home = tmp_path_factory.mktemp("airflow")
+    db_env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+    }
+    airflow_cli = Path(sys.executable).parent / "airflow"
+    done = subprocess.run(
+        [str(airflow_cli), "db", "migrate"], env={**os.environ, **db_env}, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return db_env
+
+
+@pytest.fixture
+def airflow(airflow_db: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The environment `airflow_env` gives a user, with the session's database; undone after the test."""
+    # Airflow sets the root logger to INFO; py4j's finalizers would then log to closed streams at exit.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    for key, value in {**airflow_env(settings), **airflow_db}.items():
+        monkeypatch.setenv(key, value)
+    if "airflow.settings" in sys.modules:
+        # Airflow was imported earlier (by another test) under other variables: point it here.
+        from airflow import settings as airflow_settings
+
+        if airflow_settings.SQL_ALCHEMY_CONN != airflow_db["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]:
+            airflow_settings.configure_vars()
+            airflow_settings.reconfigure_orm()
+    return settings
+
+

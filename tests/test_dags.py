@@ -7,60 +7,20 @@ environment with monkeypatch (restored afterwards) before importing anything fro
 
 from __future__ import annotations
 
-import logging
-import os
-import subprocess
-import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from schemas.records import LAKE_TABLES
-from sixfold.platform.airflow_env import DAGS_FOLDER, airflow_env
+from sixfold.platform.airflow_env import DAGS_FOLDER
 from sixfold.platform.lake import ArrowLake
 from sixfold.platform.settings import Settings
 
 pytestmark = pytest.mark.airflow
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="session")
-def airflow_db(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A migrated SQLite metadata database for the whole run; returns the variables pointing at it."""
-    home = tmp_path_factory.mktemp("airflow")
-    db_env = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-    }
-    airflow_cli = Path(sys.executable).parent / "airflow"
-    done = subprocess.run(
-        [str(airflow_cli), "db", "migrate"], env={**os.environ, **db_env}, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return db_env
-
-
-@pytest.fixture
-def airflow(airflow_db: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The environment `airflow_env` gives a user, with the session's database; undone after the test."""
-    # Airflow sets the root logger to INFO; py4j's finalizers would then log to closed streams at exit.
-    logging.getLogger("py4j").setLevel(logging.WARNING)
-    for key, value in {**airflow_env(settings), **airflow_db}.items():
-        monkeypatch.setenv(key, value)
-    if "airflow.settings" in sys.modules:
-        # Airflow was imported earlier (by another test) under other variables: point it here.
-        from airflow import settings as airflow_settings
-
-        if airflow_settings.SQL_ALCHEMY_CONN != airflow_db["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]:
-            airflow_settings.configure_vars()
-            airflow_settings.reconfigure_orm()
-    return settings
 
 
 def load_dagbag() -> Any:

@@ -179,6 +179,41 @@ class ArrowLake(Lake[Iterable[Mapping[str, Any]], "pa.Table"]):
             shutil.rmtree(scratch, ignore_errors=True)
         return sorted(grouped)
 
+    def replace_range(
+        self, table: LakeTable, start: datetime, end: datetime, rows: Iterable[Mapping[str, Any]] | "pa.Table"
+    ) -> list[str]:
+        """Replace every partition in [start, end) with the rows that fall in it, writing an empty
+        partition where none do, so a rerun over a window that lost its rows leaves nothing stale."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if isinstance(rows, pa.Table):
+            rows = rows.to_pylist()
+        _, width = _partitioning(table)
+        grouped: dict[str, list[Mapping[str, Any]]] = {}
+        at = start
+        while at < end:
+            grouped[partition_of(table, at)] = []
+            at += width
+        for row in rows:
+            clean = validate(table.record, dict(row))
+            partition = partition_of(table, clean[table.time_field])
+            if partition not in grouped:
+                raise ValueError(f"row at {clean[table.time_field]} is outside [{start}, {end}) for {table.path}")
+            grouped[partition].append(clean)
+        empty = [p for p, members in grouped.items() if not members]
+        written = self.overwrite_partitions(table, [r for members in grouped.values() for r in members])
+        schema = arrow_schema(table.record)
+        for partition in empty:
+            scratch = self._scratch(table)
+            try:
+                staged = scratch / "empty.parquet"
+                pq.write_table(schema.empty_table(), staged, compression="snappy")
+                self._commit(table, partition, staged)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        return sorted(set(written) | set(empty))
+
     def read(
         self, table: LakeTable, start: datetime | str | None = None, end: datetime | str | None = None
     ) -> pa.Table:
@@ -241,7 +276,6 @@ class SparkLake(Lake["DataFrame", "DataFrame"]):
         return {"dt": F.date_format(ts, "yyyy-MM-dd"), column: clock}
 
     def overwrite_partitions(self, table: LakeTable, rows: DataFrame) -> list[str]:
-        from pyspark.sql import functions as F
 
         record = table.record
         keys = self._partition_columns(table)

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import threading
-import time
 import unicodedata
 import uuid
 from dataclasses import dataclass

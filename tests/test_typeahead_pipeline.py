@@ -1,0 +1,157 @@
+"""Aggregation, decay, build and swap against brute-force oracles written in plain Python."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from schemas.records import LAKE_TABLES
+from sixfold.platform.lake import ArrowLake
+from sixfold.typeahead import pipeline
+from sixfold.typeahead.serving import Suggester
+
+pytestmark = pytest.mark.spark
+
+T0 = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
+W = timedelta(minutes=15)
+HALF_LIFE = 3600.0  # one hour, so decay is visible across a few windows
+
+
+def events_for(window: int, spec: list[tuple[str, str, int]]) -> list[dict]:
+    """`count` copies of (query, region) spread over window number `window` after T0."""
+    out = []
+    for query, region, count in spec:
+        for i in range(count):
+            out.append({"user_id": f"u{i}", "query": query, "region": region,
+                        "ts": T0 + window * W + timedelta(seconds=7 * i + len(query))})
+    return out
+
+
+WINDOWS = {
+    0: [("new york", "us", 6), ("news", "us", 4), ("netflix", "eu", 5), ("café crème", "eu", 3), ("nasa", "in", 2)],
+    1: [("news", "us", 7), ("netflix", "us", 1), ("nederland", "eu", 4), ("café", "eu", 2)],
+    3: [("nasa", "in", 9), ("new york", "eu", 3)],  # window 2 is empty on purpose
+}
+
+
+def oracle_state(upto: int, threshold: float) -> dict[str, dict[str, float]]:
+    """Decayed frequencies after folding windows 0..upto in order, regions and 'global', thresholded."""
+    state: dict[tuple[str, str], float] = {}
+    for w in range(upto + 1):
+        counts: Counter = Counter()
+        for query, region, count in WINDOWS.get(w, []):
+            counts[(region, query)] += count
+            counts[("global", query)] += count
+        factor = 0.5 ** (W.total_seconds() / HALF_LIFE) if w > 0 else 1.0
+        state = {key: value * factor for key, value in state.items()}
+        for key, count in counts.items():
+            state[key] = state.get(key, 0.0) + count
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for (region, query), freq in state.items():
+        if freq >= threshold:
+            out[region][query] = freq
+    return out
+
+
+def top(scores: dict[str, float], prefix: str, k: int = 10) -> list[tuple[str, float]]:
+    return sorted(((p, s) for p, s in scores.items() if p.startswith(prefix)), key=lambda ps: (-ps[1], ps[0]))[:k]
+
+
+def same(got: list[tuple[str, float]], expected: list[tuple[str, float]]) -> bool:
+    """Phrases equal and in order; scores equal up to the 6 decimals the trie keeps."""
+    return [p for p, _ in got] == [p for p, _ in expected] and all(
+        abs(a - b) <= 1e-6 * max(1.0, abs(b)) for (_, a), (_, b) in zip(got, expected))
+
+
+@pytest.fixture
+def typeahead_settings(settings, monkeypatch):
+    import dataclasses
+
+    rows = [e for w, spec in WINDOWS.items() for e in events_for(w, spec)]
+    ArrowLake(settings).overwrite_partitions(LAKE_TABLES["search_events"], rows)
+    return dataclasses.replace(settings, typeahead_half_life_s=HALF_LIFE, typeahead_threshold=2.5, typeahead_shards=3)
+
+
+def test_windows_fold_with_decay_and_threshold_like_the_oracle(typeahead_settings, spark):
+    s = typeahead_settings
+    for w in range(4):
+        ledger = pipeline.aggregate_window(spark, s, T0 + w * W)
+        assert ledger["events_in"] == sum(c for _, _, c in WINDOWS.get(w, []))
+        assert pipeline.check_window(s, T0 + w * W)["counted"] == ledger["events_in"]
+        got = pipeline.suggestion_scores(s, T0 + w * W)
+        want = oracle_state(w, 2.5)
+        assert set(got) == set(want)
+        for region in want:
+            assert got[region] == pytest.approx(want[region], rel=1e-6)
+
+
+def test_rerunning_a_window_gives_byte_identical_aggregates(typeahead_settings, spark):
+    s = typeahead_settings
+    pipeline.aggregate_window(spark, s, T0)
+    pipeline.aggregate_window(spark, s, T0 + W)
+    lake = ArrowLake(s)
+
+    def files() -> dict[str, bytes]:
+        out = {}
+        for name in ("query_counts", "phrase_frequencies"):
+            base = lake.table_dir(LAKE_TABLES[name])
+            out.update({str(p.relative_to(base.parent)): p.read_bytes() for p in base.rglob("*.parquet")})
+        return out
+
+    before = files()
+    pipeline.aggregate_window(spark, s, T0 + W)
+    assert files() == before
+
+
+def test_built_trie_answers_like_a_brute_force_and_swaps_without_dropping_requests(typeahead_settings, spark):
+    s = typeahead_settings
+    for w in range(2):
+        pipeline.aggregate_window(spark, s, T0 + w * W)
+    first = pipeline.build_artifact(s, T0)
+    pipeline.validate_artifact(s, first, T0)
+    pipeline.swap(s, first)
+    suggester = Suggester(s, poll_interval_s=0.05)
+    old, new = oracle_state(0, 2.5), oracle_state(1, 2.5)
+    prefixes = ["", "n", "ne", "new", "new ", "café", "CAFÉ", "na", "zz"]
+    for region, name in ((None, "global"), ("eu", "eu"), ("us", "us")):
+        for prefix in prefixes:
+            expected = top(old.get(name, {}), prefix.lower())
+            got = suggester.suggest(prefix, 10, region)["suggestions"]
+            assert same([(g["phrase"], g["score"]) for g in got], expected), (region, prefix, got)
+
+    # Hammer the suggester from threads while the second artifact is swapped in.
+    answers: list[tuple[str, list]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                got = suggester.suggest("ne", 10)["suggestions"]
+                answers.append(("ne", [(g["phrase"], g["score"]) for g in got]))
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    suggester.watch()
+    second = pipeline.build_artifact(s, T0 + W)
+    pipeline.validate_artifact(s, second, T0 + W)
+    pipeline.swap(s, second)
+    deadline = datetime.now() + timedelta(seconds=20)
+    while suggester.version != second and datetime.now() < deadline:
+        threading.Event().wait(0.05)
+    stop.set()
+    for t in threads:
+        t.join()
+    suggester.close()
+    assert not errors
+    assert suggester.version == second
+    allowed = [top(old["global"], "ne"), top(new["global"], "ne")]
+    assert answers and all(same(a, allowed[0]) or same(a, allowed[1]) for _, a in answers)
+    assert same(answers[-1][1], allowed[1])
+    assert suggester.suggest("ned", 10, "eu")["suggestions"][0]["phrase"] == "nederland"  # new in window 1
