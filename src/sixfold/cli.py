@@ -77,7 +77,13 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
     """Serve the HTTP API (OpenAPI at /openapi.json)."""
     import uvicorn
 
-    settings_or_exit()
+    settings = settings_or_exit()
+    if settings.profile == "cluster":  # fail now, with the fix, rather than on the first request
+        from sixfold.platform.bus import open_bus
+        from sixfold.platform.store import open_store
+
+        open_store(settings).close()
+        open_bus(settings).close()
     uvicorn.run("sixfold.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="warning")
 
@@ -119,7 +125,14 @@ def airflow(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    app()
+    """Entry point: a backing service that cannot be reached is a one-line error, not a traceback."""
+    from sixfold.platform.errors import ServiceUnavailable
+
+    try:
+        app()
+    except ServiceUnavailable as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ def decay_factor(elapsed: timedelta, half_life_s: float) -> float:
 
 
 def valid_events(events: DataFrame) -> DataFrame:
-    """Rows the aggregation counts: a non-empty query of at most 200 characters and a region."""
-    q = F.col("query")
+    """Rows the aggregation counts: a non-empty query of at most 200 characters and a real region
+    ('global' is reserved for the all-regions total; collection rejects it, this is the backstop)."""
+    q, region = F.col("query"), F.col("region")
     return events.filter(q.isNotNull() & (F.length(q) > 0) & (F.length(q) <= MAX_QUERY)
-                         & F.col("region").isNotNull() & (F.length("region") > 0))
+                         & region.isNotNull() & (F.length(region) > 0) & (region != F.lit(GLOBAL)))
 
 
 def window_phrase_counts(events: DataFrame, window_start: datetime) -> DataFrame:

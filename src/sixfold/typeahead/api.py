@@ -95,3 +95,12 @@ class SuggestionsFastPath:
             return exc.status, orjson.dumps(error_body(exc.status, str(exc)))
 
 # ---- page: GET /typeahead -----------------------------------------------------------------------
+@router.get("/typeahead", include_in_schema=False)
+def get_typeahead_page() -> Any:
+    """The search page: a box calling /v1/suggestions as the user types (static HTML, no external assets)."""
+    from importlib.resources import files
+
+    from fastapi.responses import HTMLResponse
+
+    page = files("sixfold.typeahead").joinpath("static/typeahead.html").read_text(encoding="utf-8")
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
