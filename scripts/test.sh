@@ -3,6 +3,7 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m unit`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh || exit 1
 bash scripts/setup.sh || exit 1
 export SIXFOLD_HOME=${SIXFOLD_HOME:-$PWD}
 started=0
