@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     lake = SparkLake(spark, settings)
     events = lake.read(LAKE_TABLES["search_events"], args.start, args.end)
     counts = window_counts(events).cache()
-    written = lake.overwrite_partitions(LAKE_TABLES["query_counts"], counts)
+    written = lake.overwrite_partitions(LAKE_TABLES["sample_window_counts"], counts)
     print(
         f"sample_window_counts [{args.start.isoformat()}, {args.end.isoformat()}): "
         f"{counts.count()} counts into {len(written)} partition(s) {written}"

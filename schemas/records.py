@@ -155,6 +155,9 @@ EVENTS: dict[str, Event] = {
 LAKE_TABLES: dict[str, LakeTable] = {
     "search_events": LakeTable("typeahead/search_events", SEARCH_EVENT, time_field="ts", partitioning="window15"),
     "query_counts": LakeTable("typeahead/query_counts", QUERY_COUNT, time_field="window_start", partitioning="window15"),
+    # the platform's sample job (jobs/sample_window_counts.py) writes its own copy, apart from typeahead's
+    "sample_window_counts": LakeTable("sample/window_counts", QUERY_COUNT, time_field="window_start",
+                                      partitioning="window15"),
     "phrase_frequencies": LakeTable("typeahead/phrase_frequencies", PHRASE_FREQUENCY, time_field="window_start",
                                     partitioning="window15"),
 }

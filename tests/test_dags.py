@@ -64,7 +64,7 @@ def test_sample_dag_counts_exactly_its_data_interval(airflow: Settings) -> None:
     start, end = run.data_interval_start, run.data_interval_end
     assert (start, end) == (T0 + timedelta(minutes=15), T0 + timedelta(minutes=30))
 
-    counts = LAKE_TABLES["query_counts"]
+    counts = LAKE_TABLES["sample_window_counts"]
     assert lake.partitions(counts) == ["dt=2026-03-01/window=1015"]
     got = Counter(
         {(r["region"], r["window_start"], r["query"]): r["count"] for r in lake.read(counts).to_pylist()}

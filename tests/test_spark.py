@@ -69,7 +69,7 @@ def test_window_counts_matches_brute_force(spark: Any) -> None:
     rows = events()
     frame = spark.createDataFrame(rows, spark_struct(LAKE_TABLES["search_events"].record))
     result = window_counts(frame)
-    assert result.columns == list(LAKE_TABLES["query_counts"].record.names)
+    assert result.columns == list(LAKE_TABLES["sample_window_counts"].record.names)
     got = as_counter(result.toArrow().to_pylist())
     assert got == brute_counts(rows)
 
@@ -79,7 +79,7 @@ def test_job_through_spark_submit(settings: Settings) -> None:
     lake = ArrowLake(settings)
     rows = events()
     lake.overwrite_partitions(LAKE_TABLES["search_events"], rows)
-    counts = LAKE_TABLES["query_counts"]
+    counts = LAKE_TABLES["sample_window_counts"]
     outside = {"region": "eu", "window_start": T0 + timedelta(hours=5), "query": "untouched", "count": 3}
     lake.overwrite_partitions(counts, [outside])
 

@@ -105,13 +105,122 @@ def demo(events: int = typer.Option(2000, min=1, help="synthetic events to gener
 
 
 @app.command()
-def bench(system: str = typer.Argument(..., help="which system to benchmark")) -> None:
+def bench(system: str = typer.Argument(..., help="which system to benchmark"),
+          quick: bool = typer.Option(False, "--quick", help="tiny sizes and short runs: a smoke test (< 90 s)"),
+          phrases: Optional[int] = typer.Option(None, min=100, help="typeahead: phrases served (default 200,000)"),
+          prefixes: Optional[int] = typer.Option(None, min=10, help="typeahead: prefixes replayed (default 20,000)"),
+          duration: Optional[int] = typer.Option(None, min=1, help="typeahead: wrk seconds (default 15)"),
+          connections: Optional[int] = typer.Option(None, min=1, help="typeahead: client connections (default 64)"),
+          log_rows: Optional[int] = typer.Option(None, min=1000, help="typeahead: log rows aggregated (default 10M)"),
+          build_phrases: Optional[int] = typer.Option(None, min=100,
+                                                      help="typeahead: phrases in the trie build (default 1M)")) -> None:
     """Benchmark a system against a peer side by side; JSON and a chart go to var/bench/."""
-    available: dict[str, str] = {}
+    available: dict[str, str] = {"typeahead": "serving vs RediSearch, aggregation Spark vs DuckDB, trie build"}
     if system not in available:
         names = ", ".join(sorted(available)) or "none yet (each system adds its own)"
         console.print(f"[red]no benchmark for {system!r}[/red]; available: {names}")
         raise typer.Exit(2)
+    from dataclasses import replace
+
+    from sixfold.typeahead.bench import BenchOptions, run
+
+    settings = settings_or_exit()
+    opts = BenchOptions.quick() if quick else BenchOptions()
+    overrides = {"phrases": phrases, "prefixes": prefixes, "duration_s": duration, "connections": connections,
+                 "log_rows": log_rows, "build_phrases": build_phrases}
+    opts = replace(opts, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        _, json_path, png_path = run(settings, opts, say=lambda m: console.print(f"[dim]{m}[/dim]"))
+    except RuntimeError as exc:
+        console.print(f"[red]bench failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {json_path} and {png_path}")
+
+
+# ---- typeahead ------------------------------------------------------------------------------------
+typeahead_app = typer.Typer(help="Typeahead: synthetic search logs, ingesting them, building suggestions.",
+                            no_args_is_help=True)
+app.add_typer(typeahead_app, name="typeahead")
+
+
+@typeahead_app.command("generate")
+def typeahead_generate(
+    rows: int = typer.Option(100_000, "--rows", min=1, help="how many search events"),
+    out: str = typer.Option(..., "--out", help="file to write (.jsonl or .parquet)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="jsonl or parquet (default: from the file name)"),
+    start: Optional[str] = typer.Option(None, help="ISO-8601 UTC start (default: HOURS before the last whole hour)"),
+    hours: float = typer.Option(2.0, min=0.01, help="the log spans this many hours"),
+    seed: int = typer.Option(7, help="same seed, same log"),
+) -> None:
+    """A realistic synthetic search log: Zipf over multi-word English phrases, regions, timestamps."""
+    from rich.progress import Progress
+
+    from sixfold.typeahead.generate import default_window, write_log_jsonl, write_log_parquet
+
+    kind = fmt or ("parquet" if out.endswith(".parquet") else "jsonl")
+    if kind not in ("jsonl", "parquet"):
+        console.print(f"[red]--format {kind!r}[/red]: choose jsonl or parquet")
+        raise typer.Exit(2)
+    try:
+        begin, end = default_window(hours, start)
+    except ValueError as exc:
+        console.print(f"[red]--start {start!r} is not an ISO-8601 time:[/red] {exc}")
+        raise typer.Exit(2) from None
+    writer = write_log_parquet if kind == "parquet" else write_log_jsonl
+    with Progress(console=console) as progress:
+        bar = progress.add_task(f"writing {rows:,} events", total=rows)
+        written = writer(out, rows, begin, end, seed=seed, progress=lambda n: progress.advance(bar, n))
+    typer.echo(f"wrote {written:,} search events from {begin.isoformat()} to {end.isoformat()} into {out}")
+
+
+@typeahead_app.command("ingest")
+def typeahead_ingest(file: str = typer.Argument(..., help="JSON lines {user_id, query, region, ts}")) -> None:
+    """Check each line like POST /v1/search-events, publish the good ones, land them in the lake."""
+    from pathlib import Path
+
+    from sixfold.platform.bus import open_bus
+    from sixfold.typeahead.collection import ingest_lines, land_search_events, read_lines
+
+    if not Path(file).is_file():
+        console.print(f"[red]no such file:[/red] {file}; give a JSON-lines file of search events")
+        raise typer.Exit(2)
+    settings = settings_or_exit()
+    bus = open_bus(settings)
+    try:
+        sent = ingest_lines(bus, read_lines(file))
+        landed = land_search_events(settings, bus=bus)
+    finally:
+        bus.close()
+    typer.echo(f"in {sent.read}  published {sent.published}  rejected {sent.rejected + landed.rejected}  "
+               f"landed {landed.landed} in {len(landed.partitions)} partition(s)")
+    if sent.rejected + landed.rejected:
+        typer.echo("rejected events are on search-events.dlq with the reason")
+
+
+@typeahead_app.command("build")
+def typeahead_build(until: Optional[str] = typer.Option(
+        None, help="ISO-8601 UTC; aggregate every 15-minute window closed by then (default: now)")) -> None:
+    """Aggregate every closed window up to --until, build the trie, validate it against a brute force,
+    and swap it in (`sixfold serve` picks it up without dropping requests)."""
+    from rich.progress import Progress
+
+    from sixfold.platform.schema import parse_timestamp
+    from sixfold.typeahead.pipeline import build_until
+
+    settings = settings_or_exit()
+    try:
+        when = parse_timestamp(until) if until else None
+    except ValueError as exc:
+        console.print(f"[red]--until {until!r} is not an ISO-8601 time:[/red] {exc}")
+        raise typer.Exit(2) from None
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("aggregating windows", total=None)
+        try:
+            build_until(settings, when, say=typer.echo,
+                        progress=lambda done, total: progress.update(bar, completed=done, total=total))
+        except ValueError as exc:
+            console.print(f"[red]build failed:[/red] {exc}")
+            raise typer.Exit(1) from None
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

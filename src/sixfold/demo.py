@@ -56,7 +56,7 @@ def run_sample_pipeline(settings: Settings, events: int = 2000, say: Callable[[s
     if proc.returncode != 0:
         raise RuntimeError(f"spark-submit failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     say(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "spark job done")
-    counts = lake.read(LAKE_TABLES["query_counts"], start, end).to_pylist()
+    counts = lake.read(LAKE_TABLES["sample_window_counts"], start, end).to_pylist()
     store = open_store(settings)
     loaded = store.upsert_many(SERVING_TABLES["query_counts"], counts)
     store.close()

@@ -78,8 +78,14 @@ def land(
     max_batches: int | None = None,
     prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row,
     on_batch: Callable[[LandingReport], None] | None = None,
+    before_commit: Callable[[LandingReport], None] | None = None,
 ) -> LandingReport:
-    """Consume `event.topic` until it is idle for `idle_timeout_s`, landing every batch."""
+    """Consume `event.topic` until it is idle for `idle_timeout_s`, landing every batch.
+
+    `before_commit` runs after a batch's partitions are written and before its offsets are
+    committed: a further effect of the batch (e.g. a serving-store upsert) made there is
+    replayed, never lost, after a crash, so it must be idempotent.
+    """
     total = LandingReport()
     consumer = bus.consumer(event.topic, group)
     try:
@@ -89,6 +95,8 @@ def land(
             if not messages:
                 break
             report = land_batch(bus, lake, event, table, messages, prepare)
+            if before_commit:
+                before_commit(report)
             consumer.commit()  # only after the partitions are durable
             batches += 1
             total.received += report.received

@@ -66,6 +66,7 @@ class Settings:
     typeahead_threshold: float = 2.0
     typeahead_shards: int = 4
     typeahead_owned_shards: frozenset[int] | None = None  # None: this server owns every shard
+    typeahead_recent_ttl_s: int = 30 * 86_400  # how long a user's own searches stay for personalisation
 
     @property
     def var(self) -> Path:
@@ -157,7 +158,11 @@ def _typeahead_settings(env: Mapping[str, str], defaults: "Settings") -> dict:
             raise SettingsError(
                 f"SIXFOLD_TYPEAHEAD_OWNED_SHARDS={owned_raw!r}; expected 'all' or shard ids like 0,2"
             ) from None
+    recent_ttl = _positive(env, "SIXFOLD_TYPEAHEAD_RECENT_TTL_S", defaults.typeahead_recent_ttl_s)
+    if recent_ttl != int(recent_ttl):
+        raise SettingsError("SIXFOLD_TYPEAHEAD_RECENT_TTL_S must be a whole number of seconds")
     return {
+        "typeahead_recent_ttl_s": int(recent_ttl),
         "typeahead_half_life_s": _positive(env, "SIXFOLD_TYPEAHEAD_HALF_LIFE_S", defaults.typeahead_half_life_s),
         "typeahead_threshold": _positive(env, "SIXFOLD_TYPEAHEAD_THRESHOLD", defaults.typeahead_threshold),
         "typeahead_shards": int(shards),

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from sixfold.typeahead.collection import GLOBAL
+
 WINDOW = timedelta(minutes=15)
-GLOBAL = "global"
 MAX_QUERY = 200
 PRUNE_BELOW = 0.01  # state entries this small can never climb back over any sane threshold unaided
 

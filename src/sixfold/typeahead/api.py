@@ -18,6 +18,55 @@ from sixfold.typeahead.trie import DEFAULT_K
 router = APIRouter(tags=["typeahead"])
 
 # ---- collection: POST /v1/search-events (owned by collection.py) --------------------------------
+import threading  # this section keeps its own imports: several owners share the file
+
+from fastapi import Body
+
+MAX_EVENTS_PER_POST = 1000
+_bus_lock = threading.Lock()
+
+
+def bus_for(app: Any) -> Any:
+    """One event bus per app, opened on first use (a 503 names the bus when it is unreachable)."""
+    bus = getattr(app.state, "bus", None)
+    if bus is None:
+        with _bus_lock:
+            bus = getattr(app.state, "bus", None)
+            if bus is None:
+                from sixfold.platform.bus import open_bus
+
+                bus = app.state.bus = open_bus(app.state.settings)
+    return bus
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+@router.post("/v1/search-events", status_code=202, response_model=Accepted,
+             summary="Record searches: one event or a list of at most 1000; landed in the lake asynchronously")
+def post_search_events(
+    request: Request,
+    payload: Any = Body(..., examples=[{"user_id": "u42", "query": "new york weather", "region": "us",
+                                        "ts": "2026-11-26T10:03:00Z"}]),
+) -> Any:
+    from sixfold.typeahead.collection import check_search_event, publish
+
+    events = payload if isinstance(payload, list) else [payload]
+    if isinstance(payload, list) and not payload:
+        raise HTTPException(422, "expected a search event or a non-empty list of them, got []")
+    if len(events) > MAX_EVENTS_PER_POST:
+        raise HTTPException(413, f"{len(events)} events in one request; send at most {MAX_EVENTS_PER_POST}")
+    rows, problems = [], []
+    for i, event in enumerate(events):
+        try:
+            rows.append(check_search_event(event))
+        except ValueError as exc:
+            problems.append(f"events[{i}]: {exc}" if isinstance(payload, list) else str(exc))
+    if problems:  # all or nothing: a client fixes and resends the whole request
+        raise HTTPException(422, "; ".join(problems[:20]) + ("; ..." if len(problems) > 20 else ""))
+    return {"accepted": publish(bus_for(request.app), rows)}
+
 
 # ---- serving: GET /v1/suggestions (owned by serving.py) ----------------------------------------
 def suggester_for(app: Any) -> Suggester:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import threading
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,9 +20,9 @@ from typing import Any
 
 from schemas.records import SERVING_TABLES
 from sixfold.platform.settings import Settings
+from sixfold.typeahead.collection import GLOBAL, normalize_query
 from sixfold.typeahead.trie import DEFAULT_K, RegionTrie
 
-GLOBAL = "global"
 MAX_PREFIX = 200
 PERSONAL_SLOTS = 3  # at most this many of a user's own recent queries lead the list
 RECENT_LOOKBACK = 50
@@ -38,12 +37,10 @@ class SuggestionError(ValueError):
 
 
 def normalize_prefix(text: str) -> str:
-    """Like query normalisation (NFKC, lower case, whitespace collapsed), but a trailing space is kept:
-    "new " asks for the next word."""
-    folded = unicodedata.normalize("NFKC", text).lower()
-    words = folded.split()
-    prefix = " ".join(words)
-    if words and folded[-1:].isspace():
+    """Query normalisation (collection.normalize_query), but a trailing space is kept: "new " asks
+    for the next word."""
+    prefix = normalize_query(text)
+    if prefix and text[-1:].isspace():
         prefix += " "
     return prefix
 

@@ -1,0 +1,197 @@
+"""Collection: search events from the edge (HTTP, `sixfold typeahead ingest`, producers) to the lake.
+
+One check, `check_search_event`, decides what a search event is: every door calls it, and the
+landing consumer calls it again, so an event a producer put on the bus without checking is still
+normalised, and rejected to `search-events.dlq` with the reason when it is bad. Landed events are
+also upserted into the serving table of a user's recent searches (with a TTL counted from the
+event's own time), which personalised suggestions read.
+"""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from schemas.records import EVENTS, LAKE_TABLES, SEARCH_EVENT, SERVING_TABLES
+from sixfold.platform import schema
+from sixfold.platform.bus import EventBus, Message, dead_letter, open_bus
+from sixfold.platform.lake import ArrowLake
+from sixfold.platform.landing import LandingReport, land
+from sixfold.platform.settings import Settings
+from sixfold.platform.store import ServingStore, open_store
+
+TOPIC = "search-events"
+EVENT = EVENTS[TOPIC]
+LAKE_TABLE = LAKE_TABLES["search_events"]
+RECENT = SERVING_TABLES["user_recent_queries"]
+LANDING_GROUP = "search-events-landing"
+MAX_QUERY = SEARCH_EVENT.field("query").max_length or 200
+PUBLISH_CHUNK = 5000
+
+
+GLOBAL = "global"  # the all-regions trie's name; no event may claim it
+
+
+def normalize_query(text: str) -> str:
+    """NFKC, lower case, every run of Unicode whitespace to one space, no space at either end.
+
+    NFKC runs again after lower-casing because lower-casing can produce a sequence NFKC would
+    rewrite (e.g. 'İ' -> 'i' + U+0307): without it, normalising twice could change the text.
+    """
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).lower())
+    return " ".join(folded.split())
+
+
+def _has_control(text: str) -> str | None:
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def check_search_event(payload: Any) -> dict[str, Any]:
+    """The canonical search event (normalised query and region, UTC ts) or ValueError with the reason.
+
+    Lengths are checked after normalisation: what is stored is what counts.
+    """
+    if not isinstance(payload, dict):
+        raise ValueError(f"{SEARCH_EVENT.name}: expected a JSON object, got {type(payload).__name__}")
+    candidate = dict(payload)
+    for name in ("query", "region", "user_id"):
+        value = candidate.get(name)
+        if isinstance(value, str):
+            candidate[name] = normalize_query(value) if name != "user_id" else value.strip()
+    row = schema.validate(SEARCH_EVENT, candidate)
+    problems = []
+    if not row["query"]:
+        problems.append("query: empty after normalisation (whitespace only?)")
+    elif (bad := _has_control(row["query"])) is not None:
+        problems.append(f"query: contains the control character {bad}")
+    if not row["user_id"]:
+        problems.append("user_id: empty")
+    if not row["region"]:
+        problems.append("region: empty")
+    elif row["region"] == GLOBAL:
+        problems.append(f"region: {GLOBAL!r} is reserved for the all-regions trie; send the user's region or 'unknown'")
+    if problems:
+        raise ValueError(f"{SEARCH_EVENT.name}: " + "; ".join(problems))
+    return row
+
+
+def publish(bus: EventBus, rows: Iterable[dict[str, Any]]) -> int:
+    """Put checked events on `search-events`, keyed by user_id (one user's events stay in order)."""
+    items = [(row["user_id"], schema.to_json_row(SEARCH_EVENT, row)) for row in rows]
+    return bus.produce_many(TOPIC, items) if items else 0
+
+
+def recent_ttl_s(settings: Settings, ts: datetime, now: float) -> int:
+    """Seconds a user's search stays in their recent queries: the TTL counted from the event's time,
+    to the minute (so a batch needs few store calls); 0 when it has already expired."""
+    age = now - ts.timestamp()
+    remaining = settings.typeahead_recent_ttl_s - max(age, 0.0)
+    return int(remaining // 60 * 60) if remaining >= 60 else 0
+
+
+def remember_recent(store: ServingStore, settings: Settings, rows: list[dict[str, Any]],
+                    now: float | None = None) -> int:
+    """Upsert landed events into `user_recent_queries`; idempotent, so a replayed batch is harmless."""
+    now = time.time() if now is None else now
+    by_ttl: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        ttl = recent_ttl_s(settings, row["ts"], now)
+        if ttl > 0:
+            by_ttl.setdefault(ttl, []).append(
+                {"user_id": row["user_id"], "ts": row["ts"], "query": row["query"], "region": row["region"]})
+    return sum(store.upsert_many(RECENT, group, ttl_s=ttl) for ttl, group in sorted(by_ttl.items()))
+
+
+def land_search_events(
+    settings: Settings,
+    *,
+    bus: EventBus | None = None,
+    lake: ArrowLake | None = None,
+    store: ServingStore | None = None,
+    group: str = LANDING_GROUP,
+    idle_timeout_s: float = 1.0,
+    max_batches: int | None = None,
+    on_batch: Callable[[LandingReport], None] | None = None,
+) -> LandingReport:
+    """Land every pending search event into the lake by 15-minute window; returns received/landed/rejected.
+
+    Each batch: check every message (bad ones to `search-events.dlq` with the reason), merge into
+    whole lake partitions, upsert the user's recent queries, and only then commit the offsets.
+    """
+    own_bus, own_store = bus is None, store is None
+    bus = open_bus(settings) if bus is None else bus
+    lake = ArrowLake(settings) if lake is None else lake
+    try:
+        store = open_store(settings) if store is None else store
+        landed_rows: list[dict[str, Any]] = []
+
+        def prepare(row: dict[str, Any]) -> dict[str, Any]:
+            clean = check_search_event(row)
+            landed_rows.append(clean)
+            return clean
+
+        def before_commit(_report: LandingReport) -> None:
+            remember_recent(store, settings, landed_rows)
+            landed_rows.clear()
+
+        return land(bus, lake, EVENT, LAKE_TABLE, group, idle_timeout_s=idle_timeout_s, max_batches=max_batches,
+                    prepare=prepare, on_batch=on_batch, before_commit=before_commit)
+    finally:
+        if own_store and store is not None:
+            store.close()
+        if own_bus:
+            bus.close()
+
+
+# ---- files of search events (`sixfold typeahead ingest`) -----------------------------------------
+@dataclass
+class IngestReport:
+    read: int = 0
+    published: int = 0
+    rejected: int = 0
+
+
+def _reject_line(bus: EventBus, line_no: int, raw: bytes, reason: str) -> None:
+    # Shaped as the message it would have been, so the DLQ holds one kind of record.
+    message = Message(TOPIC, 0, line_no, None, raw, int(time.time() * 1000))
+    dead_letter(bus, message, f"line {line_no}: {reason}")
+
+
+def ingest_lines(bus: EventBus, lines: Iterable[bytes | str]) -> IngestReport:
+    """Check JSON lines with `check_search_event`; publish the good ones, dead-letter the rest."""
+    import orjson
+
+    report = IngestReport()
+    pending: list[dict[str, Any]] = []
+    for line_no, line in enumerate(lines, start=1):
+        raw = line.encode() if isinstance(line, str) else line
+        raw = raw.rstrip(b"\r\n")
+        if not raw.strip():
+            continue
+        report.read += 1
+        try:
+            try:
+                payload = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"not JSON: {exc}") from None
+            pending.append(check_search_event(payload))
+        except ValueError as exc:
+            _reject_line(bus, line_no, raw, str(exc))
+            report.rejected += 1
+        if len(pending) >= PUBLISH_CHUNK:
+            report.published += publish(bus, pending)
+            pending.clear()
+    report.published += publish(bus, pending)
+    return report
+
+
+def read_lines(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        yield from f

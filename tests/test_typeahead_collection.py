@@ -1,0 +1,315 @@
+"""Collection: normalisation, the one event check, POST /v1/search-events, landing, ingest, the generator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import unicodedata
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+
+from schemas.records import LAKE_TABLES, SERVING_TABLES
+from sixfold.platform.bus import SpoolBus, open_bus
+from sixfold.platform.lake import ArrowLake
+from sixfold.platform.settings import Settings
+from sixfold.platform.store import open_store
+from sixfold.typeahead.collection import (
+    check_search_event,
+    land_search_events,
+    normalize_query,
+    publish,
+    recent_ttl_s,
+)
+from sixfold.typeahead.generate import generate_log, model, write_log_jsonl, write_log_parquet
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = LAKE_TABLES["search_events"]
+RECENT = SERVING_TABLES["user_recent_queries"]
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+TS = NOW - timedelta(hours=2)  # recent enough to stay in the users' recent queries
+
+
+def iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def event(**over) -> dict:
+    return {"user_id": "u1", "query": "New  York", "region": "US", "ts": iso(TS)} | over
+
+
+def dlq(settings: Settings) -> list[dict]:
+    consumer = open_bus(settings).consumer("search-events.dlq", "test-reader")
+    return [m.json() for m in consumer.poll(max_records=10_000, timeout_s=0.2)]
+
+
+# ---- normalisation -----------------------------------------------------------------------------
+@pytest.mark.unit
+@pytest.mark.parametrize("raw, expected", [
+    ("ｐｙｔｈｏｎ", "python"),                      # full-width (NFKC)
+    ("Café", "café"),                                 # composed
+    ("Cafe\u0301", "café"),                           # decomposed: the same phrase
+    ("  new\tyork\n\ncity  ", "new york city"),       # tabs, newlines, ends
+    ("new\u00a0york\u2003\u3000times", "new york times"),  # nbsp, em space, ideographic space
+    ("ＮＥＷ　ＹＯＲＫ", "new york"),
+    ("STRASSE", "strasse"),
+    ("Straße", "straße"),                             # lower-casing keeps ß (as serving's prefixes do)
+    ("İSTANBUL", "i̇stanbul"),                         # Turkish dotted capital I: lower-cased, stays stable
+    ("ﬁnance", "finance"),                            # ligature
+    ("①②", "12"),
+    ("   ", ""),
+])
+def test_normalize_vectors(raw: str, expected: str) -> None:
+    assert normalize_query(raw) == expected
+    assert normalize_query(expected) == expected
+
+
+@pytest.mark.unit
+def test_composed_and_decomposed_are_one_phrase() -> None:
+    assert normalize_query(unicodedata.normalize("NFD", "Crème Brûlée")) == normalize_query("crème brûlée")
+
+
+@pytest.mark.unit
+@hyp_settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+def test_normalize_is_idempotent_and_tidy(text: str) -> None:
+    once = normalize_query(text)
+    assert normalize_query(once) == once
+    assert once == once.strip() and "  " not in once
+    assert not any(ch.isspace() and ch != " " for ch in once)
+
+
+# ---- the one check -----------------------------------------------------------------------------
+@pytest.mark.unit
+def test_check_gives_the_canonical_row() -> None:
+    row = check_search_event(event(query="  ＣＡＦÉ   crème ", region=" EU "))
+    assert row == {"user_id": "u1", "query": "café crème", "region": "eu", "ts": TS}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("payload, reason", [
+    (event(query=" \t\u3000 "), "query: empty after normalisation"),
+    (event(query="x" * 201), "query: longer than 200 characters"),
+    (event(query="ｘ" * 200), None),                   # 200 after NFKC: fine
+    (event(query="a" + " " * 300 + "b"), None),        # the length counts after normalisation
+    (event(query=7), "query: expected a string"),
+    (event(ts="yesterday"), "ts:"),
+    (event(region=""), "region"),
+    ({"user_id": "u1", "query": "x", "region": "us"}, "ts: required"),
+    (event(extra=1), "unknown field"),
+    (["not", "an", "object"], "expected a JSON object"),
+    (event(query="bad\x00byte"), r"control character U\+0000"),
+])
+def test_check_rejects_with_the_reason(payload, reason) -> None:
+    if reason is None:
+        check_search_event(payload)
+        return
+    with pytest.raises(ValueError, match=reason):
+        check_search_event(payload)
+
+
+@pytest.mark.unit
+def test_recent_ttl_counts_from_the_event_time(settings: Settings) -> None:
+    now = NOW.timestamp()
+    assert recent_ttl_s(settings, NOW, now) == settings.typeahead_recent_ttl_s == 30 * 86_400
+    assert recent_ttl_s(settings, NOW - timedelta(days=29), now) == 86_400
+    assert recent_ttl_s(settings, NOW - timedelta(days=31), now) == 0
+
+
+# ---- HTTP, bus, lake, serving store ------------------------------------------------------------
+@pytest.fixture
+def client(settings: Settings):
+    from fastapi.testclient import TestClient
+
+    from sixfold.api.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_post_lands_in_its_window_and_the_users_recent_queries(client, settings: Settings) -> None:
+    at = TS.replace(minute=37, second=12)
+    answer = client.post("/v1/search-events", json=event(user_id="alice", query="  Weather\tTOMORROW", ts=iso(at)))
+    assert answer.status_code == 202 and answer.json() == {"accepted": 1}
+    batch = [event(user_id=f"u{i}", query=f"q{i}", ts=iso(at + timedelta(minutes=i))) for i in range(3)]
+    answer = client.post("/v1/search-events", json=batch)
+    assert answer.status_code == 202 and answer.json() == {"accepted": 3}
+    assert ArrowLake(settings).partitions(EVENTS) == []  # accepted, not landed synchronously
+
+    report = land_search_events(settings, idle_timeout_s=0.2)
+    assert (report.received, report.landed, report.rejected) == (4, 4, 0)
+    window = f"dt={at:%Y-%m-%d}/window={at:%H}30"
+    assert window in report.partitions
+    start = at.replace(minute=30, second=0)
+    rows = ArrowLake(settings).read(EVENTS, start, start + timedelta(minutes=15)).to_pylist()
+    assert {"user_id": "alice", "query": "weather tomorrow", "region": "us", "ts": at} in rows
+    assert land_search_events(settings, idle_timeout_s=0.2).received == 0  # committed: nothing replays
+
+    store = open_store(settings)
+    recent = store.query(RECENT, {"user_id": "alice"})
+    store.close()
+    assert [(r["query"], r["region"], r["ts"]) for r in recent] == [("weather tomorrow", "us", at)]
+
+
+@pytest.mark.parametrize("body, reason", [
+    (event(query="   "), "query: empty after normalisation"),
+    (event(query="é" * 201), "query: longer than 200 characters"),
+    (event(ts="not a time"), "ts:"),
+    ({"query": "x"}, "user_id: required"),
+    ([event(), event(region=None)], "events[1]: search_event: region: required"),
+    ([], "non-empty list"),
+])
+def test_post_rejects_bad_events_with_the_reason(client, settings: Settings, body, reason) -> None:
+    answer = client.post("/v1/search-events", json=body)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "invalid_request"
+    assert reason in answer.json()["error"]["message"]
+    assert land_search_events(settings, idle_timeout_s=0.1).received == 0  # all or nothing
+
+
+def test_post_rejects_malformed_json_and_too_many_events(client) -> None:
+    answer = client.post("/v1/search-events", content=b"{not json", headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and "error" in answer.json()
+    answer = client.post("/v1/search-events", json=[event()] * 1001)
+    assert answer.status_code == 413 and "at most 1000" in answer.json()["error"]["message"]
+
+
+def test_raw_poison_on_the_topic_goes_to_the_dlq_with_the_reason(settings: Settings) -> None:
+    bus = SpoolBus(settings.spool_dir)
+    publish(bus, [check_search_event(event(user_id="ok"))])
+    bus.produce_raw("search-events", b"\xff{garbage", key="x")
+    bus.produce("search-events", event(query=" \n "), key="u1")           # skipped the check: empty
+    bus.produce("search-events", event(query="Ｌｏｕｄ   Café"), key="u2")  # skipped the check: normalised now
+    report = land_search_events(settings, bus=bus, idle_timeout_s=0.2)
+    assert report.received == report.landed + report.rejected == 4
+    assert (report.landed, report.rejected) == (2, 2)
+    letters = dlq(settings)
+    assert [d["topic"] for d in letters] == ["search-events", "search-events"]
+    assert "not JSON" in letters[0]["reason"] and letters[0]["payload"].endswith("{garbage")
+    assert "query: empty after normalisation" in letters[1]["reason"]
+    queries = set(ArrowLake(settings).read(EVENTS).column("query").to_pylist())
+    assert queries == {"new york", "loud café"}
+
+
+def test_a_replayed_batch_lands_once(settings: Settings) -> None:
+    bus = SpoolBus(settings.spool_dir)
+    publish(bus, [check_search_event(event(user_id=f"u{i}", query=f"q{i}")) for i in range(5)])
+    first = land_search_events(settings, bus=bus, group="g1", idle_timeout_s=0.2)
+    again = land_search_events(settings, bus=bus, group="g2", idle_timeout_s=0.2)  # as if never committed
+    assert first.landed == again.landed == 5
+    assert ArrowLake(settings).read(EVENTS).num_rows == 5
+
+
+# ---- sixfold typeahead ingest --------------------------------------------------------------------
+def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SIXFOLD_HOME": str(home), "SIXFOLD_PROFILE": "embedded"}
+    code = "from sixfold.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=home)
+
+
+def test_ingest_cli_lands_good_lines_and_dead_letters_bad_ones(home: Path, settings: Settings) -> None:
+    lines = [orjson.dumps(event(user_id=f"u{i}", query=f"Query {i % 3}")).decode() for i in range(6)]
+    lines += ["{broken json", orjson.dumps(event(query="")).decode(), "",
+              orjson.dumps(event(query="y" * 300)).decode()]
+    path = home / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    done = run_cli(home, "typeahead", "ingest", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "in 9" in done.stdout and "published 6" in done.stdout and "rejected 3" in done.stdout
+    assert "landed 6" in done.stdout
+    assert ArrowLake(settings).read(EVENTS).num_rows == 6
+    reasons = [d["reason"] for d in dlq(settings)]
+    assert reasons[0].startswith("line 7: not JSON")
+    assert reasons[1].startswith("line 8:") and "empty after normalisation" in reasons[1]
+    assert reasons[2].startswith("line 10:") and "longer than 200" in reasons[2]
+
+
+def test_ingest_cli_missing_file_is_a_clear_error(home: Path) -> None:
+    done = run_cli(home, "typeahead", "ingest", str(home / "nope.jsonl"))
+    assert done.returncode == 2
+    assert "no such file" in done.stderr
+
+
+# ---- the generator -------------------------------------------------------------------------------
+START, END = "2026-11-26T00:00:00Z", "2026-11-27T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def log() -> list[dict]:
+    return list(generate_log(30_000, START, END, seed=11))
+
+
+@pytest.mark.unit
+def test_generator_is_deterministic_per_seed(log: list[dict]) -> None:
+    assert list(generate_log(2_000, START, END, seed=11)) == list(generate_log(2_000, START, END, seed=11))
+    assert list(generate_log(2_000, START, END, seed=11)) != list(generate_log(2_000, START, END, seed=12))
+    assert len(log) == 30_000
+
+
+@pytest.mark.unit
+def test_generated_events_pass_the_check_and_stay_in_range(log: list[dict]) -> None:
+    rows = [check_search_event(e) for e in log]
+    start, end = datetime.fromisoformat(START), datetime.fromisoformat(END)
+    assert all(start <= r["ts"] < end for r in rows)
+    assert [r["ts"] for r in rows] == sorted(r["ts"] for r in rows)
+    assert {len(r["query"].split()) for r in rows} == {1, 2, 3, 4}
+    variants = [e["query"] for e in log if normalize_query(e["query"]) != e["query"]]
+    assert 0.01 < len(variants) / len(log) < 0.1  # some typed differently, each normalising to a phrase
+    phrases = set(model(30_000, START, END, seed=11).phrases)
+    assert {normalize_query(q) for q in variants} <= phrases
+
+
+@pytest.mark.unit
+def test_generated_popularity_is_zipf_like(log: list[dict]) -> None:
+    counts = sorted(Counter(normalize_query(e["query"]) for e in log).values(), reverse=True)
+    assert counts[0] >= 20 * counts[len(counts) // 2]
+    assert len(counts) > 500
+
+
+@pytest.mark.unit
+def test_regions_trend_differently(log: list[dict]) -> None:
+    by_region: dict[str, Counter] = {}
+    for e in log:
+        by_region.setdefault(e["region"], Counter())[normalize_query(e["query"])] += 1
+    assert len(by_region) == 5
+    tops = {region: {q for q, _ in c.most_common(10)} for region, c in by_region.items()}
+    regions = sorted(tops)
+    for i, a in enumerate(regions):
+        for b in regions[i + 1:]:
+            assert tops[a] != tops[b]
+            assert tops[a] & tops[b]  # but the globally popular phrases are popular everywhere
+
+
+@pytest.mark.unit
+def test_parquet_and_jsonl_writers_hold_the_same_log(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    n = 3_000
+    assert write_log_parquet(tmp_path / "log.parquet", n, START, END, seed=5) == n
+    assert write_log_jsonl(tmp_path / "log.jsonl", n, START, END, seed=5) == n
+    table = pq.read_table(tmp_path / "log.parquet")
+    lines = [orjson.loads(line) for line in (tmp_path / "log.jsonl").read_bytes().splitlines()]
+    assert table.column("query").to_pylist() == [r["query"] for r in lines]
+    assert [iso(t) for t in table.column("ts").to_pylist()] == [
+        iso(check_search_event(r)["ts"]) for r in lines]
+    assert lines == list(generate_log(n, START, END, seed=5))
+
+
+def test_generate_cli_writes_the_requested_rows(home: Path) -> None:
+    out = home / "log.parquet"
+    done = run_cli(home, "typeahead", "generate", "--rows", "1000", "--out", str(out), "--start", START,
+                   "--hours", "2", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert table.num_rows == 1000
+    assert min(table.column("ts").to_pylist()) >= datetime.fromisoformat(START)
