@@ -89,18 +89,23 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
 
 
 @app.command()
-def demo(events: int = typer.Option(2000, min=1, help="synthetic events to generate"),
+def demo(events: int = typer.Option(20_000, min=1, help="synthetic search events to generate"),
          serve_after: bool = typer.Option(True, "--serve/--no-serve", help="serve on 127.0.0.1:8000 afterwards"),
-         port: int = typer.Option(8000, help="port to serve on")) -> None:
+         port: int = typer.Option(8000, help="port to serve on"),
+         sample: bool = typer.Option(False, "--sample", help="also run the platform's sample job via spark-submit")) -> None:
     """Generate data, run every pipeline once on the configured profile, then serve."""
-    from sixfold.demo import run_sample_pipeline
+    from sixfold.demo import run_sample_pipeline, run_typeahead
 
     settings = settings_or_exit()
     console.print(f"[bold]Sixfold demo[/bold] in {settings.home} (profile {settings.profile})")
-    with console.status("running the pipelines ..."):
-        run_sample_pipeline(settings, events, say=lambda m: console.print(f"  [green]✓[/green] {m}"))
+    say = lambda m: console.print(f"  [green]✓[/green] {m}")  # noqa: E731
+    with console.status("running the pipelines (the first Spark start takes a while) ..."):
+        run_typeahead(settings, events, say=say)
+        if sample:
+            run_sample_pipeline(settings, min(events, 5000), say=say)
     if serve_after:
-        console.print(f"serving on http://127.0.0.1:{port} (health: /v1/health, API docs: /docs); Ctrl-C stops")
+        console.print(f"serving on http://127.0.0.1:{port}: try http://127.0.0.1:{port}/typeahead "
+                      f"(API docs: /docs); Ctrl-C stops")
         serve(host="127.0.0.1", port=port, workers=1)
 
 

@@ -1,8 +1,10 @@
-"""`sixfold demo`: generate data, run every pipeline once on the embedded profile, then serve.
+"""`sixfold demo`: generate data, run every pipeline once on the configured profile, then serve.
 
-Today the platform's sample pipeline runs end to end: search events go onto the bus, are
-landed in the lake by 15-minute window, counted by a Spark job (spark-submit, as a user would
-run it) and loaded into the serving store. Each system adds its own step here as it lands.
+Typeahead: a synthetic search log goes through collection (bus, then the lake by 15-minute
+window), aggregation with decay (Spark), the trie build, validation and the swap; the server
+then answers /v1/suggestions and the /typeahead page. `run_sample_pipeline` is the platform's
+smaller sample (spark-submit of jobs/sample_window_counts.py), kept for `--sample`.
+Each system adds its own step here as it lands.
 """
 
 from __future__ import annotations
@@ -63,3 +65,27 @@ def run_sample_pipeline(settings: Settings, events: int = 2000, say: Callable[[s
     bus.close()
     say(f"loaded {loaded} window counts into the serving store")
     return {"events": len(generated), "landed": report.landed, "rejected": report.rejected, "counts": loaded}
+
+
+def run_typeahead(settings: Settings, events: int = 20_000, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Generate two hours of searches ending at the last whole hour, ingest them, build and swap the trie."""
+    from sixfold.typeahead.collection import ingest_lines, land_search_events, read_lines
+    from sixfold.typeahead.generate import default_window, write_log_jsonl
+    from sixfold.typeahead.pipeline import build_until
+
+    start, end = default_window(2)
+    log = settings.var / "demo" / "search-log.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    write_log_jsonl(log, events, start, end, seed=7)
+    say(f"typeahead: generated {events:,} searches from {start:%H:%M} to {end:%H:%M} UTC ({log})")
+    bus = open_bus(settings)
+    try:
+        sent = ingest_lines(bus, read_lines(str(log)))
+        landed = land_search_events(settings, bus=bus)
+    finally:
+        bus.close()
+    say(f"typeahead: published {sent.published:,}, landed {landed.landed:,} in {len(landed.partitions)} "
+        f"window partitions, rejected {sent.rejected + landed.rejected} to search-events.dlq")
+    result = build_until(settings, end, say=lambda m: say(f"typeahead: {m}"))
+    return {"events": events, "landed": landed.landed, "rejected": sent.rejected + landed.rejected,
+            "version": result["version"], "windows": len(result["windows"])}

@@ -52,9 +52,13 @@ def spark_submit_path() -> Path:
     )
 
 
+LOG4J2 = Path(__file__).with_name("spark-log4j2.properties")
+
+
 def session_conf(settings: Settings) -> dict[str, str]:
     """Every Spark setting a Sixfold session gets for this profile."""
     conf = dict(SMALL_MACHINE_CONF)
+    conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG4J2}"
     if settings.spark_master.startswith("local"):
         # Executors live in this JVM; never bind to (or resolve) a public interface.
         conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = "127.0.0.1"
@@ -65,6 +69,8 @@ def session_conf(settings: Settings) -> dict[str, str]:
 
 def get_session(settings: Settings, app_name: str = "sixfold") -> SparkSession:
     """A SparkSession on `settings.spark_master` (an existing one in this process is reused)."""
+    if settings.spark_master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(settings.spark_master).appName(app_name)
     for key, value in session_conf(settings).items():
         builder = builder.config(key, value)
@@ -80,6 +86,7 @@ def submit_env(settings: Settings) -> dict[str, str]:
         "SIXFOLD_PROFILE": settings.profile,
         "SIXFOLD_SPARK_MASTER": settings.spark_master,
         "TZ": "UTC",
+        **({"SPARK_LOCAL_IP": "127.0.0.1"} if settings.spark_master.startswith("local") else {}),
     }
 
 
