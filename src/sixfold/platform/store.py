@@ -67,7 +67,23 @@ def _normalise(table: ServingTable, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class SQLiteStore:
+class _KeyedReads:
+    """get and query, shared: each store only knows how to select rows by a checked key prefix."""
+
+    def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None:
+        if set(key) != set(table.primary_key):
+            raise ValueError(f"{table.name}: get needs the whole primary key {list(table.primary_key)}")
+        rows = self._select(table, _canonical_key(table, key), 1)
+        return rows[0] if rows else None
+
+    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
+        return self._select(table, _canonical_key(table, partition), limit)
+
+
+class SQLiteStore(_KeyedReads):
     """Embedded serving store in one SQLite file (WAL mode, safe across threads of one process)."""
 
     def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
@@ -145,15 +161,6 @@ class SQLiteStore:
             out.append(_normalise(table, {f.name: schema.from_sqlite(f, raw[f.name]) for f in table.record.fields}))
         return out
 
-    def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None:
-        if set(key) != set(table.primary_key):
-            raise ValueError(f"{table.name}: get needs the whole primary key {list(table.primary_key)}")
-        rows = self._select(table, _canonical_key(table, key), 1)
-        return rows[0] if rows else None
-
-    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
-        return self._select(table, _canonical_key(table, partition), limit)
-
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None:
         self.ensure_table(table)
         canon = _canonical_key(table, key)
@@ -173,7 +180,7 @@ class SQLiteStore:
             self._local.conn = None
 
 
-class CassandraStore:
+class CassandraStore(_KeyedReads):
     """Cluster serving store on Apache Cassandra; the keyspace is created on first use (RF 1 locally)."""
 
     def __init__(self, settings: Settings, replication_factor: int = 1) -> None:
@@ -295,15 +302,6 @@ class CassandraStore:
             _normalise(table, {f.name: self._from_cql(f, getattr(r, f.name)) for f in table.record.fields})
             for r in rows
         ]
-
-    def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None:
-        if set(key) != set(table.primary_key):
-            raise ValueError(f"{table.name}: get needs the whole primary key {list(table.primary_key)}")
-        rows = self._select(table, _canonical_key(table, key), 1)
-        return rows[0] if rows else None
-
-    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
-        return self._select(table, _canonical_key(table, partition), limit)
 
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None:
         self.ensure_table(table)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 
+from sixfold.platform.app_state import shared
 from sixfold.platform.errors import error_body
 from sixfold.platform.store import open_store
 from sixfold.typeahead.serving import MAX_PREFIX, SuggestionError, Suggester
@@ -18,25 +19,17 @@ from sixfold.typeahead.trie import DEFAULT_K
 router = APIRouter(tags=["typeahead"])
 
 # ---- collection: POST /v1/search-events (owned by collection.py) --------------------------------
-import threading  # this section keeps its own imports: several owners share the file
 
 from fastapi import Body
 
 MAX_EVENTS_PER_POST = 1000
-_bus_lock = threading.Lock()
 
 
 def bus_for(app: Any) -> Any:
     """One event bus per app, opened on first use (a 503 names the bus when it is unreachable)."""
-    bus = getattr(app.state, "bus", None)
-    if bus is None:
-        with _bus_lock:
-            bus = getattr(app.state, "bus", None)
-            if bus is None:
-                from sixfold.platform.bus import open_bus
+    from sixfold.platform.bus import open_bus
 
-                bus = app.state.bus = open_bus(app.state.settings)
-    return bus
+    return shared(app.state, "bus", lambda: open_bus(app.state.settings))
 
 
 class Accepted(BaseModel):
@@ -71,21 +64,19 @@ def post_search_events(
 # ---- serving: GET /v1/suggestions (owned by serving.py) ----------------------------------------
 def suggester_for(app: Any) -> Suggester:
     """One Suggester per app, created on first use, watching for swaps."""
-    suggester = getattr(app.state, "suggester", None)
-    if suggester is None:
+
+    def create() -> Suggester:
         settings = app.state.settings
         owned = set(settings.typeahead_owned_shards) if settings.typeahead_owned_shards is not None else None
         suggester = Suggester(settings, owned=owned, store=store_for(app))
         suggester.watch()
-        app.state.suggester = suggester
-    return suggester
+        return suggester
+
+    return shared(app.state, "suggester", create)
 
 
 def store_for(app: Any) -> Any:
-    store = getattr(app.state, "store", None)
-    if store is None:
-        store = app.state.store = open_store(app.state.settings)
-    return store
+    return shared(app.state, "store", lambda: open_store(app.state.settings))
 
 
 class Suggestions(BaseModel):

@@ -1,0 +1,21 @@
+"""Per-app shared resources (bus, store, caches) opened once, on first use, by whichever request comes first."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+_lock = threading.RLock()  # re-entrant: one factory may need another resource
+
+
+def shared(state: Any, name: str, factory: Callable[[], T]) -> T:
+    """`state.<name>`, created by `factory()` the first time (double-checked, so only once)."""
+    value = getattr(state, name, None)
+    if value is None:
+        with _lock:
+            value = getattr(state, name, None)
+            if value is None:
+                value = factory()
+                setattr(state, name, value)
+    return value
