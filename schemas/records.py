@@ -148,8 +148,98 @@ USER_RECENT_QUERY = Record(
     doc="A user's own recent searches, kept for personalised suggestions (rows expire by TTL).",
 )
 
+# ---- feed (Instagram) -------------------------------------------------------------------------
+USER = Record(
+    "user",
+    (Field("user_id", "long"), Field("username", "string", max_length=64), Field("created_at", "timestamp")),
+    doc="An account; user_id comes from the sequencer.",
+)
+USERNAME = Record(
+    "username",
+    (Field("username", "string", max_length=64), Field("user_id", "long")),
+    doc="Username -> user id, so a username is taken once.",
+)
+FOLLOW = Record(
+    "follow",
+    (Field("follower_id", "long"), Field("followee_id", "long"), Field("created_at", "timestamp")),
+    doc="follower_id follows followee_id (unidirectional).",
+)
+FOLLOW_EVENT = Record(
+    "follow_event",
+    (Field("follower_id", "long"), Field("followee_id", "long"), Field("action", "string", doc="follow or unfollow"),
+     Field("at", "timestamp")),
+    doc="A change of the follow graph; the lake keeps them all, so the graph at any time can be rebuilt.",
+)
+FOLLOWER_COUNT = Record(
+    "follower_count",
+    (Field("user_id", "long"), Field("followers", "long")),
+    doc="How many followers a user has (decides push or pull at fanout).",
+)
+MEDIA = Record(
+    "media",
+    (
+        Field("media_id", "long"),
+        Field("owner_id", "long"),
+        Field("sha256", "string", doc="content hash of the original; the blob's name"),
+        Field("content_type", "string"),
+        Field("width", "int"),
+        Field("height", "int"),
+        Field("size_bytes", "long"),
+        Field("created_at", "timestamp"),
+    ),
+    doc="An uploaded image: metadata here, bytes in the blob store by content hash.",
+)
+POST = Record(
+    "post",
+    (
+        Field("post_id", "long", doc="from the sequencer: later posts have larger ids"),
+        Field("author_id", "long"),
+        Field("created_at", "timestamp"),
+        Field("caption", "string", required=False, max_length=2200),
+        Field("media_ids", "list<string>", required=False),
+        Field("hashtags", "list<string>", required=False),
+        Field("lat", "double", required=False),
+        Field("lon", "double", required=False),
+    ),
+    doc="A post; also the `post-created` event.",
+)
+TIMELINE_ENTRY = Record(
+    "timeline_entry",
+    (Field("user_id", "long"), Field("post_id", "long"), Field("author_id", "long")),
+    doc="A post pushed into (or regenerated for) a follower's precomputed timeline.",
+)
+AUTHOR_POST = Record(
+    "author_post",
+    (Field("author_id", "long"), Field("post_id", "long")),
+    doc="A user's own posts, newest first (the pull side of the hybrid timeline).",
+)
+HASHTAG_POST = Record(
+    "hashtag_post",
+    (Field("tag", "string", max_length=100), Field("post_id", "long"), Field("author_id", "long")),
+    doc="Hashtag search index.",
+)
+GEO_POST = Record(
+    "geo_post",
+    (Field("cell", "string", doc="geohash cell"), Field("post_id", "long"), Field("lat", "double"),
+     Field("lon", "double")),
+    doc="Geo search index by geohash cell.",
+)
+STORY = Record(
+    "story",
+    (
+        Field("author_id", "long"),
+        Field("story_id", "long"),
+        Field("media_id", "long"),
+        Field("created_at", "timestamp"),
+        Field("expires_at", "timestamp", doc="created_at + 24 h: reads hide it from then on"),
+    ),
+    doc="A story, visible for exactly 24 hours.",
+)
+
 EVENTS: dict[str, Event] = {
     "search-events": Event("search-events", SEARCH_EVENT, key="user_id"),
+    "post-created": Event("post-created", POST, key="author_id"),
+    "follows": Event("follows", FOLLOW_EVENT, key="follower_id"),
 }
 
 LAKE_TABLES: dict[str, LakeTable] = {
@@ -158,6 +248,8 @@ LAKE_TABLES: dict[str, LakeTable] = {
     # the platform's sample job (jobs/sample_window_counts.py) writes its own copy, apart from typeahead's
     "sample_window_counts": LakeTable("sample/window_counts", QUERY_COUNT, time_field="window_start",
                                       partitioning="window15"),
+    "posts": LakeTable("feed/posts", POST, time_field="created_at", partitioning="hour"),
+    "follow_events": LakeTable("feed/follow_events", FOLLOW_EVENT, time_field="at", partitioning="hour"),
     "phrase_frequencies": LakeTable("typeahead/phrase_frequencies", PHRASE_FREQUENCY, time_field="window_start",
                                     partitioning="window15"),
 }
@@ -165,10 +257,28 @@ LAKE_TABLES: dict[str, LakeTable] = {
 SERVING_TABLES: dict[str, ServingTable] = {
     "query_counts": ServingTable("query_counts", QUERY_COUNT, partition_key=("region",),
                                  clustering_key=("window_start", "query"), clustering_descending=True),
+    "users": ServingTable("users", USER, partition_key=("user_id",)),
+    "usernames": ServingTable("usernames", USERNAME, partition_key=("username",)),
+    "followers": ServingTable("followers", FOLLOW, partition_key=("followee_id",), clustering_key=("follower_id",)),
+    "following": ServingTable("following", FOLLOW, partition_key=("follower_id",), clustering_key=("followee_id",)),
+    "follower_counts": ServingTable("follower_counts", FOLLOWER_COUNT, partition_key=("user_id",)),
+    "media": ServingTable("media", MEDIA, partition_key=("media_id",)),
+    "posts": ServingTable("posts", POST, partition_key=("post_id",)),
+    "author_posts": ServingTable("author_posts", AUTHOR_POST, partition_key=("author_id",),
+                                 clustering_key=("post_id",), clustering_descending=True),
+    "timelines": ServingTable("timelines", TIMELINE_ENTRY, partition_key=("user_id",),
+                              clustering_key=("post_id",), clustering_descending=True),
+    "hashtag_posts": ServingTable("hashtag_posts", HASHTAG_POST, partition_key=("tag",),
+                                  clustering_key=("post_id",), clustering_descending=True),
+    "geo_posts": ServingTable("geo_posts", GEO_POST, partition_key=("cell",),
+                              clustering_key=("post_id",), clustering_descending=True),
+    "stories": ServingTable("stories", STORY, partition_key=("author_id",),
+                            clustering_key=("story_id",), clustering_descending=True),
     "user_recent_queries": ServingTable("user_recent_queries", USER_RECENT_QUERY, partition_key=("user_id",),
                                         clustering_key=("ts", "query"), clustering_descending=True),
 }
 
 RECORDS: dict[str, Record] = {
-    r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY)
+    r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME,
+                        FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY)
 }

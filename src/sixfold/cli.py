@@ -228,6 +228,14 @@ def typeahead_build(until: Optional[str] = typer.Option(
             raise typer.Exit(1) from None
 
 
+# ---- feed -----------------------------------------------------------------------------------------
+feed_app = typer.Typer(help="Photo feed: synthetic users and posts, offline timeline generation.",
+                       no_args_is_help=True)
+app.add_typer(feed_app, name="feed")
+
+# (feed commands: each defined below by the module that owns it)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(ctx: typer.Context) -> None:
     """Run the `airflow` CLI with this project's DAGs and connections, e.g. `sixfold airflow standalone`."""

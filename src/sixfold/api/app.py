@@ -67,5 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from sixfold.typeahead.api import SuggestionsFastPath, router as typeahead_router
 
     app.include_router(typeahead_router)
+    from sixfold.feed.api import router as feed_router
+
+    app.include_router(feed_router)
     app.add_middleware(SuggestionsFastPath)
     return app

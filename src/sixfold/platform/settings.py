@@ -66,6 +66,8 @@ class Settings:
     typeahead_threshold: float = 2.0
     typeahead_shards: int = 4
     typeahead_owned_shards: frozenset[int] | None = None  # None: this server owns every shard
+    # feed
+    feed_celebrity_threshold: int = 100_000  # authors with at least this many followers are pulled, not pushed
     typeahead_recent_ttl_s: int = 30 * 86_400  # how long a user's own searches stay for personalisation
 
     @property
@@ -83,6 +85,10 @@ class Settings:
     @property
     def sqlite_path(self) -> Path:
         return self.var / "store.sqlite3"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.var / "blobs"
 
     @property
     def services_dir(self) -> Path:
@@ -118,8 +124,12 @@ class Settings:
         except ValueError:
             raise SettingsError("SIXFOLD_CONNECT_TIMEOUT_S must be a number of seconds") from None
         typeahead = _typeahead_settings(env, defaults)
+        celebrity = _positive(env, "SIXFOLD_FEED_CELEBRITY_THRESHOLD", defaults.feed_celebrity_threshold)
+        if celebrity != int(celebrity):
+            raise SettingsError("SIXFOLD_FEED_CELEBRITY_THRESHOLD must be a whole number of followers")
         return cls(
             **typeahead,
+            feed_celebrity_threshold=int(celebrity),
             profile=profile,  # type: ignore[arg-type]
             home=home,
             kafka_bootstrap=kafka,
