@@ -84,8 +84,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
 
         open_store(settings).close()
         open_bus(settings).close()
-    uvicorn.run("sixfold.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")
+    uvicorn.run("sixfold.api.app:create_asgi", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
 
 
 @app.command()

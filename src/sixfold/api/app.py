@@ -70,5 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from sixfold.feed.api import router as feed_router
 
     app.include_router(feed_router)
-    app.add_middleware(SuggestionsFastPath)
+    app.add_middleware(SuggestionsFastPath)  # `sixfold serve` puts another copy outermost: see create_asgi
     return app
+
+
+def create_asgi() -> Any:
+    """What `sixfold serve` runs: the suggestions fast path outermost, then the FastAPI app."""
+    from sixfold.typeahead.api import SuggestionsFastPath
+
+    app = create_app()
+    return SuggestionsFastPath(app, fastapi=app)

@@ -100,27 +100,43 @@ def get_suggestions(
 
 
 class SuggestionsFastPath:
-    """ASGI middleware answering GET /v1/suggestions without the framework's per-request machinery.
+    """ASGI wrapper answering GET /v1/suggestions without the framework's per-request machinery.
 
     Same Suggester, same answers and error shapes as the route above (which stays for OpenAPI and
-    as the reference); it only skips dependency injection and model validation on the hot path.
+    as the reference). `sixfold serve` puts it outermost, in front of FastAPI's middleware stack;
+    answers without a user_id are cached per trie version (hot prefixes dominate typing traffic).
     """
 
-    def __init__(self, app: Any) -> None:
+    CACHE_SIZE = 50_000
+
+    def __init__(self, app: Any, fastapi: Any = None) -> None:
         self.app = app
+        self.fastapi = fastapi
+        self._cache: dict[tuple, tuple[int, bytes]] = {}
+        self._cache_version: str | None = None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != "/v1/suggestions" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        status, body = self.answer(scope, scope["app"])
+        status, body = self.answer(scope.get("query_string", b""), self.fastapi or scope["app"])
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    def answer(self, scope: dict, app: Any) -> tuple[int, bytes]:
-        params = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        params = {key: values[-1] for key, values in params.items()}
+    def answer(self, query_string: bytes, app: Any) -> tuple[int, bytes]:
+        try:
+            suggester = suggester_for(app)
+        except Exception as exc:  # noqa: BLE001 - e.g. the store is unreachable
+            return 503, orjson.dumps(error_body(503, str(exc)))
+        if suggester.version != self._cache_version:
+            self._cache.clear()
+            self._cache_version = suggester.version
+        cached = self._cache.get(query_string)
+        if cached is not None:
+            return cached
+        params = {key: values[-1] for key, values in parse_qs(query_string.decode("latin-1"),
+                                                              keep_blank_values=True).items()}
         try:
             if "prefix" not in params:
                 raise SuggestionError(422, "query.prefix: Field required")
@@ -128,11 +144,16 @@ class SuggestionsFastPath:
                 k = int(params.get("k", DEFAULT_K))
             except ValueError:
                 raise SuggestionError(422, "query.k: Input should be a valid integer") from None
-            result = suggester_for(app).suggest(params["prefix"], k, params.get("region"),
-                                                          params.get("user_id") or None)
-            return 200, orjson.dumps(result)
+            user = params.get("user_id") or None
+            result = 200, orjson.dumps(suggester.suggest(params["prefix"], k, params.get("region"), user))
         except SuggestionError as exc:
             return exc.status, orjson.dumps(error_body(exc.status, str(exc)))
+        if user is None and suggester.version == self._cache_version:
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.clear()
+            self._cache[query_string] = result
+        return result
+
 
 # ---- page: GET /typeahead -----------------------------------------------------------------------
 @router.get("/typeahead", include_in_schema=False)
