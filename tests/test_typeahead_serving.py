@@ -56,3 +56,67 @@ def test_bad_requests_get_a_reason(built, query, status, words):
 def test_without_a_trie_the_answer_is_503_with_the_fix(settings):
     answer = TestClient(create_asgi()).get("/v1/suggestions?prefix=a")
     assert answer.status_code == 503 and "sixfold typeahead build" in answer.json()["error"]["message"]
+
+
+def test_a_users_recent_queries_lead_their_suggestions(built):
+    """Personalisation: up to 3 of the user's own matching recent queries (newest first), then the trie."""
+    from datetime import datetime, timedelta, timezone
+
+    from schemas.records import SERVING_TABLES
+    from sixfold.platform.store import SQLiteStore
+
+    store = SQLiteStore(built.sqlite_path)
+    now = datetime.now(timezone.utc)
+    for minutes, query in [(5, "nasa"), (4, "new york"), (3, "nebula cat"), (2, "zebra"), (1, "new york")]:
+        store.upsert(SERVING_TABLES["user_recent_queries"],
+                     {"user_id": "ann", "ts": now - timedelta(minutes=minutes), "query": query, "region": "eu"})
+    client = TestClient(create_asgi())
+    mine = client.get("/v1/suggestions?prefix=n&user_id=ann").json()["suggestions"]
+    # the oracle: recent matches newest first, deduplicated, at most 3; then the brute force without them
+    lead = ["new york", "nebula cat", "nasa"]
+    rest = [s for s in brute_force("n") if s["phrase"] not in lead]
+    assert [s["phrase"] for s in mine] == (lead + [s["phrase"] for s in rest])[:10]
+    assert mine[1] == {"phrase": "nebula cat", "score": 0.0}  # not a suggestion in the trie (yet)
+    others = client.get("/v1/suggestions?prefix=n&user_id=bob").json()["suggestions"]
+    assert others == brute_force("n")
+
+
+def test_a_server_owning_some_shards_sends_the_rest_elsewhere(built, monkeypatch):
+    import json
+
+    monkeypatch.setenv("SIXFOLD_TYPEAHEAD_OWNED_SHARDS", "0")
+    store = ArtifactStore(built)
+    shard_map = json.loads((store.path(store.current()["primary"]) / "shard_map.json").read_text())
+    shards = shard_map["regions"]["global"]["shards"]
+    client = TestClient(create_asgi())
+    for prefix in ("a", "c", "n", "ne", "new", "z"):
+        owner = next(s["id"] for s in reversed(shards) if s["first"] <= prefix or s["id"] == 0)
+        last_ok = [s for s in shards if s["id"] == owner][0]["last"]
+        if prefix > last_ok and owner + 1 < len(shards):
+            owner += 1
+        answer = client.get(f"/v1/suggestions?prefix={prefix}")
+        if owner == 0:
+            assert answer.status_code == 200 and answer.json()["suggestions"] == brute_force(prefix)
+        else:
+            assert answer.status_code == 421 and f"shard {owner}" in answer.json()["error"]["message"]
+
+
+def test_the_streams_producer_replays_a_log_onto_the_topic(settings, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from sixfold.platform.bus import SpoolBus
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"user_id": "u1", "query": "  Hello  World ", "region": "EU", "ts": "2026-11-26T10:00:00Z"}\n'
+                   '{"user_id": "u2", "query": "", "region": "eu", "ts": "2026-11-26T10:00:01Z"}\n'
+                   'not json\n')
+    script = os.path.join(os.path.dirname(__file__), "..", "streams", "search_events_producer.py")
+    done = subprocess.run([sys.executable, script, str(log), "--rate", "1000"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "SIXFOLD_HOME": str(settings.home)})
+    assert done.returncode == 0, done.stderr
+    bus = SpoolBus(settings.spool_dir)
+    sent = [m.json() for m in bus.consumer("search-events", "t").poll()]
+    assert [(e["query"], e["region"]) for e in sent] == [("hello world", "eu")]
+    assert len(bus.consumer("search-events.dlq", "t").poll()) == 2
