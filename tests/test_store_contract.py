@@ -213,3 +213,22 @@ def test_killing_cassandra_mid_test_gives_a_clear_error_not_a_hang(services_runn
     s2 = CassandraStore(settings)
     assert s2.query(t, {"owner": "kim"})[-1] == row("kim", 1)  # durable before the kill (commitlog replay)
     s2.close()
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_query_after_a_cursor_walks_the_partition_in_pages(store, descending):
+    t = ServingTable(f"paged_{os.getpid()}_{next(_names)}", ITEM, partition_key=("owner",),
+                     clustering_key=("seq", "made_at"), clustering_descending=descending)
+    rows = [row("pat", i) for i in (4, 9, 1, 7, 3, 8)]
+    store.upsert_many(t, rows)
+    expected = sorted(rows, key=lambda r: r["seq"], reverse=descending)
+    pages, after = [], None
+    while True:
+        page = store.query(t, {"owner": "pat"}, limit=4, after=after)
+        if not page:
+            break
+        pages.append(page)
+        after = page[-1]["seq"]
+    assert [r for p in pages for r in p] == expected and [len(p) for p in pages] == [4, 2]
+    with pytest.raises(ValueError, match="after"):
+        store.query(t, {"owner": "pat", "seq": 1}, after=3)

@@ -25,7 +25,8 @@ class ServingStore(Protocol):
     def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None: ...
     def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int: ...
     def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None: ...
-    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]: ...
+    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None,
+              after: Any = None) -> list[dict[str, Any]]: ...
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
 
@@ -70,7 +71,8 @@ def _normalise(table: ServingTable, row: dict[str, Any]) -> dict[str, Any]:
 class _KeyedReads:
     """get and query, shared: each store only knows how to select rows by a checked key prefix."""
 
-    def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None) -> list[dict[str, Any]]:
+    def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None,
+                after: tuple[Field, str, Any] | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -79,8 +81,18 @@ class _KeyedReads:
         rows = self._select(table, _canonical_key(table, key), 1)
         return rows[0] if rows else None
 
-    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
-        return self._select(table, _canonical_key(table, partition), limit)
+    def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None,
+              after: Any = None) -> list[dict[str, Any]]:
+        """Rows of a partition in clustering order; `after` continues past that value of the first
+        clustering column (a cursor: with a descending order, rows below it)."""
+        key = _canonical_key(table, partition)
+        bound = None
+        if after is not None:
+            if not table.clustering_key or len(key) != len(table.partition_key):
+                raise ValueError(f"{table.name}: `after` needs a clustering key and only the partition key given")
+            f = table.record.field(table.clustering_key[0])
+            bound = (f, "<" if table.clustering_descending else ">", schema.coerce(f, after))
+        return self._select(table, key, limit, bound)
 
 
 class SQLiteStore(_KeyedReads):
@@ -142,14 +154,20 @@ class SQLiteStore(_KeyedReads):
             raise
         return len(params)
 
-    def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None) -> list[dict[str, Any]]:
+    def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None,
+                after: tuple[Field, str, Any] | None = None) -> list[dict[str, Any]]:
         self.ensure_table(table)
         where = " AND ".join(f'"{f.name}" = ?' for f, _ in key)
+        if after is not None:
+            where += f' AND "{after[0].name}" {after[1]} ?'
         order = " DESC" if table.clustering_descending else ""
         order_by = ", ".join(f'"{c}"{order}' for c in table.clustering_key) or "rowid"
         sql = (f'SELECT * FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR "_expires_at" > ?) '
                f"ORDER BY {order_by}")
-        params: list[Any] = [schema.to_sqlite(f, v) for f, v in key] + [self._now_us()]
+        params: list[Any] = [schema.to_sqlite(f, v) for f, v in key]
+        if after is not None:
+            params.append(schema.to_sqlite(after[0], after[2]))
+        params.append(self._now_us())
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -290,9 +308,13 @@ class CassandraStore(_KeyedReads):
     def _where(self, key: list[tuple[Field, Any]]) -> tuple[str, list[Any]]:
         return " AND ".join(f'"{f.name}" = ?' for f, _ in key), [self._to_cql(f, v) for f, v in key]
 
-    def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None) -> list[dict[str, Any]]:
+    def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None,
+                after: tuple[Field, str, Any] | None = None) -> list[dict[str, Any]]:
         self.ensure_table(table)
         where, params = self._where(key)
+        if after is not None:
+            where += f' AND "{after[0].name}" {after[1]} ?'
+            params.append(self._to_cql(after[0], after[2]))
         cols = ", ".join(f'"{f.name}"' for f in table.record.fields)
         cql = f'SELECT {cols} FROM {self.keyspace}."{table.name}" WHERE {where}'
         if limit is not None:
