@@ -232,3 +232,15 @@ def test_query_after_a_cursor_walks_the_partition_in_pages(store, descending):
     assert [r for p in pages for r in p] == expected and [len(p) for p in pages] == [4, 2]
     with pytest.raises(ValueError, match="after"):
         store.query(t, {"owner": "pat", "seq": 1}, after=3)
+
+
+def test_scan_returns_every_live_row(store):
+    t = new_table()
+    rows = [row(owner, i) for owner in ("sam", "sue") for i in range(3)]
+    store.upsert_many(t, rows)
+    store.upsert(t, row("sid", 9), ttl_s=1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(store.scan(t)) > len(rows):
+        time.sleep(0.25)
+    key = lambda r: (r["owner"], r["seq"])  # noqa: E731
+    assert sorted(store.scan(t), key=key) == sorted(rows, key=key)

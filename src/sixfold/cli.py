@@ -236,6 +236,61 @@ app.add_typer(feed_app, name="feed")
 # (feed commands: each defined below by the module that owns it)
 
 
+@feed_app.command("generate")
+def feed_generate(
+    users: int = typer.Option(10_000, "--users", min=2, help="how many users"),
+    posts: int = typer.Option(100_000, "--posts", min=0, help="how many posts"),
+    stories: int = typer.Option(0, "--stories", min=0, help="how many stories (from the last 24 hours)"),
+    seed: int = typer.Option(7, "--seed", help="same seed, same data"),
+) -> None:
+    """Synthetic users (power-law followers), posts with hashtags and geotags, into the lake and the store."""
+    from rich.progress import MofNCompleteColumn, Progress
+
+    from sixfold.feed.generate import generate, total_rows, write
+    from sixfold.platform.store import open_store
+
+    settings = settings_or_exit()
+    with console.status(f"drawing {users:,} users and {posts:,} posts ..."):
+        data = generate(users, posts, stories, seed=seed)
+    store = open_store(settings)
+    try:
+        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console) as progress:
+            bar = progress.add_task("writing lake and serving rows", total=total_rows(data))
+            counts = write(settings, data, store, progress=lambda n: progress.advance(bar, n))
+    finally:
+        store.close()
+    top = counts.pop("top_follower_counts")
+    typer.echo("  ".join(f"{name} {n:,}" for name, n in counts.items()))
+    typer.echo("top follower counts: " + ", ".join(f"{t['user_id']}: {t['followers']:,}" for t in top))
+
+
+@feed_app.command("index")
+def feed_index(
+    start: Optional[str] = typer.Option(None, help="ISO-8601 UTC, inclusive (default: every post in the lake)"),
+    end: Optional[str] = typer.Option(None, help="ISO-8601 UTC, exclusive"),
+) -> None:
+    """Index the lake's posts for hashtag and geo search (the Spark job, run in this process)."""
+    from sixfold.feed.search import build_search_index
+    from sixfold.platform.schema import parse_timestamp
+    from sixfold.platform.spark import get_session
+    from sixfold.platform.store import open_store
+
+    settings = settings_or_exit()
+    try:
+        lo, hi = (parse_timestamp(v) if v else None for v in (start, end))
+    except ValueError as exc:
+        console.print(f"[red]bad --start/--end:[/red] {exc}")
+        raise typer.Exit(2) from None
+    store = open_store(settings)
+    with console.status("indexing posts (the first Spark start takes a while) ..."):
+        spark = get_session(settings, app_name="feed_search_index")
+        try:
+            counts = build_search_index(spark, settings, store, lo, hi)
+        finally:
+            store.close()
+    typer.echo(f"hashtag rows {counts['hashtag_rows']:,}  geo rows {counts['geo_rows']:,}")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(ctx: typer.Context) -> None:
     """Run the `airflow` CLI with this project's DAGs and connections, e.g. `sixfold airflow standalone`."""

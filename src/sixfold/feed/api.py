@@ -11,9 +11,223 @@ router = APIRouter(tags=["feed"])
 # ---- posts and timelines (posts.py, timelines.py) -----------------------------------------------
 
 # ---- media (media.py) ---------------------------------------------------------------------------
+from typing import Literal as _MediaLiteral
+
+from fastapi import Query as _MediaQuery
+from fastapi import Request as _MediaRequest
+from fastapi import Response as _MediaResponse
+
+_MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file in a multipart upload
+
+
+def _media_library(app):  # one MediaLibrary per app, on the app's one serving store
+    from sixfold.feed.media import MediaLibrary, open_blob_store
+    from sixfold.platform.app_state import shared
+    from sixfold.platform.store import open_store
+
+    store = shared(app.state, "store", lambda: open_store(app.state.settings))
+    return shared(app.state, "media_library", lambda: MediaLibrary(store, open_blob_store(app.state.settings)))
+
+
+async def _read_upload(request: _MediaRequest) -> tuple[bytes, str | None, dict[str, str]]:
+    """(image bytes, declared type, form fields) from a raw `image/*` body or a multipart form; never unbounded."""
+    from fastapi import HTTPException
+
+    from sixfold.feed.media import MAX_UPLOAD_BYTES
+
+    content_type = request.headers.get("content-type", "")
+    multipart = content_type.lower().startswith("multipart/form-data")
+    limit = MAX_UPLOAD_BYTES + (_MULTIPART_SLACK if multipart else 0)
+    too_big = f"upload too large; the limit is {MAX_UPLOAD_BYTES:,} bytes (16 MB)"
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise HTTPException(413, f"Content-Length {int(declared):,}: {too_big}")
+        except ValueError:
+            raise HTTPException(400, f"Content-Length {declared!r} is not a number") from None
+    chunks, received = [], 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise HTTPException(413, too_big)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not multipart:
+        return body, content_type.split(";")[0].strip() or None, {}
+
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    async def replay():
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=10).parse()
+    except MultiPartException as exc:
+        raise HTTPException(422, f"malformed multipart body: {exc.message}; send one image file field") from None
+    files = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    if not files:
+        raise HTTPException(422, "the multipart form has no file; send the image in a field named `file`")
+    upload = dict(files).get("file", files[0][1])
+    data = await upload.read()
+    await form.close()
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise HTTPException(413, too_big)
+    return data, upload.content_type, fields
+
+
+@router.post(
+    "/v1/media", status_code=201, summary="Upload a JPEG, PNG, WebP or GIF (at most 16 MB)",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary"}, "user_id": {"type": "integer"}}}},
+    }}},
+)
+async def post_media(request: _MediaRequest,
+                     user_id: int | None = _MediaQuery(None, description="the uploader (or a `user_id` form field)")):
+    from fastapi import HTTPException
+    from starlette.concurrency import run_in_threadpool
+
+    from sixfold.feed.media import MediaError
+
+    data, declared, fields = await _read_upload(request)
+    if user_id is None:
+        raw = fields.get("user_id")
+        try:
+            user_id = int(raw) if raw is not None else None
+        except ValueError:
+            raise HTTPException(422, f"user_id: {raw!r} is not an integer") from None
+    if user_id is None:
+        raise HTTPException(422, "user_id is required: a query parameter or a form field")
+    library = _media_library(request.app)
+    try:  # decoding and resizing take CPU: keep them off the event loop
+        return await run_in_threadpool(library.upload, user_id, data, declared)
+    except MediaError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+
+
+@router.get("/v1/media/{media_id}", summary="An image's bytes (original or a rendition), cacheable forever",
+            response_class=_MediaResponse,
+            responses={200: {"content": {"image/*": {}}}, 304: {"description": "the client's copy is current"}})
+def get_media(request: _MediaRequest, media_id: int,
+              size: _MediaLiteral["original", "feed", "thumb"] = _MediaQuery(
+                  "original", description="original, feed (at most 1080 px) or thumb (at most 150 px)")):
+    from fastapi import HTTPException, Response
+
+    from sixfold.feed.media import MediaError, etag_matches
+
+    library = _media_library(request.app)
+    try:
+        sha, content_type = library.variant(media_id, size)
+        headers = {"ETag": f'"{sha}"', "Cache-Control": "public, max-age=31536000, immutable"}
+        if etag_matches(request.headers.get("if-none-match"), sha):
+            return Response(status_code=304, headers=headers)
+        data, content_type, sha = library.read(media_id, size)
+    except MediaError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    return Response(data, media_type=content_type, headers=headers)
+
 
 # ---- stories (stories.py) -----------------------------------------------------------------------
+from fastapi import Query as _StoriesQuery
+from fastapi import Request as _StoriesRequest
+from pydantic import BaseModel as _StoriesModel
+
+
+class NewStory(_StoriesModel):
+    user_id: int
+    media_id: int
+
+
+def _story_service(app):  # one StoryService per app (real clock), on the app's one serving store
+    from sixfold.feed.stories import StoryService
+    from sixfold.platform.app_state import shared
+    from sixfold.platform.store import open_store
+
+    store = shared(app.state, "store", lambda: open_store(app.state.settings))
+    return shared(app.state, "story_service", lambda: StoryService(store))
+
+
+@router.post("/v1/stories", status_code=201, summary="Post a story: visible to followers for exactly 24 hours")
+def post_story(request: _StoriesRequest, story: NewStory):
+    from fastapi import HTTPException
+
+    from sixfold.feed.stories import StoryError
+
+    try:
+        return _story_service(request.app).post(story.user_id, story.media_id)
+    except StoryError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+
+
+@router.get("/v1/stories/feed/{user_id}", summary="Live stories of the people a user follows and their own, by author")
+def get_story_feed(request: _StoriesRequest, user_id: int,
+                   limit: int = _StoriesQuery(20, description="authors per page, 1..100"),
+                   cursor: str | None = _StoriesQuery(None, description="next_cursor of the previous page")):
+    from fastapi import HTTPException
+
+    from sixfold.feed.stories import StoryError
+
+    try:
+        return _story_service(request.app).feed(user_id, limit, cursor)
+    except StoryError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+
 
 # ---- search (search.py) -------------------------------------------------------------------------
+from fastapi import Query as _SearchQuery
+from fastapi import Request as _SearchRequest
+
+
+def _search_store(app):  # the app's one serving store (shared with every router)
+    from sixfold.platform.app_state import shared
+    from sixfold.platform.store import open_store
+
+    return shared(app.state, "store", lambda: open_store(app.state.settings))
+
+
+@router.get("/v1/search/hashtags/{tag}", summary="Posts with a hashtag, newest first")
+def get_search_hashtag(request: _SearchRequest, tag: str,
+                       limit: int = _SearchQuery(20, description="posts per page, 1..100"),
+                       before: str | None = _SearchQuery(None, description="next_cursor of the previous page")):
+    from fastapi import HTTPException
+
+    from sixfold.feed.search import SearchError, search_hashtag
+
+    try:
+        return search_hashtag(_search_store(request.app), tag, limit, before)
+    except SearchError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+
+
+@router.get("/v1/search/geo", summary="Posts within radius_km of a point, newest first")
+def get_search_geo(request: _SearchRequest,
+                   lat: float = _SearchQuery(..., description="latitude, -90..90"),
+                   lon: float = _SearchQuery(..., description="longitude, -180..180"),
+                   radius_km: float = _SearchQuery(..., description="radius in km, more than 0, at most 1000"),
+                   limit: int = _SearchQuery(20, description="posts per page, 1..100"),
+                   before: str | None = _SearchQuery(None, description="next_cursor of the previous page")):
+    from fastapi import HTTPException
+
+    from sixfold.feed.search import SearchError, search_geo
+
+    try:
+        return search_geo(_search_store(request.app), lat, lon, radius_km, limit, before)
+    except SearchError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+
 
 # ---- page: GET /feed/{user_id} ------------------------------------------------------------------
+@router.get("/feed/{user_id}", include_in_schema=False)
+def get_feed_page(user_id: int):
+    """The feed page: stories, then the timeline with "load more" (static HTML calling the API)."""
+    from importlib.resources import files
+
+    from fastapi.responses import HTMLResponse
+
+    page = files("sixfold.feed").joinpath("static/feed.html").read_text(encoding="utf-8")
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+

@@ -27,6 +27,7 @@ class ServingStore(Protocol):
     def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None: ...
     def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None,
               after: Any = None) -> list[dict[str, Any]]: ...
+    def scan(self, table: ServingTable) -> list[dict[str, Any]]: ...
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
 
@@ -80,6 +81,10 @@ class _KeyedReads:
             raise ValueError(f"{table.name}: get needs the whole primary key {list(table.primary_key)}")
         rows = self._select(table, _canonical_key(table, key), 1)
         return rows[0] if rows else None
+
+    def scan(self, table: ServingTable) -> list[dict[str, Any]]:
+        """Every live row of a table, for batch maintenance (purges, repairs); not for request paths."""
+        return self._select(table, [], None)
 
     def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None,
               after: Any = None) -> list[dict[str, Any]]:
@@ -157,7 +162,7 @@ class SQLiteStore(_KeyedReads):
     def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None,
                 after: tuple[Field, str, Any] | None = None) -> list[dict[str, Any]]:
         self.ensure_table(table)
-        where = " AND ".join(f'"{f.name}" = ?' for f, _ in key)
+        where = " AND ".join(f'"{f.name}" = ?' for f, _ in key) or "1 = 1"
         if after is not None:
             where += f' AND "{after[0].name}" {after[1]} ?'
         order = " DESC" if table.clustering_descending else ""
@@ -316,7 +321,7 @@ class CassandraStore(_KeyedReads):
             where += f' AND "{after[0].name}" {after[1]} ?'
             params.append(self._to_cql(after[0], after[2]))
         cols = ", ".join(f'"{f.name}"' for f in table.record.fields)
-        cql = f'SELECT {cols} FROM {self.keyspace}."{table.name}" WHERE {where}'
+        cql = f'SELECT {cols} FROM {self.keyspace}."{table.name}"' + (f" WHERE {where}" if where else "")
         if limit is not None:
             cql += f" LIMIT {int(limit)}"
         rows = self._run(self._prepare(cql), params)

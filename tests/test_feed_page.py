@@ -1,0 +1,193 @@
+"""End to end: the feed page in headless Chromium against the real app on a free 127.0.0.1 port.
+
+The page shows whatever the real `/v1/timeline/{user_id}` answers: when the route answers posts,
+the page must render exactly those (and the next page on "load more"); when it answers an error
+(for instance while the route does not exist yet), the page must say so. Hashtag links open the
+page in search mode, checked against hashtag rows written here by a brute force over the posts.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Self
+
+import httpx
+import pytest
+import uvicorn
+
+from schemas.records import SERVING_TABLES
+from sixfold.api.app import create_app
+from sixfold.feed.generate import generate, write
+from sixfold.platform.settings import Settings
+from sixfold.platform.store import SQLiteStore
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+TIMEOUT_MS = 10_000
+END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+class Server:
+    """The real app under uvicorn in a thread, on a socket bound before start (no port race)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.app = create_app(Settings.from_env())
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        with httpx.Client(timeout=1.0) as client:
+            for _ in range(200):
+                try:
+                    if client.get(self.url + "/v1/health").status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                self.thread.join(0.05)
+                if not self.thread.is_alive():
+                    break
+        raise RuntimeError(f"the app did not start on {self.url}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def data(home: Path):
+    """Generated users, follows and posts in the store, plus hashtag rows computed here."""
+    settings = Settings.from_env()
+    generated = generate(60, 400, 0, seed=3, end=END)
+    store = SQLiteStore(settings.sqlite_path)
+    write(settings, generated, store)
+    tag_rows = [{"tag": t, "post_id": p["post_id"], "author_id": p["author_id"]}
+                for p in generated.posts for t in p["hashtags"]]
+    store.upsert_many(SERVING_TABLES["hashtag_posts"], tag_rows)
+    store.close()
+    return generated
+
+
+@pytest.fixture
+def server(data) -> Iterator[Server]:
+    with Server() as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser, server: Server) -> Iterator:
+    context = browser.new_context(viewport={"width": 700, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+def reader(data) -> int:
+    """The user following the most accounts: the one with the fullest timeline."""
+    counts: dict[int, int] = {}
+    for f in data.follows:
+        counts[f["follower_id"]] = counts.get(f["follower_id"], 0) + 1
+    return max(counts, key=lambda uid: (counts[uid], uid))
+
+
+def shown_captions(page) -> list[str]:
+    return page.evaluate("() => Array.from(document.querySelectorAll('#posts .post .caption'))"
+                         ".map(p => p.textContent)")
+
+
+def wait_for_count(page, count: int) -> None:
+    try:
+        page.wait_for_function("n => document.querySelectorAll('#posts .post').length === n", arg=count)
+    except playwright_sync.TimeoutError:
+        raise AssertionError(f"page never showed {count} posts; it shows {len(shown_captions(page))}, "
+                             f"status {page.text_content('#status')!r}") from None
+
+
+def wait_loaded(page) -> None:
+    page.wait_for_function("() => document.body.dataset.loaded === 'true' && !document.getElementById('more').disabled")
+
+
+def test_feed_page_shows_what_the_timeline_api_answers(page, server: Server, data) -> None:
+    user = reader(data)
+    answer = httpx.get(f"{server.url}/v1/timeline/{user}", params={"limit": 10})
+    page.goto(f"{server.url}/feed/{user}")
+    wait_loaded(page)
+    if answer.status_code == 200:
+        body = answer.json()
+        expected = [p.get("caption") or "" for p in body["posts"]]
+        wait_for_count(page, len(expected))
+        assert shown_captions(page) == [c for c in expected if c]
+        assert page.locator("#status.error").count() == 0
+        if body["next_cursor"]:
+            second = httpx.get(f"{server.url}/v1/timeline/{user}",
+                               params={"limit": 10, "before": body["next_cursor"]}).json()
+            page.click("#more")
+            wait_for_count(page, len(expected) + len(second["posts"]))
+            assert shown_captions(page)[len(expected):] == [p["caption"] for p in second["posts"] if p.get("caption")]
+    else:
+        # the route is missing (404/405 from routing) or failing: the page must say so, not stay blank
+        assert answer.status_code >= 400 and "error" in answer.json()
+        status = page.text_content("#status")
+        assert page.locator("#status.error").count() == 1
+        assert status.startswith("Could not load the timeline: ") and f"HTTP {answer.status_code}" in status
+        assert page.locator("#posts .post").count() == 0
+        assert page.locator("#more").is_hidden()
+
+
+def test_hashtag_links_open_the_search_and_load_more_pages_to_the_end(page, server: Server, data) -> None:
+    counts: dict[str, int] = {}
+    for p in data.posts:
+        for t in p["hashtags"]:
+            counts[t] = counts.get(t, 0) + 1
+    tag = max(counts, key=lambda t: (counts[t], t))
+    want = sorted((p for p in data.posts if tag in p["hashtags"]), key=lambda p: -p["post_id"])
+    assert len(want) > 20  # at least three pages of 10
+    user = reader(data)
+    page.goto(f"{server.url}/feed/{user}?tag={tag}")
+    wait_loaded(page)
+    assert page.text_content("#title") == f"#{tag}"
+    shown = 10
+    wait_for_count(page, shown)
+    while page.locator("#more").is_visible():
+        page.click("#more")
+        shown = min(len(want), shown + 10)
+        wait_for_count(page, shown)
+        wait_loaded(page)
+    assert shown_captions(page) == [p["caption"] for p in want]
+    # 64-bit ids survive the browser unrounded
+    assert page.evaluate("() => Array.from(document.querySelectorAll('#posts .post')).map(a => a.dataset.postId)") \
+        == [str(p["post_id"]) for p in want]
+    assert page.text_content("#status").startswith("That's everything")
+    # every post's hashtags link to this search mode
+    link = page.locator(f"#posts .post .tags a[data-tag='{tag}']").first
+    assert link.get_attribute("href") == f"/feed/{user}?tag={tag}"
+
+
+def test_search_errors_are_shown(page, server: Server) -> None:
+    page.goto(f"{server.url}/feed/1?tag=" + "x" * 150)
+    wait_loaded(page)
+    status = page.text_content("#status")
+    assert page.locator("#status.error").count() == 1 and "HTTP 422" in status and "tag must be" in status
