@@ -236,6 +236,43 @@ app.add_typer(feed_app, name="feed")
 # (feed commands: each defined below by the module that owns it)
 
 
+@feed_app.command("timelines")
+def feed_timelines(
+    per_user: int = typer.Option(500, "--per-user", min=1, help="newest posts kept per timeline"),
+    land_pending: bool = typer.Option(True, "--land/--no-land",
+                                      help="first land pending post-created and follows events into the lake"),
+) -> None:
+    """Regenerate every active user's pushed timeline from the lake now (Spark, in this process)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from sixfold.feed.fanout import land_follow_events, run_fanout
+    from sixfold.feed.timeline_job import generate_timelines
+    from sixfold.platform.bus import open_bus
+    from sixfold.platform.spark import get_session
+    from sixfold.platform.store import open_store
+
+    settings = settings_or_exit()
+    store = open_store(settings)
+    try:
+        if land_pending:
+            bus = open_bus(settings)
+            try:
+                posts = run_fanout(settings, store, bus, idle_timeout_s=0.2)
+                follows = land_follow_events(settings, bus, idle_timeout_s=0.2)
+            finally:
+                bus.close()
+            typer.echo(f"landed {posts.landed:,} posts (pushed {posts.pushed:,} entries) and "
+                       f"{follows.landed:,} follow events; rejected {posts.rejected + follows.rejected:,}")
+        with console.status("starting Spark (the first start takes a while) ..."):
+            spark = get_session(settings, app_name="feed_timelines")
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
+            bar = progress.add_task("reading the lake", total=None)
+            generate_timelines(spark, settings, store, per_user, say=typer.echo,
+                               progress=lambda n: progress.update(bar, description=f"writing timelines: {n:,} users"))
+    finally:
+        store.close()
+
+
 @feed_app.command("generate")
 def feed_generate(
     users: int = typer.Option(10_000, "--users", min=2, help="how many users"),

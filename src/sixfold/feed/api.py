@@ -8,7 +8,135 @@ router = APIRouter(tags=["feed"])
 
 # ---- users and follows (users.py, graph.py) -----------------------------------------------------
 
+from typing import Any as _UsersAny
+
+from fastapi import Request as _UsersRequest
+from pydantic import BaseModel as _UsersModel
+from pydantic import Field as _UsersField
+
+
+class NewUser(_UsersModel):
+    username: str = _UsersField(..., description="1 to 64 letters, digits, '.' or '_'; unique, case-insensitively",
+                                examples=["ada.lovelace"])
+
+
+class FollowEdge(_UsersModel):
+    follower_id: int
+    followee_id: int
+
+
+def _feed_store(app):  # the app's one serving store (shared with every router)
+    from sixfold.platform.app_state import shared
+    from sixfold.platform.store import open_store
+
+    return shared(app.state, "store", lambda: open_store(app.state.settings))
+
+
+def _feed_bus(app):  # the app's one event bus
+    from sixfold.platform.app_state import shared
+    from sixfold.platform.bus import open_bus
+
+    return shared(app.state, "bus", lambda: open_bus(app.state.settings))
+
+
+def _feed_sequencer(app):  # one id sequencer per app; the worker id keeps several server processes apart
+    import os
+
+    from sixfold.platform.app_state import shared
+    from sixfold.platform.ids import MAX_WORKER, Sequencer
+
+    return shared(app.state, "feed_sequencer", lambda: Sequencer(worker=os.getpid() % (MAX_WORKER + 1)))
+
+
+def _user_directory(app):
+    from sixfold.feed.users import UserDirectory
+    from sixfold.platform.app_state import shared
+
+    return shared(app.state, "user_directory", lambda: UserDirectory(_feed_store(app), _feed_sequencer(app)))
+
+
+def _follow_graph(app):
+    from sixfold.feed.graph import FollowGraph
+    from sixfold.platform.app_state import shared
+
+    return shared(app.state, "follow_graph",
+                  lambda: FollowGraph(_feed_store(app), _feed_bus(app), _user_directory(app)))
+
+
+def _feed_call(fn, *args, **kwargs) -> _UsersAny:
+    """Run a domain call, turning its FeedError into the HTTP error it names."""
+    from fastapi import HTTPException
+
+    from sixfold.feed.users import FeedError
+
+    try:
+        return fn(*args, **kwargs)
+    except FeedError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+
+
+@router.post("/v1/users", status_code=201, summary="Create a user; the username must be free")
+def post_user(request: _UsersRequest, user: NewUser) -> _UsersAny:
+    return _feed_call(_user_directory(request.app).create, user.username)
+
+
+@router.post("/v1/follows", status_code=201, summary="follower_id follows followee_id (idempotent)")
+def post_follow(request: _UsersRequest, edge: FollowEdge) -> _UsersAny:
+    return _feed_call(_follow_graph(request.app).follow, edge.follower_id, edge.followee_id)
+
+
+@router.delete("/v1/follows", status_code=200, summary="follower_id stops following followee_id (idempotent)")
+def delete_follow(request: _UsersRequest, edge: FollowEdge) -> _UsersAny:
+    return _feed_call(_follow_graph(request.app).unfollow, edge.follower_id, edge.followee_id)
+
+
 # ---- posts and timelines (posts.py, timelines.py) -----------------------------------------------
+
+from fastapi import Query as _PostsQuery
+
+
+class GeoTag(_UsersModel):
+    lat: float = _UsersField(..., description="latitude, -90..90")
+    lon: float = _UsersField(..., description="longitude, -180..180")
+
+
+class NewPost(_UsersModel):
+    user_id: int
+    caption: str | None = None
+    media_ids: list[int | str] = []
+    hashtags: list[str] = []
+    geo: GeoTag | None = None
+
+
+def _post_service(app):
+    from sixfold.feed.posts import PostService
+    from sixfold.platform.app_state import shared
+
+    return shared(app.state, "post_service", lambda: PostService(_feed_store(app), _feed_bus(app),
+                                                                 _user_directory(app), _feed_sequencer(app)))
+
+
+def _timeline_reader(app):
+    from sixfold.feed.timelines import TimelineReader
+    from sixfold.platform.app_state import shared
+
+    return shared(app.state, "timeline_reader", lambda: TimelineReader(
+        _feed_store(app), app.state.settings.feed_celebrity_threshold, _user_directory(app)))
+
+
+@router.post("/v1/posts", status_code=201, summary="Publish a post; followers see it after fanout")
+def post_post(request: _UsersRequest, post: NewPost) -> _UsersAny:
+    geo = post.geo.model_dump() if post.geo is not None else None
+    return _feed_call(_post_service(request.app).create, post.user_id, post.caption, list(post.media_ids),
+                      list(post.hashtags), geo)
+
+
+@router.get("/v1/timeline/{user_id}", summary="A user's home timeline, newest first (pushed + pulled)")
+def get_timeline(request: _UsersRequest, user_id: int,
+                 limit: int = _PostsQuery(20, description="posts per page, 1..100"),
+                 before: str | None = _PostsQuery(None, description="next_cursor of the previous page")) -> _UsersAny:
+    return _feed_call(_timeline_reader(request.app).timeline, user_id, limit, before)
+
 
 # ---- media (media.py) ---------------------------------------------------------------------------
 from typing import Literal as _MediaLiteral

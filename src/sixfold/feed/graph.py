@@ -1,0 +1,101 @@
+"""The follow graph: who follows whom, follower counts, and the history of every change.
+
+A follow is one edge stored twice, by followee (`followers`, for fanout) and by follower
+(`following`, for timeline reads), plus a counter in `follower_counts` (what decides push or
+pull). Every follow and unfollow also goes to the `follows` topic as a FOLLOW_EVENT, which lands
+in the lake so the offline timeline job can rebuild the graph as of any time.
+
+Both operations are idempotent: following twice keeps one edge and counts it once, unfollowing
+an absent edge changes nothing. The event is emitted every time (at least once, even for a
+retry whose first attempt died after the store write); replaying it changes no state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from schemas.records import EVENTS, SERVING_TABLES
+from sixfold.feed.users import FeedError, UserDirectory
+from sixfold.platform import schema
+from sixfold.platform.bus import EventBus
+from sixfold.platform.store import ServingStore
+
+FOLLOWERS = SERVING_TABLES["followers"]
+FOLLOWING = SERVING_TABLES["following"]
+FOLLOWER_COUNTS = SERVING_TABLES["follower_counts"]
+FOLLOWS_EVENT = EVENTS["follows"]
+
+
+def follower_count(store: ServingStore, user_id: int) -> int:
+    row = store.get(FOLLOWER_COUNTS, {"user_id": user_id})
+    return int(row["followers"]) if row else 0
+
+
+def followees(store: ServingStore, user_id: int) -> set[int]:
+    """Everyone `user_id` follows now."""
+    return {r["followee_id"] for r in store.query(FOLLOWING, {"follower_id": user_id})}
+
+
+def followers(store: ServingStore, user_id: int) -> list[int]:
+    """Everyone who follows `user_id` now, in id order."""
+    return [r["follower_id"] for r in store.query(FOLLOWERS, {"followee_id": user_id})]
+
+
+class FollowGraph:
+    """Follow and unfollow against the serving store, publishing each change on the bus."""
+
+    def __init__(self, store: ServingStore, bus: EventBus, users: UserDirectory | None = None,
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        self.store = store
+        self.bus = bus
+        self.users = users or UserDirectory(store)
+        self.clock_ms = clock_ms
+        self._lock = threading.Lock()  # edge check + counter update are one step within a process
+        self._last_ms = 0
+
+    def _now(self) -> datetime:
+        # strictly increasing: the lake orders a pair's events by time, so two changes never tie
+        with self._lock:
+            self._last_ms = max(self.clock_ms(), self._last_ms + 1)
+            return schema.from_micros(self._last_ms * 1000)
+
+    def _check(self, follower_id: int, followee_id: int) -> None:
+        if follower_id == followee_id:
+            raise FeedError(422, f"user {follower_id} cannot follow themselves; give two different user ids")
+        self.users.require(follower_id, "follower")
+        self.users.require(followee_id, "followee")
+
+    def _emit(self, follower_id: int, followee_id: int, action: str, at: datetime) -> None:
+        event = {"follower_id": follower_id, "followee_id": followee_id, "action": action, "at": at}
+        self.bus.produce(FOLLOWS_EVENT.topic, schema.validate_event(FOLLOWS_EVENT, event), key=str(follower_id))
+
+    def follow(self, follower_id: int, followee_id: int) -> dict[str, Any]:
+        self._check(follower_id, followee_id)
+        at = self._now()
+        with self._lock:
+            edge = {"follower_id": follower_id, "followee_id": followee_id}
+            if self.store.get(FOLLOWING, edge) is None:
+                row = {**edge, "created_at": at}
+                self.store.upsert(FOLLOWERS, row)
+                self.store.upsert(FOLLOWING, row)
+                self.store.upsert(FOLLOWER_COUNTS, {"user_id": followee_id,
+                                                    "followers": follower_count(self.store, followee_id) + 1})
+        self._emit(follower_id, followee_id, "follow", at)
+        return {"follower_id": follower_id, "followee_id": followee_id, "following": True}
+
+    def unfollow(self, follower_id: int, followee_id: int) -> dict[str, Any]:
+        self._check(follower_id, followee_id)
+        at = self._now()
+        with self._lock:
+            edge = {"follower_id": follower_id, "followee_id": followee_id}
+            if self.store.get(FOLLOWING, edge) is not None:
+                self.store.delete(FOLLOWING, edge)
+                self.store.delete(FOLLOWERS, edge)
+                count = max(follower_count(self.store, followee_id) - 1, 0)
+                self.store.upsert(FOLLOWER_COUNTS, {"user_id": followee_id, "followers": count})
+        self._emit(follower_id, followee_id, "unfollow", at)
+        return {"follower_id": follower_id, "followee_id": followee_id, "following": False}

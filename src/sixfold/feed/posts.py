@@ -1,0 +1,127 @@
+"""Creating posts: validation at the edge, the two serving rows, and the `post-created` event.
+
+A post id comes from the sequencer, so a later post has a larger id and `created_at` is the
+id's own time (the two never disagree). The post is written to `posts` (by id) and
+`author_posts` (the author's posts newest first: the pull side of the hybrid timeline), then
+published on `post-created`, where the fanout consumer pushes it into followers' timelines and
+lands it in the lake.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from schemas.records import EVENTS, SERVING_TABLES
+from sixfold.feed.users import FeedError, UserDirectory
+from sixfold.platform import schema
+from sixfold.platform.bus import EventBus
+from sixfold.platform.ids import Sequencer, id_time
+from sixfold.platform.store import ServingStore
+
+POSTS = SERVING_TABLES["posts"]
+AUTHOR_POSTS = SERVING_TABLES["author_posts"]
+MEDIA = SERVING_TABLES["media"]
+POST_CREATED = EVENTS["post-created"]
+
+MAX_CAPTION = POSTS.record.field("caption").max_length or 2200
+MAX_HASHTAGS = 30
+MAX_MEDIA = 10
+MAX_TAG_LENGTH = SERVING_TABLES["hashtag_posts"].record.field("tag").max_length or 100
+TAG_RE = re.compile(r"^\w+$")  # letters (any script), digits and '_', after the '#' is dropped
+
+
+def normalise_hashtags(hashtags: Any) -> list[str]:
+    """['#Sunset', 'sunset', 'Beach'] -> ['sunset', 'beach']: lower case, no '#', first occurrence kept."""
+    if hashtags is None:
+        return []
+    if not isinstance(hashtags, list) or not all(isinstance(t, str) for t in hashtags):
+        raise FeedError(422, "hashtags must be a list of strings, e.g. [\"sunset\", \"#beach\"]")
+    if len(hashtags) > MAX_HASHTAGS:
+        raise FeedError(422, f"{len(hashtags)} hashtags; a post may carry at most {MAX_HASHTAGS}")
+    out: list[str] = []
+    for raw in hashtags:
+        tag = raw.strip().lstrip("#").strip().lower()
+        if not tag or len(tag) > MAX_TAG_LENGTH or not TAG_RE.match(tag):
+            raise FeedError(422, f"hashtag {raw!r} is not valid: use 1 to {MAX_TAG_LENGTH} letters, digits or '_' "
+                                 "after an optional '#'")
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def check_geo(geo: Any) -> tuple[float | None, float | None]:
+    """(lat, lon) from {"lat", "lon"} in range, or (None, None) for no geotag."""
+    if geo is None:
+        return None, None
+    if not isinstance(geo, dict) or set(geo) != {"lat", "lon"}:
+        raise FeedError(422, "geo must be {\"lat\": -90..90, \"lon\": -180..180} or omitted")
+    lat, lon = geo["lat"], geo["lon"]
+    for name, value, bound in (("lat", lat, 90.0), ("lon", lon, 180.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise FeedError(422, f"geo.{name} must be a number, got {value!r}")
+        if not -bound <= value <= bound:
+            raise FeedError(422, f"geo.{name} {value} is outside -{bound:g}..{bound:g}")
+    return float(lat), float(lon)
+
+
+def check_caption(caption: Any) -> str | None:
+    if caption is None:
+        return None
+    if not isinstance(caption, str):
+        raise FeedError(422, "caption must be a string")
+    if len(caption) > MAX_CAPTION:
+        raise FeedError(422, f"caption is {len(caption)} characters; at most {MAX_CAPTION} are allowed")
+    return caption
+
+
+def check_media_ids(media_ids: Any) -> list[int]:
+    if media_ids is None:
+        return []
+    if not isinstance(media_ids, list):
+        raise FeedError(422, "media_ids must be a list of ids from POST /v1/media")
+    if len(media_ids) > MAX_MEDIA:
+        raise FeedError(422, f"{len(media_ids)} media; a post may carry at most {MAX_MEDIA}")
+    out: list[int] = []
+    for m in media_ids:
+        if isinstance(m, bool) or not isinstance(m, (int, str)) or (isinstance(m, str) and not m.isdigit()):
+            raise FeedError(422, f"media id {m!r} is not an id from POST /v1/media")
+        if int(m) not in out:
+            out.append(int(m))
+    return out
+
+
+class PostService:
+    """Validates and writes posts, and publishes them for fanout."""
+
+    def __init__(self, store: ServingStore, bus: EventBus, users: UserDirectory | None = None,
+                 sequencer: Sequencer | None = None) -> None:
+        self.store = store
+        self.bus = bus
+        self.users = users or UserDirectory(store)
+        self.sequencer = sequencer or Sequencer()
+
+    def create(self, user_id: int, caption: Any = None, media_ids: Any = None, hashtags: Any = None,
+               geo: Any = None) -> dict[str, Any]:
+        text = check_caption(caption)
+        media = check_media_ids(media_ids)
+        tags = normalise_hashtags(hashtags)
+        lat, lon = check_geo(geo)
+        self.users.require(user_id)
+        for media_id in media:
+            row = self.store.get(MEDIA, {"media_id": media_id})
+            if row is None:
+                raise FeedError(404, f"media {media_id} does not exist; upload it with POST /v1/media first")
+            if row["owner_id"] != user_id:
+                raise FeedError(403, f"media {media_id} belongs to another user; post your own uploads")
+        post_id = self.sequencer.next_id()
+        post = schema.validate(POSTS.record, {
+            "post_id": post_id, "author_id": user_id, "created_at": id_time(post_id), "caption": text,
+            "media_ids": [str(m) for m in media], "hashtags": tags, "lat": lat, "lon": lon,
+        })
+        self.store.upsert(POSTS, post)
+        self.store.upsert(AUTHOR_POSTS, {"author_id": user_id, "post_id": post_id})
+        self.bus.produce(POST_CREATED.topic, post, key=str(user_id))
+        return {"post_id": post_id, "created_at": schema.to_json_value(POSTS.record.field("created_at"),
+                                                                       post["created_at"])}

@@ -1,0 +1,219 @@
+"""Offline timeline generation: every active user's pushed timeline, rebuilt from the lake.
+
+The course's answer to slow pull timelines is to generate them offline. The job reads the
+graph's history (`feed/follow_events`) and every post (`feed/posts`), rebuilds the follow graph
+as it is now (the latest event of each pair wins), and keeps each follower's newest `per_user`
+posts by authors they follow who are not celebrities (celebrities are pulled at read time).
+
+Writing is idempotent and repairing: the rows are upserted into `timelines`, and for each user
+the entries the new graph no longer justifies are deleted (authors unfollowed or turned
+celebrity, and entries older than a full window). Entries fanout pushed after the lake snapshot
+for followed authors stay; the next run includes them anyway.
+
+Pure transformations (DataFrame in, DataFrame out) first; the driver-side write and the
+data-quality check (a brute force over a sample of users) after.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from schemas.records import LAKE_TABLES, SERVING_TABLES
+from sixfold.platform.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from sixfold.platform.store import ServingStore
+
+PER_USER = 500
+WRITE_BATCH = 5000
+TIMELINES = SERVING_TABLES["timelines"]
+
+
+# ---- Spark: pure transformations --------------------------------------------------------------
+def current_follows(follow_events: DataFrame) -> DataFrame:
+    """(follower_id, followee_id) pairs that follow now: the latest event of each pair is a follow.
+
+    Two events of a pair at the same instant resolve to the unfollow (never show what may be hidden).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    latest = Window.partitionBy("follower_id", "followee_id").orderBy(
+        F.col("at").desc(), F.when(F.col("action") == "unfollow", 0).otherwise(1))
+    return (
+        follow_events.where(F.col("follower_id") != F.col("followee_id"))
+        .withColumn("_rank", F.row_number().over(latest))
+        .where((F.col("_rank") == 1) & (F.col("action") == "follow"))
+        .select("follower_id", "followee_id")
+    )
+
+
+def celebrity_authors(follows: DataFrame, threshold: int) -> DataFrame:
+    """Authors (column `author_id`) with at least `threshold` followers in `follows`."""
+    from pyspark.sql import functions as F
+
+    return (follows.groupBy("followee_id").agg(F.count("*").alias("followers"))
+            .where(F.col("followers") >= threshold).select(F.col("followee_id").alias("author_id")))
+
+
+def timelines(follows: DataFrame, posts: DataFrame, celebrity_authors: DataFrame, per_user: int) -> DataFrame:
+    """TIMELINE_ENTRY rows (user_id, post_id, author_id): each follower's newest `per_user` posts by
+    the non-celebrity authors they follow."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if per_user < 1:
+        raise ValueError(f"per_user must be at least 1, got {per_user}")
+    pushed = follows.join(celebrity_authors.select(F.col("author_id").alias("followee_id")), "followee_id", "left_anti")
+    authored = posts.select("post_id", F.col("author_id").alias("followee_id")).dropDuplicates(["post_id"])
+    newest = Window.partitionBy("user_id").orderBy(F.col("post_id").desc())
+    return (
+        pushed.join(authored, "followee_id")
+        .select(F.col("follower_id").alias("user_id"), "post_id", F.col("followee_id").alias("author_id"))
+        .withColumn("_rank", F.row_number().over(newest))
+        .where(F.col("_rank") <= per_user)
+        .select("user_id", "post_id", "author_id")
+    )
+
+
+def pushed_followees(follows: DataFrame, celebrity_authors: DataFrame) -> DataFrame:
+    """(user_id, authors): every follower in `follows` with the array of non-celebrity authors they follow."""
+    from pyspark.sql import functions as F
+
+    return (follows.join(celebrity_authors.select(F.col("author_id").alias("followee_id")), "followee_id", "left_anti")
+            .groupBy(F.col("follower_id").alias("user_id")).agg(F.collect_set("followee_id").alias("authors")))
+
+
+# ---- driver: generate and write --------------------------------------------------------------
+def write_user_timelines(store: ServingStore, user_rows: Iterable[Mapping[str, Any]], per_user: int,
+                         progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Upsert each user's new entries and delete the ones the graph no longer justifies.
+
+    `user_rows`: {"user_id", "authors": [pushed followees], "entries": [{"post_id", "author_id"}]}.
+    """
+    users = written = deleted = 0
+    pending: list[dict[str, Any]] = []
+    for row in user_rows:
+        user_id, authors = row["user_id"], set(row["authors"] or [])
+        entries = [{"user_id": user_id, "post_id": e["post_id"], "author_id": e["author_id"]}
+                   for e in (row["entries"] or [])]
+        floor = min(e["post_id"] for e in entries) if len(entries) >= per_user else None
+        for old in store.query(TIMELINES, {"user_id": user_id}):
+            if old["author_id"] not in authors or (floor is not None and old["post_id"] < floor):
+                store.delete(TIMELINES, {"user_id": user_id, "post_id": old["post_id"]})
+                deleted += 1
+        pending.extend(entries)
+        if len(pending) >= WRITE_BATCH:
+            written += store.upsert_many(TIMELINES, pending)
+            pending = []
+        users += 1
+        if progress:
+            progress(users)
+    if pending:
+        written += store.upsert_many(TIMELINES, pending)
+    return {"users": users, "entries": written, "deleted": deleted}
+
+
+def generate_timelines(spark: SparkSession, settings: Settings, store: ServingStore, per_user: int = PER_USER,
+                       say: Callable[[str], None] | None = None,
+                       progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Recompute every active user's pushed timeline from the lake into the `timelines` table.
+
+    Active users: everyone the follow history mentions as a follower (someone who unfollowed
+    everybody is still visited, so their stale entries go).
+    """
+    from pyspark.sql import functions as F
+
+    from sixfold.platform.lake import SparkLake
+
+    lake = SparkLake(spark, settings)
+    events = lake.read(LAKE_TABLES["follow_events"])
+    posts = lake.read(LAKE_TABLES["posts"])
+    follows = current_follows(events).cache()
+    celebrities = celebrity_authors(follows, settings.feed_celebrity_threshold).cache()
+    entries = timelines(follows, posts, celebrities, per_user)
+    active = events.select(F.col("follower_id").alias("user_id")).distinct()
+    per_user_rows = (
+        active.join(pushed_followees(follows, celebrities), "user_id", "left")
+        .join(entries.groupBy("user_id").agg(F.collect_list(F.struct("post_id", "author_id")).alias("entries")),
+              "user_id", "left")
+        .orderBy("user_id")
+    )
+    if say:
+        say(f"graph: {follows.count():,} follows, {celebrities.count():,} celebrities "
+            f"(>= {settings.feed_celebrity_threshold:,} followers, pulled at read time)")
+    counts = write_user_timelines(store, (r.asDict(recursive=True) for r in per_user_rows.toLocalIterator()),
+                                  per_user, progress)
+    follows.unpersist()
+    celebrities.unpersist()
+    if say:
+        say(f"timelines: {counts['users']:,} users, {counts['entries']:,} entries written, "
+            f"{counts['deleted']:,} stale entries deleted")
+    return counts
+
+
+# ---- data quality: a brute force over a sample of users ---------------------------------------
+def brute_force_timeline(events: Iterable[Mapping[str, Any]], posts: Iterable[Mapping[str, Any]], user_id: int,
+                         threshold: int, per_user: int) -> list[int]:
+    """The pushed timeline of one user in plain Python: post ids, newest first."""
+    latest: dict[tuple[int, int], tuple[Any, int, str]] = {}
+    for e in events:
+        if e["follower_id"] == e["followee_id"]:
+            continue
+        pair = (e["follower_id"], e["followee_id"])
+        rank = (e["at"], 0 if e["action"] == "follow" else 1, e["action"])  # unfollow wins a tie
+        if pair not in latest or rank > latest[pair]:
+            latest[pair] = rank
+    fans: dict[int, int] = {}
+    mine: set[int] = set()
+    for (follower, followee), (_at, _tie, action) in latest.items():
+        if action == "follow":
+            fans[followee] = fans.get(followee, 0) + 1
+            if follower == user_id:
+                mine.add(followee)
+    authors = {a for a in mine if fans.get(a, 0) < threshold}
+    ids = sorted({p["post_id"] for p in posts if p["author_id"] in authors}, reverse=True)
+    return ids[:per_user]
+
+
+def check_sample(settings: Settings, store: ServingStore | None = None, sample: int = 50, per_user: int = PER_USER,
+                 seed: int | None = None) -> dict[str, Any]:
+    """Compare sampled users' stored timelines with the brute force; raise ValueError on a mismatch.
+
+    Only entries inside the snapshot are compared (post ids up to the lake's newest, and not
+    below the oldest the brute force keeps when the window is full), so posts pushed by fanout
+    after the job read the lake do not count as differences.
+    """
+    from sixfold.platform.lake import ArrowLake
+    from sixfold.platform.store import open_store
+
+    lake = ArrowLake(settings)
+    events = lake.read(LAKE_TABLES["follow_events"]).to_pylist()
+    posts = lake.read(LAKE_TABLES["posts"]).select(["post_id", "author_id"]).to_pylist()
+    users = sorted({e["follower_id"] for e in events})
+    chosen = random.Random(seed).sample(users, min(sample, len(users)))
+    newest = max((p["post_id"] for p in posts), default=-1)
+    own_store = store is None
+    store = store or open_store(settings)
+    problems = []
+    try:
+        for user_id in chosen:
+            expected = brute_force_timeline(events, posts, user_id, settings.feed_celebrity_threshold, per_user)
+            floor = expected[-1] if len(expected) >= per_user else -1
+            stored = [r["post_id"] for r in store.query(TIMELINES, {"user_id": user_id})
+                      if floor <= r["post_id"] <= newest]
+            if stored != expected:
+                missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+                problems.append(f"user {user_id}: {len(missing)} missing (e.g. {missing[:3]}), "
+                                f"{len(extra)} unexpected (e.g. {extra[:3]})")
+    finally:
+        if own_store:
+            store.close()
+    if problems:
+        raise ValueError(f"timelines differ from the brute force for {len(problems)} of {len(chosen)} sampled "
+                         f"users: " + "; ".join(problems[:5]) + "; rerun `sixfold feed timelines` and check again")
+    return {"sampled": len(chosen), "users": len(users), "posts": len(posts)}
