@@ -2,47 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from sixfold.platform.app_state import app_bus, app_store, shared
 
 router = APIRouter(tags=["feed"])
 
 # ---- users and follows (users.py, graph.py) -----------------------------------------------------
 
-from typing import Any as _UsersAny
 
-from fastapi import Request as _UsersRequest
-from pydantic import BaseModel as _UsersModel
-from pydantic import Field as _UsersField
-
-
-class NewUser(_UsersModel):
-    username: str = _UsersField(..., description="1 to 64 letters, digits, '.' or '_'; unique, case-insensitively",
+class NewUser(BaseModel):
+    username: str = Field(..., description="1 to 64 letters, digits, '.' or '_'; unique, case-insensitively",
                                 examples=["ada.lovelace"])
 
 
-class FollowEdge(_UsersModel):
+class FollowEdge(BaseModel):
     follower_id: int
     followee_id: int
-
-
-def _feed_store(app):  # the app's one serving store (shared with every router)
-    from sixfold.platform.app_state import shared
-    from sixfold.platform.store import open_store
-
-    return shared(app.state, "store", lambda: open_store(app.state.settings))
-
-
-def _feed_bus(app):  # the app's one event bus
-    from sixfold.platform.app_state import shared
-    from sixfold.platform.bus import open_bus
-
-    return shared(app.state, "bus", lambda: open_bus(app.state.settings))
 
 
 def _feed_sequencer(app):  # one id sequencer per app; the worker id keeps several server processes apart
     import os
 
-    from sixfold.platform.app_state import shared
     from sixfold.platform.ids import MAX_WORKER, Sequencer
 
     return shared(app.state, "feed_sequencer", lambda: Sequencer(worker=os.getpid() % (MAX_WORKER + 1)))
@@ -50,20 +34,18 @@ def _feed_sequencer(app):  # one id sequencer per app; the worker id keeps sever
 
 def _user_directory(app):
     from sixfold.feed.users import UserDirectory
-    from sixfold.platform.app_state import shared
 
-    return shared(app.state, "user_directory", lambda: UserDirectory(_feed_store(app), _feed_sequencer(app)))
+    return shared(app.state, "user_directory", lambda: UserDirectory(app_store(app), _feed_sequencer(app)))
 
 
 def _follow_graph(app):
     from sixfold.feed.graph import FollowGraph
-    from sixfold.platform.app_state import shared
 
     return shared(app.state, "follow_graph",
-                  lambda: FollowGraph(_feed_store(app), _feed_bus(app), _user_directory(app)))
+                  lambda: FollowGraph(app_store(app), app_bus(app), _user_directory(app)))
 
 
-def _feed_call(fn, *args, **kwargs) -> _UsersAny:
+def _feed_call(fn, *args, **kwargs) -> Any:
     """Run a domain call, turning its FeedError into the HTTP error it names."""
     from fastapi import HTTPException
 
@@ -76,31 +58,29 @@ def _feed_call(fn, *args, **kwargs) -> _UsersAny:
 
 
 @router.post("/v1/users", status_code=201, summary="Create a user; the username must be free")
-def post_user(request: _UsersRequest, user: NewUser) -> _UsersAny:
+def post_user(request: Request, user: NewUser) -> Any:
     return _feed_call(_user_directory(request.app).create, user.username)
 
 
 @router.post("/v1/follows", status_code=201, summary="follower_id follows followee_id (idempotent)")
-def post_follow(request: _UsersRequest, edge: FollowEdge) -> _UsersAny:
+def post_follow(request: Request, edge: FollowEdge) -> Any:
     return _feed_call(_follow_graph(request.app).follow, edge.follower_id, edge.followee_id)
 
 
 @router.delete("/v1/follows", status_code=200, summary="follower_id stops following followee_id (idempotent)")
-def delete_follow(request: _UsersRequest, edge: FollowEdge) -> _UsersAny:
+def delete_follow(request: Request, edge: FollowEdge) -> Any:
     return _feed_call(_follow_graph(request.app).unfollow, edge.follower_id, edge.followee_id)
 
 
 # ---- posts and timelines (posts.py, timelines.py) -----------------------------------------------
 
-from fastapi import Query as _PostsQuery
+
+class GeoTag(BaseModel):
+    lat: float = Field(..., description="latitude, -90..90")
+    lon: float = Field(..., description="longitude, -180..180")
 
 
-class GeoTag(_UsersModel):
-    lat: float = _UsersField(..., description="latitude, -90..90")
-    lon: float = _UsersField(..., description="longitude, -180..180")
-
-
-class NewPost(_UsersModel):
+class NewPost(BaseModel):
     user_id: int
     caption: str | None = None
     media_ids: list[int | str] = []
@@ -110,54 +90,46 @@ class NewPost(_UsersModel):
 
 def _post_service(app):
     from sixfold.feed.posts import PostService
-    from sixfold.platform.app_state import shared
 
-    return shared(app.state, "post_service", lambda: PostService(_feed_store(app), _feed_bus(app),
+    return shared(app.state, "post_service", lambda: PostService(app_store(app), app_bus(app),
                                                                  _user_directory(app), _feed_sequencer(app)))
 
 
 def _timeline_reader(app):
     from sixfold.feed.timelines import TimelineReader
-    from sixfold.platform.app_state import shared
 
     return shared(app.state, "timeline_reader", lambda: TimelineReader(
-        _feed_store(app), app.state.settings.feed_celebrity_threshold, _user_directory(app)))
+        app_store(app), app.state.settings.feed_celebrity_threshold, _user_directory(app)))
 
 
 @router.post("/v1/posts", status_code=201, summary="Publish a post; followers see it after fanout")
-def post_post(request: _UsersRequest, post: NewPost) -> _UsersAny:
+def post_post(request: Request, post: NewPost) -> Any:
     geo = post.geo.model_dump() if post.geo is not None else None
     return _feed_call(_post_service(request.app).create, post.user_id, post.caption, list(post.media_ids),
                       list(post.hashtags), geo)
 
 
 @router.get("/v1/timeline/{user_id}", summary="A user's home timeline, newest first (pushed + pulled)")
-def get_timeline(request: _UsersRequest, user_id: int,
-                 limit: int = _PostsQuery(20, description="posts per page, 1..100"),
-                 before: str | None = _PostsQuery(None, description="next_cursor of the previous page")) -> _UsersAny:
+def get_timeline(request: Request, user_id: int,
+                 limit: int = Query(20, description="posts per page, 1..100"),
+                 before: str | None = Query(None, description="next_cursor of the previous page")) -> Any:
     return _feed_call(_timeline_reader(request.app).timeline, user_id, limit, before)
 
 
 # ---- media (media.py) ---------------------------------------------------------------------------
-from typing import Literal as _MediaLiteral
 
-from fastapi import Query as _MediaQuery
-from fastapi import Request as _MediaRequest
-from fastapi import Response as _MediaResponse
 
 _MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file in a multipart upload
 
 
 def _media_library(app):  # one MediaLibrary per app, on the app's one serving store
     from sixfold.feed.media import MediaLibrary, open_blob_store
-    from sixfold.platform.app_state import shared
-    from sixfold.platform.store import open_store
 
-    store = shared(app.state, "store", lambda: open_store(app.state.settings))
+    store = app_store(app)
     return shared(app.state, "media_library", lambda: MediaLibrary(store, open_blob_store(app.state.settings)))
 
 
-async def _read_upload(request: _MediaRequest) -> tuple[bytes, str | None, dict[str, str]]:
+async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, str]]:
     """(image bytes, declared type, form fields) from a raw `image/*` body or a multipart form; never unbounded."""
     from fastapi import HTTPException
 
@@ -214,8 +186,8 @@ async def _read_upload(request: _MediaRequest) -> tuple[bytes, str | None, dict[
             "file": {"type": "string", "format": "binary"}, "user_id": {"type": "integer"}}}},
     }}},
 )
-async def post_media(request: _MediaRequest,
-                     user_id: int | None = _MediaQuery(None, description="the uploader (or a `user_id` form field)")):
+async def post_media(request: Request,
+                     user_id: int | None = Query(None, description="the uploader (or a `user_id` form field)")):
     from fastapi import HTTPException
     from starlette.concurrency import run_in_threadpool
 
@@ -238,10 +210,10 @@ async def post_media(request: _MediaRequest,
 
 
 @router.get("/v1/media/{media_id}", summary="An image's bytes (original or a rendition), cacheable forever",
-            response_class=_MediaResponse,
+            response_class=Response,
             responses={200: {"content": {"image/*": {}}}, 304: {"description": "the client's copy is current"}})
-def get_media(request: _MediaRequest, media_id: int,
-              size: _MediaLiteral["original", "feed", "thumb"] = _MediaQuery(
+def get_media(request: Request, media_id: int,
+              size: Literal["original", "feed", "thumb"] = Query(
                   "original", description="original, feed (at most 1080 px) or thumb (at most 150 px)")):
     from fastapi import HTTPException, Response
 
@@ -260,27 +232,22 @@ def get_media(request: _MediaRequest, media_id: int,
 
 
 # ---- stories (stories.py) -----------------------------------------------------------------------
-from fastapi import Query as _StoriesQuery
-from fastapi import Request as _StoriesRequest
-from pydantic import BaseModel as _StoriesModel
 
 
-class NewStory(_StoriesModel):
+class NewStory(BaseModel):
     user_id: int
     media_id: int
 
 
 def _story_service(app):  # one StoryService per app (real clock), on the app's one serving store
     from sixfold.feed.stories import StoryService
-    from sixfold.platform.app_state import shared
-    from sixfold.platform.store import open_store
 
-    store = shared(app.state, "store", lambda: open_store(app.state.settings))
+    store = app_store(app)
     return shared(app.state, "story_service", lambda: StoryService(store))
 
 
 @router.post("/v1/stories", status_code=201, summary="Post a story: visible to followers for exactly 24 hours")
-def post_story(request: _StoriesRequest, story: NewStory):
+def post_story(request: Request, story: NewStory):
     from fastapi import HTTPException
 
     from sixfold.feed.stories import StoryError
@@ -292,9 +259,9 @@ def post_story(request: _StoriesRequest, story: NewStory):
 
 
 @router.get("/v1/stories/feed/{user_id}", summary="Live stories of the people a user follows and their own, by author")
-def get_story_feed(request: _StoriesRequest, user_id: int,
-                   limit: int = _StoriesQuery(20, description="authors per page, 1..100"),
-                   cursor: str | None = _StoriesQuery(None, description="next_cursor of the previous page")):
+def get_story_feed(request: Request, user_id: int,
+                   limit: int = Query(20, description="authors per page, 1..100"),
+                   cursor: str | None = Query(None, description="next_cursor of the previous page")):
     from fastapi import HTTPException
 
     from sixfold.feed.stories import StoryError
@@ -306,44 +273,35 @@ def get_story_feed(request: _StoriesRequest, user_id: int,
 
 
 # ---- search (search.py) -------------------------------------------------------------------------
-from fastapi import Query as _SearchQuery
-from fastapi import Request as _SearchRequest
-
-
-def _search_store(app):  # the app's one serving store (shared with every router)
-    from sixfold.platform.app_state import shared
-    from sixfold.platform.store import open_store
-
-    return shared(app.state, "store", lambda: open_store(app.state.settings))
 
 
 @router.get("/v1/search/hashtags/{tag}", summary="Posts with a hashtag, newest first")
-def get_search_hashtag(request: _SearchRequest, tag: str,
-                       limit: int = _SearchQuery(20, description="posts per page, 1..100"),
-                       before: str | None = _SearchQuery(None, description="next_cursor of the previous page")):
+def get_search_hashtag(request: Request, tag: str,
+                       limit: int = Query(20, description="posts per page, 1..100"),
+                       before: str | None = Query(None, description="next_cursor of the previous page")):
     from fastapi import HTTPException
 
     from sixfold.feed.search import SearchError, search_hashtag
 
     try:
-        return search_hashtag(_search_store(request.app), tag, limit, before)
+        return search_hashtag(app_store(request.app), tag, limit, before)
     except SearchError as exc:
         raise HTTPException(exc.status, str(exc)) from None
 
 
 @router.get("/v1/search/geo", summary="Posts within radius_km of a point, newest first")
-def get_search_geo(request: _SearchRequest,
-                   lat: float = _SearchQuery(..., description="latitude, -90..90"),
-                   lon: float = _SearchQuery(..., description="longitude, -180..180"),
-                   radius_km: float = _SearchQuery(..., description="radius in km, more than 0, at most 1000"),
-                   limit: int = _SearchQuery(20, description="posts per page, 1..100"),
-                   before: str | None = _SearchQuery(None, description="next_cursor of the previous page")):
+def get_search_geo(request: Request,
+                   lat: float = Query(..., description="latitude, -90..90"),
+                   lon: float = Query(..., description="longitude, -180..180"),
+                   radius_km: float = Query(..., description="radius in km, more than 0, at most 1000"),
+                   limit: int = Query(20, description="posts per page, 1..100"),
+                   before: str | None = Query(None, description="next_cursor of the previous page")):
     from fastapi import HTTPException
 
     from sixfold.feed.search import SearchError, search_geo
 
     try:
-        return search_geo(_search_store(request.app), lat, lon, radius_km, limit, before)
+        return search_geo(app_store(request.app), lat, lon, radius_km, limit, before)
     except SearchError as exc:
         raise HTTPException(exc.status, str(exc)) from None
 

@@ -19,3 +19,17 @@ def shared(state: Any, name: str, factory: Callable[[], T]) -> T:
                 value = factory()
                 setattr(state, name, value)
     return value
+
+
+def app_store(app: Any) -> Any:
+    """The app's one serving store, shared by every router."""
+    from sixfold.platform.store import open_store
+
+    return shared(app.state, "store", lambda: open_store(app.state.settings))
+
+
+def app_bus(app: Any) -> Any:
+    """The app's one event bus, shared by every router."""
+    from sixfold.platform.bus import open_bus
+
+    return shared(app.state, "bus", lambda: open_bus(app.state.settings))

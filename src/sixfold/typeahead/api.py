@@ -10,10 +10,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 
-from sixfold.platform.app_state import shared
+from sixfold.platform.app_state import app_bus, app_store, shared
 from sixfold.platform.errors import error_body
-from sixfold.platform.store import open_store
-from sixfold.typeahead.serving import MAX_PREFIX, SuggestionError, Suggester
+from sixfold.typeahead.serving import MAX_PREFIX, Suggester, SuggestionError
 from sixfold.typeahead.trie import DEFAULT_K
 
 router = APIRouter(tags=["typeahead"])
@@ -27,9 +26,7 @@ MAX_EVENTS_PER_POST = 1000
 
 def bus_for(app: Any) -> Any:
     """One event bus per app, opened on first use (a 503 names the bus when it is unreachable)."""
-    from sixfold.platform.bus import open_bus
-
-    return shared(app.state, "bus", lambda: open_bus(app.state.settings))
+    return app_bus(app)
 
 
 class Accepted(BaseModel):
@@ -76,7 +73,7 @@ def suggester_for(app: Any) -> Suggester:
 
 
 def store_for(app: Any) -> Any:
-    return shared(app.state, "store", lambda: open_store(app.state.settings))
+    return app_store(app)
 
 
 class Suggestions(BaseModel):

@@ -253,7 +253,9 @@ class Kafka(Service):
         ]))
         jvm = [f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.root}"]
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # the storage tool would read a leading '-' as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             java = shutil.which("java") or "java"
             fmt = subprocess.run(
                 [java, "-Xmx256m", *jvm, "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
