@@ -8,19 +8,15 @@ page in search mode, checked against hashtag rows written here by a brute force 
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Self
 
 import httpx
 import pytest
-import uvicorn
+from browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Server
 
 from schemas.records import SERVING_TABLES
-from sixfold.api.app import create_app
 from sixfold.feed.generate import generate, write
 from sixfold.platform.settings import Settings
 from sixfold.platform.store import SQLiteStore
@@ -29,43 +25,7 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-TIMEOUT_MS = 10_000
 END = datetime(2026, 11, 1, tzinfo=timezone.utc)
-
-
-class Server:
-    """The real app under uvicorn in a thread, on a socket bound before start (no port race)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.app = create_app(Settings.from_env())
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        with httpx.Client(timeout=1.0) as client:
-            for _ in range(200):
-                try:
-                    if client.get(self.url + "/v1/health").status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-                self.thread.join(0.05)
-                if not self.thread.is_alive():
-                    break
-        raise RuntimeError(f"the app did not start on {self.url}")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

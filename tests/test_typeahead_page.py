@@ -7,18 +7,14 @@ score descending, phrase ascending, top 10), never from the server under test.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Self
 
 import httpx
 import pytest
-import uvicorn
+from browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Server
 
-from sixfold.api.app import create_app
 from sixfold.platform.settings import Settings
 from sixfold.typeahead.serving import ArtifactStore
 from sixfold.typeahead.trie import build_trie, write_artifact
@@ -27,10 +23,6 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-TIMEOUT_MS = 10_000
 
 SCORED = {
     "new york": 980.0, "new york times": 720.0, "news": 950.0, "netflix": 900.0, "new balance": 450.0,
@@ -57,41 +49,6 @@ def oracle(scored: dict[str, float], typed: str, k: int = 10) -> list[str]:
     prefix = normalize(typed)
     hits = [(phrase, score) for phrase, score in scored.items() if phrase.startswith(prefix)]
     return [phrase for phrase, _ in sorted(hits, key=lambda ps: (-ps[1], ps[0]))[:k]]
-
-
-class Server:
-    """The real app under uvicorn in a thread, on a socket bound before start (no port race)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.app = create_app(Settings.from_env())
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        with httpx.Client(timeout=1.0) as client:
-            for _ in range(200):
-                try:
-                    if client.get(self.url + "/v1/health").status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-                self.thread.join(0.05)
-                if not self.thread.is_alive():
-                    break
-        raise RuntimeError(f"the app did not start on {self.url}")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        suggester = getattr(self.app.state, "suggester", None)
-        if suggester is not None:
-            suggester.close()
-        self.sock.close()
 
 
 def build_artifact() -> None:
