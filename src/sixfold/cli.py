@@ -118,18 +118,40 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
           connections: Optional[int] = typer.Option(None, min=1, help="typeahead: client connections (default 64)"),
           log_rows: Optional[int] = typer.Option(None, min=1000, help="typeahead: log rows aggregated (default 10M)"),
           build_phrases: Optional[int] = typer.Option(None, min=100,
-                                                      help="typeahead: phrases in the trie build (default 1M)")) -> None:
+                                                      help="typeahead: phrases in the trie build (default 1M)"),
+          users: Optional[int] = typer.Option(None, min=10, help="feed: synthetic users (default 100,000)"),
+          posts: Optional[int] = typer.Option(None, min=10, help="feed: synthetic posts (default 1,000,000)"),
+          read_users: Optional[int] = typer.Option(None, min=1,
+                                                   help="feed: users following celebrities cycled by wrk (default 2,000)")
+          ) -> None:
     """Benchmark a system against a peer side by side; JSON and a chart go to var/bench/."""
-    available: dict[str, str] = {"typeahead": "serving vs RediSearch, aggregation Spark vs DuckDB, trie build"}
+    available: dict[str, str] = {"typeahead": "serving vs RediSearch, aggregation Spark vs DuckDB, trie build",
+                                 "feed": "fanout hybrid vs pure push, offline timeline job, timeline reads over HTTP"}
     if system not in available:
         names = ", ".join(sorted(available)) or "none yet (each system adds its own)"
         console.print(f"[red]no benchmark for {system!r}[/red]; available: {names}")
         raise typer.Exit(2)
     from dataclasses import replace
 
+    settings = settings_or_exit()
+    if system == "feed":
+        from sixfold.feed.bench import FeedBenchOptions
+        from sixfold.feed.bench import run as run_feed
+
+        feed_opts = FeedBenchOptions.quick() if quick else FeedBenchOptions()
+        feed_overrides = {"users": users, "posts": posts, "read_users": read_users, "duration_s": duration,
+                          "connections": connections}
+        feed_opts = replace(feed_opts, **{k: v for k, v in feed_overrides.items() if v is not None})
+        try:
+            _, json_path, png_path = run_feed(settings, feed_opts, say=lambda m: console.print(f"[dim]{m}[/dim]"))
+        except RuntimeError as exc:
+            console.print(f"[red]bench failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {json_path} and {png_path}")
+        return
+
     from sixfold.typeahead.bench import BenchOptions, run
 
-    settings = settings_or_exit()
     opts = BenchOptions.quick() if quick else BenchOptions()
     overrides = {"phrases": phrases, "prefixes": prefixes, "duration_s": duration, "connections": connections,
                  "log_rows": log_rows, "build_phrases": build_phrases}
