@@ -109,3 +109,15 @@ def airflow(airflow_db: dict[str, str], settings: Settings, monkeypatch: pytest.
     return settings
 
 
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (one per test module)."""
+    from browser import CHROMIUM, CHROMIUM_ARGS
+    from playwright import sync_api as playwright_sync
+
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

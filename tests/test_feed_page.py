@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Server
+from browser import TIMEOUT_MS, Server
 
 from schemas.records import SERVING_TABLES
 from sixfold.feed.generate import generate, write
@@ -26,14 +26,6 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.e2e
 
 END = datetime(2026, 11, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Server
+from browser import TIMEOUT_MS, Server
 
 from sixfold.platform.settings import Settings
 from sixfold.typeahead.serving import ArtifactStore
@@ -57,14 +57,6 @@ def build_artifact() -> None:
     version, path = artifacts.new_version()
     write_artifact({"global": build_trie(SCORED.items()), "eu": build_trie(EU_SCORED.items())}, path, 2)
     artifacts.swap(version)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
