@@ -123,19 +123,21 @@ def test_built_trie_answers_like_a_brute_force_and_swaps_without_dropping_reques
             assert same([(g["phrase"], g["score"]) for g in got], expected), (region, prefix, got)
 
     # Hammer the suggester from threads while the second artifact is swapped in.
-    answers: list[tuple[str, list]] = []
+    # Each reader keeps its own answers in order, so "never back to the old trie" is checkable per thread
+    # (one shared list would interleave a slow request's old answer after another thread's new one).
+    answers: list[list[list]] = [[] for _ in range(3)]
     errors: list[BaseException] = []
     stop = threading.Event()
 
-    def reader() -> None:
+    def reader(mine: list[list]) -> None:
         while not stop.is_set():
             try:
                 got = suggester.suggest("ne", 10)["suggestions"]
-                answers.append(("ne", [(g["phrase"], g["score"]) for g in got]))
+                mine.append([(g["phrase"], g["score"]) for g in got])
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 
-    threads = [threading.Thread(target=reader) for _ in range(3)]
+    threads = [threading.Thread(target=reader, args=(answers[i],)) for i in range(3)]
     for t in threads:
         t.start()
     suggester.watch()
@@ -148,10 +150,14 @@ def test_built_trie_answers_like_a_brute_force_and_swaps_without_dropping_reques
     stop.set()
     for t in threads:
         t.join()
+    fresh = [(g["phrase"], g["score"]) for g in suggester.suggest("ne", 10)["suggestions"]]
     suggester.close()
     assert not errors
     assert suggester.version == second
     allowed = [top(old["global"], "ne"), top(new["global"], "ne")]
-    assert answers and all(same(a, allowed[0]) or same(a, allowed[1]) for _, a in answers)
-    assert same(answers[-1][1], allowed[1])
+    for mine in answers:
+        assert mine and all(same(a, allowed[0]) or same(a, allowed[1]) for a in mine)
+        kinds = [0 if same(a, allowed[0]) else 1 for a in mine]
+        assert kinds == sorted(kinds), "a reader saw the old trie again after the new one"
+    assert same(fresh, allowed[1])
     assert suggester.suggest("ned", 10, "eu")["suggestions"][0]["phrase"] == "nederland"  # new in window 1
