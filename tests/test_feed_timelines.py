@@ -311,6 +311,58 @@ def test_unfollow_hides_at_once_and_new_posts_follow_the_graph(settings: Setting
 
 
 @pytest.mark.unit
+def test_a_servers_author_cache_drops_its_own_writes_at_once_and_others_within_the_ttl(settings: Settings) -> None:
+    from sixfold.feed.graph import FollowGraph
+    from sixfold.feed.posts import PostService
+    from sixfold.feed.timelines import AuthorCache, TimelineReader
+    from sixfold.feed.users import UserDirectory
+
+    s = replace(settings, feed_celebrity_threshold=2)
+    store, bus = open_store(s), open_bus(s)
+    now = [1000.0]
+    cache = AuthorCache(store, ttl_s=2.0, clock=lambda: now[0])
+    users = UserDirectory(store)
+    reader = TimelineReader(store, 2, users, cache)
+    here_graph = FollowGraph(store, bus, users, changed=cache.changed)  # writes through this server
+    here_posts = PostService(store, bus, users, changed=cache.changed)
+    other_graph, other_posts = FollowGraph(store, bus, users), PostService(store, bus, users)  # another server
+    ann, bob, star = (users.create(n)["user_id"] for n in ("ann", "bob", "star"))
+    graph: set[tuple[int, int]] = set()
+    posts: list[tuple[int, int]] = []
+
+    def post(service: PostService) -> None:
+        posts.append((service.create(star, "hi")["post_id"], star))
+        run_fanout(s, store, bus, idle_timeout_s=0.05)
+
+    def read() -> list[int]:
+        return [p["post_id"] for p in reader.timeline(ann, 100)["posts"]]
+
+    here_graph.follow(ann, star)
+    graph.add((ann, star))
+    post(here_posts)  # star has 1 follower: pushed
+    assert read() == oracle(graph, posts, ann)
+    other_graph.follow(bob, star)  # star becomes a celebrity on another server; its posts are pulled now
+    graph.add((bob, star))
+    post(other_posts)
+    stale = read()
+    assert stale == oracle(graph, posts, ann)[1:]  # this server still counts 1 follower and pulls nothing
+    now[0] += 2.01
+    assert read() == oracle(graph, posts, ann)  # past the ttl: pulled
+    post(other_posts)
+    assert read() == oracle(graph, posts, ann)[1:]  # another server's post: the kept newest ids are stale
+    now[0] += 2.01
+    assert read() == oracle(graph, posts, ann)
+    post(here_posts)  # a post through this server shows at once
+    assert read() == oracle(graph, posts, ann)
+    here_graph.unfollow(bob, star)  # and so does the count: star is pushed again, not pulled
+    graph.discard((bob, star))
+    post(here_posts)
+    # pushed again: the new post and the first one; the posts made as a celebrity wait for the offline job
+    assert read() == [posts[-1][0], posts[0][0]]
+    store.close()
+
+
+@pytest.mark.unit
 def test_timeline_rejects_bad_limits_cursors_and_users(settings: Settings) -> None:
     w = make_world(settings, threshold=100)
     ann = w.user("ann")

@@ -64,19 +64,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               status_code=500)
 
     app.include_router(health)
-    from sixfold.typeahead.api import SuggestionsFastPath, router as typeahead_router
+    from sixfold.typeahead.api import router as typeahead_router
 
     app.include_router(typeahead_router)
     from sixfold.feed.api import router as feed_router
 
     app.include_router(feed_router)
-    app.add_middleware(SuggestionsFastPath)  # `sixfold serve` puts another copy outermost: see create_asgi
+    from sixfold.api.fastpath import FastPaths, default_routes
+
+    app.add_middleware(FastPaths, routes=default_routes())  # `sixfold serve` puts them outermost: create_asgi
     return app
 
 
 def create_asgi() -> Any:
-    """What `sixfold serve` runs: the suggestions fast path outermost, then the FastAPI app."""
-    from sixfold.typeahead.api import SuggestionsFastPath
+    """What `sixfold serve` runs: the fast GET paths outermost, then the FastAPI app."""
+    from sixfold.api.fastpath import FastPaths, default_routes
 
     app = create_app()
-    return SuggestionsFastPath(app, fastapi=app)
+    return FastPaths(app, default_routes(), fastapi=app)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
+from urllib.parse import parse_qs
+
+import orjson
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -42,7 +46,15 @@ def _follow_graph(app):
     from sixfold.feed.graph import FollowGraph
 
     return shared(app.state, "follow_graph",
-                  lambda: FollowGraph(app_store(app), app_bus(app), _user_directory(app)))
+                  lambda: FollowGraph(app_store(app), app_bus(app), _user_directory(app),
+                                      changed=_author_cache(app).changed))
+
+
+def _author_cache(app):
+    from sixfold.feed.timelines import AuthorCache
+
+    return shared(app.state, "author_cache",
+                  lambda: AuthorCache(app_store(app), app.state.settings.feed_read_cache_s))
 
 
 def _feed_call(fn, *args, **kwargs) -> Any:
@@ -92,14 +104,15 @@ def _post_service(app):
     from sixfold.feed.posts import PostService
 
     return shared(app.state, "post_service", lambda: PostService(app_store(app), app_bus(app),
-                                                                 _user_directory(app), _feed_sequencer(app)))
+                                                                 _user_directory(app), _feed_sequencer(app),
+                                                                 changed=_author_cache(app).changed))
 
 
 def _timeline_reader(app):
     from sixfold.feed.timelines import TimelineReader
 
     return shared(app.state, "timeline_reader", lambda: TimelineReader(
-        app_store(app), app.state.settings.feed_celebrity_threshold, _user_directory(app)))
+        app_store(app), app.state.settings.feed_celebrity_threshold, _user_directory(app), _author_cache(app)))
 
 
 @router.post("/v1/posts", status_code=201, summary="Publish a post; followers see it after fanout")
@@ -114,6 +127,37 @@ def get_timeline(request: Request, user_id: int,
                  limit: int = Query(20, description="posts per page, 1..100"),
                  before: str | None = Query(None, description="next_cursor of the previous page")) -> Any:
     return _feed_call(_timeline_reader(request.app).timeline, user_id, limit, before)
+
+
+class TimelineFastGet:
+    """GET /v1/timeline/{user_id} for `sixfold.api.fastpath`: the same reader as the route above;
+    a malformed id or parameter goes on to that route, which explains it."""
+
+    PATH = re.compile(r"/v1/timeline/([0-9]{1,18})")
+
+    def match(self, path: str) -> Any | None:
+        return self.PATH.fullmatch(path)
+
+    def answer(self, matched: Any, query_string: bytes, app: Any) -> tuple[int, bytes] | None:
+        from sixfold.api.fastpath import error
+        from sixfold.feed.users import FeedError
+        from sixfold.platform.errors import ServiceUnavailable
+
+        params = {key: values[-1] for key, values in parse_qs(query_string.decode("latin-1"),
+                                                              keep_blank_values=True).items()}
+        if set(params) - {"limit", "before"}:
+            return None
+        try:
+            limit = int(params.get("limit", "20"))
+        except ValueError:
+            return None
+        try:
+            page = _timeline_reader(app).timeline(int(matched.group(1)), limit, params.get("before"))
+        except FeedError as exc:
+            return error(exc.status, str(exc))
+        except ServiceUnavailable as exc:
+            return error(503, str(exc))
+        return 200, orjson.dumps(page)
 
 
 # ---- media (media.py) ---------------------------------------------------------------------------

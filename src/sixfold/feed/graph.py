@@ -37,7 +37,7 @@ def follower_count(store: ServingStore, user_id: int) -> int:
 
 def followees(store: ServingStore, user_id: int) -> set[int]:
     """Everyone `user_id` follows now."""
-    return {r["followee_id"] for r in store.query(FOLLOWING, {"follower_id": user_id})}
+    return {r["followee_id"] for r in store.query(FOLLOWING, {"follower_id": user_id}, columns=("followee_id",))}
 
 
 def followers(store: ServingStore, user_id: int) -> list[int]:
@@ -49,8 +49,10 @@ class FollowGraph:
     """Follow and unfollow against the serving store, publishing each change on the bus."""
 
     def __init__(self, store: ServingStore, bus: EventBus, users: UserDirectory | None = None,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 changed: Callable[[int], None] = lambda _author_id: None) -> None:
         self.store = store
+        self.changed = changed  # told the followee whose follower count moved (readers' caches)
         self.bus = bus
         self.users = users or UserDirectory(store)
         self.clock_ms = clock_ms
@@ -84,6 +86,7 @@ class FollowGraph:
                 self.store.upsert(FOLLOWING, row)
                 self.store.upsert(FOLLOWER_COUNTS, {"user_id": followee_id,
                                                     "followers": follower_count(self.store, followee_id) + 1})
+                self.changed(followee_id)
         self._emit(follower_id, followee_id, "follow", at)
         return {"follower_id": follower_id, "followee_id": followee_id, "following": True}
 
@@ -97,5 +100,6 @@ class FollowGraph:
                 self.store.delete(FOLLOWERS, edge)
                 count = max(follower_count(self.store, followee_id) - 1, 0)
                 self.store.upsert(FOLLOWER_COUNTS, {"user_id": followee_id, "followers": count})
+                self.changed(followee_id)
         self._emit(follower_id, followee_id, "unfollow", at)
         return {"follower_id": follower_id, "followee_id": followee_id, "following": False}

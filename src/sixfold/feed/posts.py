@@ -9,6 +9,8 @@ lands it in the lake.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import math
 import re
 from typing import Any
@@ -96,8 +98,9 @@ class PostService:
     """Validates and writes posts, and publishes them for fanout."""
 
     def __init__(self, store: ServingStore, bus: EventBus, users: UserDirectory | None = None,
-                 sequencer: Sequencer | None = None) -> None:
+                 sequencer: Sequencer | None = None, changed: Callable[[int], None] = lambda _author_id: None) -> None:
         self.store = store
+        self.changed = changed  # told the author of each new post (readers' caches)
         self.bus = bus
         self.users = users or UserDirectory(store)
         self.sequencer = sequencer or Sequencer()
@@ -122,6 +125,7 @@ class PostService:
         })
         self.store.upsert(POSTS, post)
         self.store.upsert(AUTHOR_POSTS, {"author_id": user_id, "post_id": post_id})
+        self.changed(user_id)
         self.bus.produce(POST_CREATED.topic, post, key=str(user_id))
         return {"post_id": post_id, "created_at": schema.to_json_value(POSTS.record.field("created_at"),
                                                                        post["created_at"])}

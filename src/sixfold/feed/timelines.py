@@ -11,18 +11,25 @@ older than the cursor, drawn from two sources:
 Each source is read from the cursor on, at most `limit + 1` hits each, then merged and cut; the
 extra row says whether there is a next page. The cursor is opaque: the last post id shown,
 base64url encoded.
+
+Every follower of a celebrity reads that celebrity's follower count and newest posts, so a server
+keeps them for `feed_read_cache_s` (`AuthorCache`); a follow, unfollow or post made through the same
+server drops the author's entry at once, and other servers' writes show within that time, which is
+the same order as fanout's own lag. Posts never change once written, so their rows are kept too.
 """
 
 from __future__ import annotations
 
 import base64
 import heapq
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from schemas.records import SERVING_TABLES
 from sixfold.feed.fanout import is_celebrity
-from sixfold.feed.graph import followees, follower_count
+from sixfold.feed.graph import FOLLOWER_COUNTS, followees
 from sixfold.feed.users import FeedError, UserDirectory
 from sixfold.platform.schema import to_json_value
 from sixfold.platform.store import ServingStore
@@ -72,14 +79,15 @@ def post_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _newest(store: ServingStore, table: Any, partition: dict[str, Any], before: int | None, wanted: int,
-            keep: Callable[[dict[str, Any]], bool] = lambda _row: True) -> list[int]:
-    """Up to `wanted` post ids of one partition below `before` that `keep` accepts, newest first,
-    read page by page from the cursor on."""
+            keep: Callable[[dict[str, Any]], bool] = lambda _row: True,
+            columns: tuple[str, ...] = ("post_id",)) -> list[int]:
+    """Up to `wanted` post ids of one partition below `before` that `keep` accepts (it sees `columns`),
+    newest first, read page by page from the cursor on."""
     fetch = max(wanted + 1, 32)
     hits: list[int] = []
     after = before
     while len(hits) < wanted:
-        rows = store.query(table, partition, limit=fetch, after=after)
+        rows = store.query(table, partition, limit=fetch, after=after, columns=columns)
         hits.extend(r["post_id"] for r in rows if keep(r))
         if len(rows) < fetch:
             break
@@ -87,21 +95,106 @@ def _newest(store: ServingStore, table: Any, partition: dict[str, Any], before: 
     return hits[:wanted]
 
 
+class AuthorCache:
+    """Authors' follower counts and newest post ids, reused for `ttl_s` by the readers of one server."""
+
+    NEWEST = 128  # post ids kept per author: a few pages of the deepest timeline page size
+    MAX_AUTHORS = 200_000
+
+    def __init__(self, store: ServingStore, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._counts: dict[int, tuple[float, int]] = {}
+        self._newest: dict[int, tuple[float, list[int]]] = {}
+        self._lock = threading.Lock()
+
+    def changed(self, author_id: int) -> None:
+        """A follow, unfollow or post of `author_id` went through this server: forget what was kept."""
+        with self._lock:
+            self._counts.pop(author_id, None)
+            self._newest.pop(author_id, None)
+
+    def follower_counts(self, author_ids: Iterable[int]) -> dict[int, int]:
+        now = self.clock()
+        out: dict[int, int] = {}
+        missing: list[int] = []
+        for a in author_ids:
+            kept = self._counts.get(a)
+            if kept is not None and kept[0] > now:
+                out[a] = kept[1]
+            else:
+                missing.append(a)
+        if missing:
+            rows = self.store.get_many(FOLLOWER_COUNTS, [{"user_id": a} for a in missing])
+            fresh = {a: int(r["followers"]) if r else 0 for a, r in zip(missing, rows)}
+            out.update(fresh)
+            if self.ttl_s > 0:
+                with self._lock:
+                    if len(self._counts) > self.MAX_AUTHORS:
+                        self._counts.clear()
+                    self._counts.update((a, (now + self.ttl_s, c)) for a, c in fresh.items())
+        return out
+
+    def newest_posts(self, author_id: int, before: int | None, wanted: int) -> list[int]:
+        """Up to `wanted` of the author's post ids below `before`, newest first."""
+        if self.ttl_s <= 0:
+            return _newest(self.store, AUTHOR_POSTS, {"author_id": author_id}, before, wanted)
+        now = self.clock()
+        kept = self._newest.get(author_id)
+        if kept is None or kept[0] <= now:
+            ids = _newest(self.store, AUTHOR_POSTS, {"author_id": author_id}, None, self.NEWEST)
+            kept = (now + self.ttl_s, ids)
+            with self._lock:
+                if len(self._newest) > self.MAX_AUTHORS:
+                    self._newest.clear()
+                self._newest[author_id] = kept
+        ids = kept[1]
+        hits = [p for p in ids if before is None or p < before][:wanted]
+        if len(hits) < wanted and len(ids) == self.NEWEST:  # the page reaches past what is kept
+            return _newest(self.store, AUTHOR_POSTS, {"author_id": author_id}, before, wanted)
+        return hits
+
+
+class PostRows:
+    """Post rows by id; a post never changes once written, so a row read once is kept (bounded)."""
+
+    MAX_ROWS = 200_000
+
+    def __init__(self, store: ServingStore) -> None:
+        self.store = store
+        self._rows: dict[int, dict[str, Any]] = {}
+
+    def get_many(self, post_ids: list[int]) -> list[dict[str, Any] | None]:
+        missing = [p for p in post_ids if p not in self._rows]
+        if missing:
+            if len(self._rows) > self.MAX_ROWS:
+                self._rows.clear()
+            for p, row in zip(missing, self.store.get_many(POSTS, [{"post_id": p} for p in missing])):
+                if row is not None:
+                    self._rows[p] = post_json(row)
+        return [self._rows.get(p) for p in post_ids]
+
+
 class TimelineReader:
     """Serves `GET /v1/timeline/{user_id}` from the serving store."""
 
-    def __init__(self, store: ServingStore, celebrity_threshold: int, users: UserDirectory | None = None) -> None:
+    def __init__(self, store: ServingStore, celebrity_threshold: int, users: UserDirectory | None = None,
+                 authors: AuthorCache | None = None) -> None:
         self.store = store
         self.threshold = celebrity_threshold
         self.users = users or UserDirectory(store)
+        self.authors = authors or AuthorCache(store, 0.0)
+        self.posts = PostRows(store)
 
     def candidate_ids(self, user_id: int, before: int | None, wanted: int) -> list[int]:
         """The newest `wanted` post ids of the merged timeline below `before`, newest first."""
         follows = followees(self.store, user_id)
-        celebrities = [a for a in follows if is_celebrity(follower_count(self.store, a), self.threshold)]
+        counts = self.authors.follower_counts(follows)
+        celebrities = [a for a in follows if is_celebrity(counts[a], self.threshold)]
         sources = [_newest(self.store, TIMELINES, {"user_id": user_id}, before, wanted,
-                           lambda r: r["author_id"] in follows)]
-        sources += [_newest(self.store, AUTHOR_POSTS, {"author_id": a}, before, wanted) for a in celebrities]
+                           lambda r: r["author_id"] in follows, ("post_id", "author_id"))]
+        sources += [self.authors.newest_posts(a, before, wanted) for a in celebrities]
         merged: list[int] = []
         for post_id in heapq.merge(*sources, reverse=True):
             if not merged or merged[-1] != post_id:  # a post pushed before its author became a celebrity
@@ -115,10 +208,6 @@ class TimelineReader:
         cursor = decode_cursor(before)
         self.users.require(user_id)
         ids = self.candidate_ids(user_id, cursor, limit + 1)
-        posts = []
-        for post_id in ids[:limit]:
-            row = self.store.get(POSTS, {"post_id": post_id})
-            if row is not None:  # pushed but gone from serving: skip it, keep paging
-                posts.append(post_json(row))
+        posts = [p for p in self.posts.get_many(ids[:limit]) if p is not None]  # gone from serving: skip it
         next_cursor = encode_cursor(ids[limit - 1]) if len(ids) > limit else None
         return {"user_id": user_id, "posts": posts, "next_cursor": next_cursor}

@@ -68,7 +68,37 @@ class Settings:
     typeahead_owned_shards: frozenset[int] | None = None  # None: this server owns every shard
     # feed
     feed_celebrity_threshold: int = 100_000  # authors with at least this many followers are pulled, not pushed
+    # how long a server may reuse an author's follower count and newest post ids on the read path;
+    # writes through the same server show at once, other servers' within this (0: no reuse)
+    feed_read_cache_s: float = 2.0
     typeahead_recent_ttl_s: int = 30 * 86_400  # how long a user's own searches stay for personalisation
+    # crawler
+    crawler_user_agent: str = "SixfoldBot/0.1 (+https://github.com/sixfold/sixfold)"
+    crawler_concurrency: int = 16  # fetches in flight at once (never more than one per host)
+    crawler_default_delay_s: float = 1.0  # per-host delay when robots.txt sets no Crawl-delay
+    crawler_max_delay_s: float = 60.0  # AutoThrottle never waits longer than this between fetches to a host
+    crawler_autothrottle: bool = True
+    crawler_external_links: bool = False  # follow links to hosts no seed is on (off: the crawl stays on its seeds' hosts)
+    crawler_autothrottle_target: float = 1.0  # Scrapy's AUTOTHROTTLE_TARGET_CONCURRENCY: delay -> latency / target
+    crawler_robots_ttl_s: float = 3600.0  # re-read robots.txt after this
+    crawler_robots_retry_s: float = 30.0  # robots.txt answered 5xx: wait this long, then ask again
+    crawler_robots_attempts: int = 3  # 5xx answers before the host is deferred to a later crawl
+    crawler_dns_ttl_s: float = 300.0
+    crawler_timeout_s: float = 10.0
+    crawler_max_body_bytes: int = 5_000_000
+    crawler_max_redirects: int = 5
+    crawler_max_depth: int = 16  # link hops within one host
+    crawler_host_budget: int = 1000  # URLs admitted per host per crawl
+    crawler_max_url_length: int = 512
+    crawler_max_segment_repeats: int = 2  # a path segment seen more often than this is a cyclic directory
+    crawler_max_query_variants: int = 30  # distinct query strings per host and path
+    crawler_revisit_s: float = 86_400.0  # first revisit interval; halves on change, grows 1.5x otherwise
+    crawler_revisit_min_s: float = 3_600.0
+    crawler_revisit_max_s: float = 30 * 86_400.0
+    crawler_simhash_distance: int = 3  # Hamming distance at or under which two pages are near duplicates
+    crawler_allow_hosts: tuple[str, ...] = ()  # hosts, addresses or CIDRs the SSRF guard lets through
+    crawler_flush_pages: int = 50  # land fetched pages in the lake every this many pages ...
+    crawler_flush_s: float = 1.0  # ... or this often
 
     @property
     def var(self) -> Path:
@@ -129,7 +159,9 @@ class Settings:
             raise SettingsError("SIXFOLD_FEED_CELEBRITY_THRESHOLD must be a whole number of followers")
         return cls(
             **typeahead,
+            **_crawler_settings(env, defaults),
             feed_celebrity_threshold=int(celebrity),
+            feed_read_cache_s=_non_negative(env, "SIXFOLD_FEED_READ_CACHE_S", defaults.feed_read_cache_s),
             profile=profile,  # type: ignore[arg-type]
             home=home,
             kafka_bootstrap=kafka,
@@ -140,6 +172,19 @@ class Settings:
             cassandra_version=env.get("SIXFOLD_CASSANDRA_VERSION", defaults.cassandra_version),
             connect_timeout_s=timeout,
         )
+
+
+def _non_negative(env: Mapping[str, str], var: str, default: float) -> float:
+    raw = env.get(var)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} must be a number") from None
+    if not value >= 0:
+        raise SettingsError(f"{var}={raw!r} must be 0 or more")
+    return value
 
 
 def _positive(env: Mapping[str, str], var: str, default: float) -> float:
@@ -178,6 +223,49 @@ def _typeahead_settings(env: Mapping[str, str], defaults: "Settings") -> dict:
         "typeahead_shards": int(shards),
         "typeahead_owned_shards": owned,
     }
+
+
+def _number(env: Mapping[str, str], var: str, default: float, *, whole: bool = False,
+            positive: bool = False) -> float:
+    raw = env.get(var)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} must be a number") from None
+    if value < 0 or (positive and value == 0) or (whole and value != int(value)):
+        kind = "a whole number" if whole else "a number"
+        raise SettingsError(f"{var}={raw!r} must be {kind} {'above' if positive else 'of at least'} 0")
+    return int(value) if whole else value
+
+
+def _crawler_settings(env: Mapping[str, str], d: "Settings") -> dict:
+    """SIXFOLD_CRAWLER_*: every crawler_* field, by its upper-cased name."""
+    whole = {"concurrency", "robots_attempts", "max_body_bytes", "max_redirects", "max_depth", "host_budget",
+             "max_url_length", "max_segment_repeats", "max_query_variants", "simhash_distance", "flush_pages"}
+    positive = {"concurrency", "robots_attempts", "max_body_bytes", "timeout_s", "autothrottle_target",
+                "host_budget", "max_url_length", "max_query_variants", "flush_pages", "flush_s", "dns_ttl_s",
+                "robots_ttl_s", "revisit_s", "revisit_min_s", "revisit_max_s", "max_segment_repeats"}
+    out: dict = {}
+    for name in (f.removeprefix("crawler_") for f in d.__dataclass_fields__ if f.startswith("crawler_")):
+        var, default = f"SIXFOLD_CRAWLER_{name.upper()}", getattr(d, f"crawler_{name}")
+        if name == "user_agent":
+            out["crawler_user_agent"] = env.get(var, default).strip() or default
+        elif isinstance(default, bool):
+            raw = env.get(var, "1" if default else "0").strip().lower()
+            if raw not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise SettingsError(f"{var}={raw!r}; expected 1 or 0 (true/false)")
+            out[f"crawler_{name}"] = raw in ("1", "true", "yes", "on")
+        elif name == "allow_hosts":
+            raw = env.get(var, "")
+            out["crawler_allow_hosts"] = tuple(h.strip() for h in raw.split(",") if h.strip()) or default
+        else:
+            value = _number(env, var, default, whole=name in whole, positive=name in positive)
+            out[f"crawler_{name}"] = value
+    if out["crawler_revisit_min_s"] > out["crawler_revisit_max_s"]:
+        raise SettingsError("SIXFOLD_CRAWLER_REVISIT_MIN_S must not exceed SIXFOLD_CRAWLER_REVISIT_MAX_S")
+    return out
 
 
 def load_settings() -> Settings:

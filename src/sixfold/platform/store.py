@@ -25,8 +25,9 @@ class ServingStore(Protocol):
     def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None: ...
     def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int: ...
     def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None: ...
+    def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]: ...
     def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None,
-              after: Any = None) -> list[dict[str, Any]]: ...
+              after: Any = None, columns: tuple[str, ...] | None = None) -> list[dict[str, Any]]: ...
     def scan(self, table: ServingTable) -> list[dict[str, Any]]: ...
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
@@ -64,7 +65,7 @@ def _canonical_key(table: ServingTable, key: dict[str, Any], *, partition_only: 
 def _normalise(table: ServingTable, row: dict[str, Any]) -> dict[str, Any]:
     # Cassandra reads an empty collection back as null; both stores answer [] instead.
     for f in table.record.fields:
-        if f.type == "list<string>" and row.get(f.name) is None:
+        if f.type == "list<string>" and f.name in row and row[f.name] is None:
             row[f.name] = []
     return row
 
@@ -73,7 +74,8 @@ class _KeyedReads:
     """get and query, shared: each store only knows how to select rows by a checked key prefix."""
 
     def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None,
-                after: tuple[Field, str, Any] | None = None) -> list[dict[str, Any]]:
+                after: tuple[Field, str, Any] | None = None, columns: tuple[str, ...] | None = None,
+                ) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -82,14 +84,23 @@ class _KeyedReads:
         rows = self._select(table, _canonical_key(table, key), 1)
         return rows[0] if rows else None
 
+    def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        """`get` for many whole keys in one round trip where the store can; answers in `keys` order."""
+        return [self.get(table, key) for key in keys]
+
     def scan(self, table: ServingTable) -> list[dict[str, Any]]:
         """Every live row of a table, for batch maintenance (purges, repairs); not for request paths."""
         return self._select(table, [], None)
 
     def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None,
-              after: Any = None) -> list[dict[str, Any]]:
+              after: Any = None, columns: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """Rows of a partition in clustering order; `after` continues past that value of the first
-        clustering column (a cursor: with a descending order, rows below it)."""
+        clustering column (a cursor: with a descending order, rows below it). `columns` reads only
+        those (hot read paths skip decoding what they do not use)."""
+        if columns is not None:
+            unknown = [c for c in columns if c not in table.record.names]
+            if unknown:
+                raise ValueError(f"{table.name} has no column(s) {unknown}; it has {list(table.record.names)}")
         key = _canonical_key(table, partition)
         bound = None
         if after is not None:
@@ -97,7 +108,7 @@ class _KeyedReads:
                 raise ValueError(f"{table.name}: `after` needs a clustering key and only the partition key given")
             f = table.record.field(table.clustering_key[0])
             bound = (f, "<" if table.clustering_descending else ">", schema.coerce(f, after))
-        return self._select(table, key, limit, bound)
+        return self._select(table, key, limit, bound, columns)
 
 
 class SQLiteStore(_KeyedReads):
@@ -160,14 +171,17 @@ class SQLiteStore(_KeyedReads):
         return len(params)
 
     def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None,
-                after: tuple[Field, str, Any] | None = None) -> list[dict[str, Any]]:
+                after: tuple[Field, str, Any] | None = None, columns: tuple[str, ...] | None = None,
+                ) -> list[dict[str, Any]]:
         self.ensure_table(table)
+        fields = table.record.fields if columns is None else tuple(table.record.field(c) for c in columns)
         where = " AND ".join(f'"{f.name}" = ?' for f, _ in key) or "1 = 1"
         if after is not None:
             where += f' AND "{after[0].name}" {after[1]} ?'
         order = " DESC" if table.clustering_descending else ""
         order_by = ", ".join(f'"{c}"{order}' for c in table.clustering_key) or "rowid"
-        sql = (f'SELECT * FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR "_expires_at" > ?) '
+        cols = ", ".join(f'"{f.name}"' for f in fields)
+        sql = (f'SELECT {cols} FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR "_expires_at" > ?) '
                f"ORDER BY {order_by}")
         params: list[Any] = [schema.to_sqlite(f, v) for f, v in key]
         if after is not None:
@@ -177,12 +191,28 @@ class SQLiteStore(_KeyedReads):
             sql += " LIMIT ?"
             params.append(limit)
         cur = self._conn().execute(sql, params)
-        names = [d[0] for d in cur.description]
-        out = []
-        for values in cur.fetchall():
-            raw = dict(zip(names, values))
-            out.append(_normalise(table, {f.name: schema.from_sqlite(f, raw[f.name]) for f in table.record.fields}))
-        return out
+        return [_normalise(table, {f.name: schema.from_sqlite(f, v) for f, v in zip(fields, values)})
+                for values in cur.fetchall()]
+
+    def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        if len(table.primary_key) != 1 or len(keys) < 2:
+            return super().get_many(table, keys)
+        self.ensure_table(table)
+        f = table.record.field(table.primary_key[0])
+        wanted = [_canonical_key(table, k)[0][1] for k in keys]
+        found: dict[Any, dict[str, Any]] = {}
+        for i in range(0, len(wanted), 500):  # well under SQLite's bound-parameter limit
+            chunk = [schema.to_sqlite(f, v) for v in wanted[i:i + 500]]
+            marks = ", ".join("?" for _ in chunk)
+            cur = self._conn().execute(
+                f'SELECT * FROM "{table.name}" WHERE "{f.name}" IN ({marks}) '
+                f'AND ("_expires_at" IS NULL OR "_expires_at" > ?)', [*chunk, self._now_us()])
+            names = [d[0] for d in cur.description]
+            for values in cur.fetchall():
+                raw = dict(zip(names, values))
+                row = _normalise(table, {g.name: schema.from_sqlite(g, raw[g.name]) for g in table.record.fields})
+                found[row[f.name]] = row
+        return [found.get(v) for v in wanted]
 
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None:
         self.ensure_table(table)
@@ -283,8 +313,6 @@ class CassandraStore(_KeyedReads):
         self.upsert_many(table, [row], ttl_s)
 
     def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int:
-        from cassandra.concurrent import execute_concurrent_with_args
-
         _check_ttl(ttl_s)
         self.ensure_table(table)
         fields = table.record.fields
@@ -296,37 +324,62 @@ class CassandraStore(_KeyedReads):
         for row in rows:
             canon = schema.validate(table.record, row)
             params.append([self._to_cql(f, canon[f.name]) for f in fields])
-        if not params:
-            return 0
-        from cassandra.cluster import NoHostAvailable
+        return len(self._concurrent(stmt, params, "write"))
 
+    def _concurrent(self, stmt: Any, params: list[list[Any]], what: str) -> list[Any]:
+        """One prepared statement run for many parameter lists, up to 32 in flight; results in order."""
+        from cassandra.cluster import NoHostAvailable
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        if not params:
+            return []
         try:
             results = execute_concurrent_with_args(self._session, stmt, params, concurrency=32, raise_on_first_error=True)
         except NoHostAvailable as exc:
             raise ServiceUnavailable("Cassandra", self.where, "no node is reachable (is the server down?)") from exc
         except Exception as exc:  # noqa: BLE001 - timeouts surface as several driver types
             if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
-                raise ServiceUnavailable("Cassandra", self.where, f"write timed out: {exc}") from exc
+                raise ServiceUnavailable("Cassandra", self.where, f"{what} timed out: {exc}") from exc
             raise
-        return len(results)
+        return [r.result_or_exc for r in results]
+
+    def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        if len(keys) < 2:
+            return super().get_many(table, keys)
+        self.ensure_table(table)
+        for key in keys:
+            if set(key) != set(table.primary_key):
+                raise ValueError(f"{table.name}: get_many needs whole primary keys {list(table.primary_key)}")
+        canon = [_canonical_key(table, k) for k in keys]
+        where, _ = self._where(canon[0])
+        cols = ", ".join(f'"{f.name}"' for f in table.record.fields)
+        stmt = self._prepare(f'SELECT {cols} FROM {self.keyspace}."{table.name}" WHERE {where}')
+        out: list[dict[str, Any] | None] = []
+        for rows in self._concurrent(stmt, [self._where(c)[1] for c in canon], "read"):
+            row = next(iter(rows), None)
+            out.append(None if row is None else _normalise(
+                table, {f.name: self._from_cql(f, getattr(row, f.name)) for f in table.record.fields}))
+        return out
 
     def _where(self, key: list[tuple[Field, Any]]) -> tuple[str, list[Any]]:
         return " AND ".join(f'"{f.name}" = ?' for f, _ in key), [self._to_cql(f, v) for f, v in key]
 
     def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None,
-                after: tuple[Field, str, Any] | None = None) -> list[dict[str, Any]]:
+                after: tuple[Field, str, Any] | None = None, columns: tuple[str, ...] | None = None,
+                ) -> list[dict[str, Any]]:
         self.ensure_table(table)
+        fields = table.record.fields if columns is None else tuple(table.record.field(c) for c in columns)
         where, params = self._where(key)
         if after is not None:
             where += f' AND "{after[0].name}" {after[1]} ?'
             params.append(self._to_cql(after[0], after[2]))
-        cols = ", ".join(f'"{f.name}"' for f in table.record.fields)
+        cols = ", ".join(f'"{f.name}"' for f in fields)
         cql = f'SELECT {cols} FROM {self.keyspace}."{table.name}"' + (f" WHERE {where}" if where else "")
         if limit is not None:
             cql += f" LIMIT {int(limit)}"
         rows = self._run(self._prepare(cql), params)
         return [
-            _normalise(table, {f.name: self._from_cql(f, getattr(r, f.name)) for f in table.record.fields})
+            _normalise(table, {f.name: self._from_cql(f, getattr(r, f.name)) for f in fields})
             for r in rows
         ]
 

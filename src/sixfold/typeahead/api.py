@@ -96,32 +96,20 @@ def get_suggestions(
         raise HTTPException(exc.status, str(exc)) from None
 
 
-class SuggestionsFastPath:
-    """ASGI wrapper answering GET /v1/suggestions without the framework's per-request machinery.
-
-    Same Suggester, same answers and error shapes as the route above (which stays for OpenAPI and
-    as the reference). `sixfold serve` puts it outermost, in front of FastAPI's middleware stack;
-    answers without a user_id are cached per trie version (hot prefixes dominate typing traffic).
-    """
+class SuggestionsFastGet:
+    """GET /v1/suggestions for `sixfold.api.fastpath`: answers without a user_id are cached per trie
+    version (hot prefixes dominate typing traffic)."""
 
     CACHE_SIZE = 50_000
 
-    def __init__(self, app: Any, fastapi: Any = None) -> None:
-        self.app = app
-        self.fastapi = fastapi
-        self._cache: dict[tuple, tuple[int, bytes]] = {}
+    def __init__(self) -> None:
+        self._cache: dict[bytes, tuple[int, bytes]] = {}
         self._cache_version: str | None = None
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v1/suggestions" or scope["method"] != "GET":
-            await self.app(scope, receive, send)
-            return
-        status, body = self.answer(scope.get("query_string", b""), self.fastapi or scope["app"])
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+    def match(self, path: str) -> Any | None:
+        return True if path == "/v1/suggestions" else None
 
-    def answer(self, query_string: bytes, app: Any) -> tuple[int, bytes]:
+    def answer(self, _matched: Any, query_string: bytes, app: Any) -> tuple[int, bytes] | None:
         try:
             suggester = suggester_for(app)
         except Exception as exc:  # noqa: BLE001 - e.g. the store is unreachable

@@ -1,0 +1,63 @@
+"""Answering the hottest GETs without the framework's per-request machinery.
+
+A `FastGet` recognises one path and answers `(status, body)` from the app's shared state, with
+the same answers and error shapes as its FastAPI route, which stays the reference and the OpenAPI
+entry. Anything a FastGet does not take (another path, a parameter it would have to explain) goes
+on to FastAPI. `sixfold serve` puts `FastPaths` outermost, in front of FastAPI's middleware stack.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from sixfold.platform.errors import error_body
+
+Answer = tuple[int, bytes]
+
+
+class FastGet(Protocol):
+    def match(self, path: str) -> Any | None:
+        """Something truthy when this handler owns `path` (passed on to `answer`), else None."""
+
+    def answer(self, matched: Any, query_string: bytes, app: Any) -> Answer | None:
+        """The response, or None to let FastAPI answer (and explain) this request."""
+
+
+def error(status: int, message: str) -> Answer:
+    return status, orjson.dumps(error_body(status, message))
+
+
+class FastPaths:
+    """ASGI wrapper trying each FastGet on GET requests before handing over to the app."""
+
+    def __init__(self, app: Any, routes: list[FastGet], fastapi: Any = None) -> None:
+        self.app = app
+        self.routes = routes
+        self.fastapi = fastapi
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path = scope["path"]
+            for route in self.routes:
+                matched = route.match(path)
+                if matched is None:
+                    continue
+                result = route.answer(matched, scope.get("query_string", b""), self.fastapi or scope["app"])
+                if result is not None:
+                    status, body = result
+                    await send({"type": "http.response.start", "status": status,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+                break
+        await self.app(scope, receive, send)
+
+
+def default_routes() -> list[FastGet]:
+    from sixfold.feed.api import TimelineFastGet
+    from sixfold.typeahead.api import SuggestionsFastGet
+
+    return [SuggestionsFastGet(), TimelineFastGet()]
