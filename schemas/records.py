@@ -236,6 +236,79 @@ STORY = Record(
     doc="A story, visible for exactly 24 hours.",
 )
 
+# ---- crawler ---------------------------------------------------------------------------------
+CRAWL_PAGE = Record(
+    "crawl_page",
+    (
+        Field("url", "string", doc="the canonical URL fetched"),
+        Field("final_url", "string", doc="where the response came from: a redirect's canonical target, else url"),
+        Field("status", "int", doc="HTTP status; 0 when no response arrived (see error)"),
+        Field("fetched_at", "timestamp"),
+        Field("cycle_id", "string", doc="the crawl cycle (one `crawl run`) that fetched it"),
+        Field("depth", "int", doc="link hops from a seed"),
+        Field("content_type", "string", required=False),
+        Field("content_sha256", "string", required=False, doc="hex digest of the body; the blob's name"),
+        Field("simhash", "long", required=False, doc="64-bit SimHash of the visible text, as a signed long"),
+        Field("title", "string", required=False),
+        Field("description", "string", required=False, doc="<meta name=description>"),
+        Field("text", "string", required=False, doc="visible text; only on originals (duplicates point to one)"),
+        Field("out_links", "list<string>", required=False, doc="canonical links followed from the page"),
+        Field("duplicate_of", "string", required=False, doc="url of the original when this page is a duplicate"),
+        Field("duplicate_kind", "string", required=False, doc="exact (same sha256) or near (SimHash distance)"),
+        Field("error", "string", required=False, doc="why no usable response arrived, meant for a person"),
+        Field("bytes", "long", required=False, doc="body size read"),
+        Field("fetch_ms", "double", required=False, doc="request latency"),
+    ),
+    doc="One fetch of one URL by the crawler.",
+)
+CRAWL_FRONTIER_ENTRY = Record(
+    "crawl_frontier_entry",
+    (
+        Field("url", "string", doc="canonical URL; a row here means the URL was seen"),
+        Field("host", "string"),
+        Field("state", "string", doc="queued, done, or dropped"),
+        Field("priority", "int", doc="front-queue level: 0 seeds, 1 revisits, 2 + depth for links"),
+        Field("depth", "int"),
+        Field("host_depth", "int", doc="link hops since the crawl entered this host"),
+        Field("discovered_at", "timestamp"),
+        Field("next_fetch_at", "timestamp", doc="not fetched before this time (revisit schedule)"),
+        Field("interval_s", "double", doc="current revisit interval"),
+        Field("fetch_count", "int"),
+        Field("change_count", "int", doc="fetches whose content differed from the previous one"),
+        Field("last_fetched_at", "timestamp", required=False),
+        Field("content_sha256", "string", required=False, doc="checksum at the last fetch"),
+        Field("found_on", "string", required=False, doc="the page that linked here"),
+        Field("redirect_chain", "list<string>", required=False, doc="URLs that redirected here, oldest first"),
+    ),
+    doc="The crawler's persisted frontier and URL seen-set: written before a URL counts as queued.",
+)
+CRAWL_CHECKSUM = Record(
+    "crawl_checksum",
+    (Field("content_sha256", "string"), Field("url", "string", doc="the first page with this content"),
+     Field("first_seen_at", "timestamp")),
+    doc="Document checksum -> original page (exact-duplicate elimination).",
+)
+CRAWL_SIMHASH_BAND = Record(
+    "crawl_simhash_band",
+    (Field("band", "int", doc="which 16-bit slice of the SimHash"), Field("band_value", "int"),
+     Field("url", "string"), Field("simhash", "long")),
+    doc="Banded SimHash index: near duplicates share at least one band exactly.",
+)
+CRAWL_DROP = Record(
+    "crawl_drop",
+    (
+        Field("reason", "string", doc="depth, host_budget, url_length, repeated_segment, query_explosion, "
+                                      "session_id, redirect_loop, redirect_limit, robots"),
+        Field("url", "string"),
+        Field("host", "string"),
+        Field("dropped_at", "timestamp"),
+        Field("cycle_id", "string"),
+        Field("detail", "string", required=False, doc="the limit and the value that broke it"),
+        Field("found_on", "string", required=False),
+    ),
+    doc="A URL the crawler refused, with the reason (traps, robots.txt).",
+)
+
 EVENTS: dict[str, Event] = {
     "search-events": Event("search-events", SEARCH_EVENT, key="user_id"),
     "post-created": Event("post-created", POST, key="author_id"),
@@ -252,6 +325,7 @@ LAKE_TABLES: dict[str, LakeTable] = {
     "follow_events": LakeTable("feed/follow_events", FOLLOW_EVENT, time_field="at", partitioning="hour"),
     "phrase_frequencies": LakeTable("typeahead/phrase_frequencies", PHRASE_FREQUENCY, time_field="window_start",
                                     partitioning="window15"),
+    "crawl_pages": LakeTable("crawl/pages", CRAWL_PAGE, time_field="fetched_at", partitioning="hour"),
 }
 
 SERVING_TABLES: dict[str, ServingTable] = {
@@ -276,9 +350,15 @@ SERVING_TABLES: dict[str, ServingTable] = {
                             clustering_key=("story_id",), clustering_descending=True),
     "user_recent_queries": ServingTable("user_recent_queries", USER_RECENT_QUERY, partition_key=("user_id",),
                                         clustering_key=("ts", "query"), clustering_descending=True),
+    "crawl_frontier": ServingTable("crawl_frontier", CRAWL_FRONTIER_ENTRY, partition_key=("url",)),
+    "crawl_checksums": ServingTable("crawl_checksums", CRAWL_CHECKSUM, partition_key=("content_sha256",)),
+    "crawl_simhash_bands": ServingTable("crawl_simhash_bands", CRAWL_SIMHASH_BAND,
+                                        partition_key=("band", "band_value"), clustering_key=("url",)),
+    "crawl_drops": ServingTable("crawl_drops", CRAWL_DROP, partition_key=("reason",), clustering_key=("url",)),
 }
 
 RECORDS: dict[str, Record] = {
     r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME,
-                        FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY)
+                        FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
+                        CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_DROP)
 }

@@ -122,11 +122,14 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
           users: Optional[int] = typer.Option(None, min=10, help="feed: synthetic users (default 100,000)"),
           posts: Optional[int] = typer.Option(None, min=10, help="feed: synthetic posts (default 1,000,000)"),
           read_users: Optional[int] = typer.Option(None, min=1,
-                                                   help="feed: users following celebrities cycled by wrk (default 2,000)")
+                                                   help="feed: users following celebrities cycled by wrk (default 2,000)"),
+          hosts: Optional[int] = typer.Option(None, min=1, help="crawler: hosts of the test site (default 16)"),
+          pages: Optional[int] = typer.Option(None, min=12, help="crawler: pages per host (default 150)"),
           ) -> None:
     """Benchmark a system against a peer side by side; JSON and a chart go to var/bench/."""
     available: dict[str, str] = {"typeahead": "serving vs RediSearch, aggregation Spark vs DuckDB, trie build",
-                                 "feed": "fanout hybrid vs pure push, offline timeline job, timeline reads over HTTP"}
+                                 "feed": "fanout hybrid vs pure push, offline timeline job, timeline reads over HTTP",
+                                 "crawler": "pages/s of our crawler vs Scrapy on the local test site, coverage"}
     if system not in available:
         names = ", ".join(sorted(available)) or "none yet (each system adds its own)"
         console.print(f"[red]no benchmark for {system!r}[/red]; available: {names}")
@@ -145,6 +148,22 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
         try:
             _, json_path, png_path = run_feed(settings, feed_opts, say=lambda m: console.print(f"[dim]{m}[/dim]"))
         except RuntimeError as exc:
+            console.print(f"[red]bench failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {json_path} and {png_path}")
+        return
+
+    if system == "crawler":
+        from sixfold.crawler.bench import CrawlerBenchOptions
+        from sixfold.crawler.bench import run as run_crawler
+
+        crawler_opts = CrawlerBenchOptions.quick() if quick else CrawlerBenchOptions()
+        crawler_overrides = {"hosts": hosts, "pages_per_host": pages}
+        crawler_opts = replace(crawler_opts, **{k: v for k, v in crawler_overrides.items() if v is not None})
+        try:
+            _, json_path, png_path = run_crawler(settings, crawler_opts,
+                                                 say=lambda m: console.print(f"[dim]{m}[/dim]"))
+        except (RuntimeError, ValueError) as exc:
             console.print(f"[red]bench failed:[/red] {exc}")
             raise typer.Exit(1) from None
         typer.echo(f"wrote {json_path} and {png_path}")

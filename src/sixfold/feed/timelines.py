@@ -187,9 +187,12 @@ class TimelineReader:
         self.authors = authors or AuthorCache(store, 0.0)
         self.posts = PostRows(store)
 
-    def candidate_ids(self, user_id: int, before: int | None, wanted: int) -> list[int]:
+    def candidate_ids(self, user_id: int, before: int | None, wanted: int,
+                      follows: set[int] | None = None) -> list[int]:
         """The newest `wanted` post ids of the merged timeline below `before`, newest first."""
-        follows = followees(self.store, user_id)
+        follows = followees(self.store, user_id) if follows is None else follows
+        if not follows:
+            return []
         counts = self.authors.follower_counts(follows)
         celebrities = [a for a in follows if is_celebrity(counts[a], self.threshold)]
         sources = [_newest(self.store, TIMELINES, {"user_id": user_id}, before, wanted,
@@ -206,8 +209,10 @@ class TimelineReader:
     def timeline(self, user_id: int, limit: int = DEFAULT_LIMIT, before: str | None = None) -> dict[str, Any]:
         check_limit(limit)
         cursor = decode_cursor(before)
-        self.users.require(user_id)
-        ids = self.candidate_ids(user_id, cursor, limit + 1)
+        follows = followees(self.store, user_id)
+        if not follows:  # a follow needs both users, so only a user following nobody may not exist
+            self.users.require(user_id)
+        ids = self.candidate_ids(user_id, cursor, limit + 1, follows)
         posts = [p for p in self.posts.get_many(ids[:limit]) if p is not None]  # gone from serving: skip it
         next_cursor = encode_cursor(ids[limit - 1]) if len(ids) > limit else None
         return {"user_id": user_id, "posts": posts, "next_cursor": next_cursor}
