@@ -311,6 +311,36 @@ def test_unfollow_hides_at_once_and_new_posts_follow_the_graph(settings: Setting
 
 
 @pytest.mark.unit
+def test_two_servers_racing_for_one_username_give_it_to_exactly_one(settings: Settings) -> None:
+    import threading
+
+    from sixfold.feed.users import FeedError, UserDirectory
+
+    servers = [UserDirectory(open_store(settings)) for _ in range(4)]  # each its own store connection
+    barrier = threading.Barrier(len(servers) * 2)
+    outcomes: list[object] = []
+
+    def claim(directory: UserDirectory, spelling: str) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(directory.create(spelling)["user_id"])
+        except FeedError as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=claim, args=(d, spelling)) for d in servers for spelling in ("Zed", "zed")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if o != 409]
+    assert len(winners) == 1 and outcomes.count(409) == len(threads) - 1
+    store = open_store(settings)
+    assert store.get(SERVING_TABLES["usernames"], {"username": "zed"})["user_id"] == winners[0]
+    users = [r for r in store.scan(SERVING_TABLES["users"]) if r["username"].lower() == "zed"]
+    assert [u["user_id"] for u in users] == winners  # the losers' accounts were taken back
+
+
+@pytest.mark.unit
 def test_a_servers_author_cache_drops_its_own_writes_at_once_and_others_within_the_ttl(settings: Settings) -> None:
     from sixfold.feed.graph import FollowGraph
     from sixfold.feed.posts import PostService

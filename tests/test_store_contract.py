@@ -275,3 +275,38 @@ def test_query_can_read_only_some_columns(store):
     assert some == [{"seq": r["seq"], "tags": r["tags"]} for r in full]
     with pytest.raises(ValueError, match="no column"):
         store.query(t, {"owner": "c"}, columns=("nope",))
+
+
+def test_insert_if_absent_lets_exactly_one_of_many_racing_writers_win(store):
+    import threading
+
+    t = ServingTable(f"contract_claim_{os.getpid()}_{next(_names)}", KEYED, partition_key=("id",))
+    store.ensure_table(t)
+    wins: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def claim(name: str) -> None:
+        barrier.wait()
+        if store.insert_if_absent(t, {"id": 7, "name": name}):
+            wins.append(name)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(wins) == 1
+    assert store.get(t, {"id": 7})["name"] == wins[0]  # the winner's row, not a later loser's overwrite
+    assert store.insert_if_absent(t, {"id": 8, "name": "free"}) is True
+
+
+def test_sqlite_insert_if_absent_holds_across_connections_and_ignores_expired_rows(tmp_path):
+    now = [1_000_000.0]
+    a = SQLiteStore(tmp_path / "s.sqlite3", clock=lambda: now[0])
+    b = SQLiteStore(tmp_path / "s.sqlite3", clock=lambda: now[0])  # another process's connection
+    t = ServingTable("claims", KEYED, partition_key=("id",))
+    assert a.insert_if_absent(t, {"id": 1, "name": "a"}) and not b.insert_if_absent(t, {"id": 1, "name": "b"})
+    a.upsert(t, {"id": 2, "name": "short"}, ttl_s=5)
+    assert not b.insert_if_absent(t, {"id": 2, "name": "b"})
+    now[0] += 6
+    assert b.insert_if_absent(t, {"id": 2, "name": "b"}) and a.get(t, {"id": 2})["name"] == "b"

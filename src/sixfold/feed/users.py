@@ -1,15 +1,14 @@
 """Accounts: creating a user with a unique username, and looking users up.
 
 A username is taken once, case-insensitively (`Ada` and `ada` are the same name): the
-`usernames` table maps its lower-case form to the user id and is checked before the account is
-written. The check and the write run under one lock, which makes them atomic within a process;
-across processes on Cassandra the same claim would be a lightweight transaction (IF NOT EXISTS).
+`usernames` table maps its lower-case form to the user id, and the claim is the store's
+`insert_if_absent` (one SQLite write transaction; a lightweight transaction, IF NOT EXISTS, on
+Cassandra), so two servers racing for one name cannot both win.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
 from schemas.records import SERVING_TABLES
@@ -42,19 +41,19 @@ class UserDirectory:
     def __init__(self, store: ServingStore, sequencer: Sequencer | None = None) -> None:
         self.store = store
         self.sequencer = sequencer or Sequencer()
-        self._claim = threading.Lock()
 
     def create(self, username: Any) -> dict[str, Any]:
         name = check_username(username)
         key = name.lower()
-        with self._claim:
-            owner = self.store.get(USERNAMES, {"username": key})
-            if owner is not None:
-                raise FeedError(409, f"username {name!r} is taken; choose another")
-            user_id = self.sequencer.next_id()
-            # the account first: a crash before the claim leaves an unreachable id, never a claim without a user
-            self.store.upsert(USERS, {"user_id": user_id, "username": name, "created_at": id_time(user_id)})
-            self.store.upsert(USERNAMES, {"username": key, "user_id": user_id})
+        taken = FeedError(409, f"username {name!r} is taken; choose another")
+        if self.store.get(USERNAMES, {"username": key}) is not None:
+            raise taken
+        user_id = self.sequencer.next_id()
+        # the account first: a crash before the claim leaves an unreachable id, never a claim without a user
+        self.store.upsert(USERS, {"user_id": user_id, "username": name, "created_at": id_time(user_id)})
+        if not self.store.insert_if_absent(USERNAMES, {"username": key, "user_id": user_id}):
+            self.store.delete(USERS, {"user_id": user_id})  # lost the race: nobody can reach this id
+            raise taken
         return {"user_id": user_id}
 
     def get(self, user_id: int) -> dict[str, Any] | None:

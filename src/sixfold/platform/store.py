@@ -24,6 +24,7 @@ class ServingStore(Protocol):
     def ensure_table(self, table: ServingTable) -> None: ...
     def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None: ...
     def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int: ...
+    def insert_if_absent(self, table: ServingTable, row: dict[str, Any]) -> bool: ...
     def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None: ...
     def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]: ...
     def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None,
@@ -194,6 +195,32 @@ class SQLiteStore(_KeyedReads):
         return [_normalise(table, {f.name: schema.from_sqlite(f, v) for f, v in zip(fields, values)})
                 for values in cur.fetchall()]
 
+    def insert_if_absent(self, table: ServingTable, row: dict[str, Any]) -> bool:
+        """Write `row` only if no live row has its key, atomically across every process on the file
+        (a write lock from BEGIN IMMEDIATE); True when this call wrote it."""
+        self.ensure_table(table)
+        fields = table.record.fields
+        canon = schema.validate(table.record, row)
+        key = _canonical_key(table, {k: canon[k] for k in table.primary_key})
+        where = " AND ".join(f'"{f.name}" = ?' for f, _ in key)
+        cols = ", ".join(f'"{f.name}"' for f in fields) + ', "_expires_at"'
+        marks = ", ".join("?" for _ in range(len(fields) + 1))
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            live = conn.execute(f'SELECT 1 FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR '
+                                f'"_expires_at" > ?)', [*(schema.to_sqlite(f, v) for f, v in key), self._now_us()])
+            if live.fetchone() is not None:
+                conn.execute("ROLLBACK")
+                return False
+            conn.execute(f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})',
+                         [schema.to_sqlite(f, canon[f.name]) for f in fields] + [None])
+            conn.execute("COMMIT")
+            return True
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
         if len(table.primary_key) != 1 or len(keys) < 2:
             return super().get_many(table, keys)
@@ -342,6 +369,17 @@ class CassandraStore(_KeyedReads):
                 raise ServiceUnavailable("Cassandra", self.where, f"{what} timed out: {exc}") from exc
             raise
         return [r.result_or_exc for r in results]
+
+    def insert_if_absent(self, table: ServingTable, row: dict[str, Any]) -> bool:
+        """A lightweight transaction (INSERT ... IF NOT EXISTS, Paxos among the replicas): True when
+        this call wrote the row."""
+        self.ensure_table(table)
+        fields = table.record.fields
+        canon = schema.validate(table.record, row)
+        cols = ", ".join(f'"{f.name}"' for f in fields)
+        marks = ", ".join("?" for _ in fields)
+        stmt = self._prepare(f'INSERT INTO {self.keyspace}."{table.name}" ({cols}) VALUES ({marks}) IF NOT EXISTS')
+        return bool(self._run(stmt, [self._to_cql(f, canon[f.name]) for f in fields]).was_applied)
 
     def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
         if len(keys) < 2:
