@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,8 @@ from typing import Any
 from sixfold.crawler.site import SiteSpec
 from sixfold.crawler.site_server import RunningSite, serve
 from sixfold.platform.settings import Settings
-from sixfold.typeahead.bench import SHARED_CORES_NOTE, Say, tail, with_load
+from sixfold.platform import benchkit
+from sixfold.platform.benchkit import SHARED_CORES_NOTE, Say, tail, with_load
 
 
 @dataclass(frozen=True)
@@ -223,14 +223,7 @@ def draw_chart(result: dict, records: dict[str, list[float]], path: Path) -> Non
 
 
 def write_outputs(result: dict, records: dict[str, list[float]], directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = result["started_at"].replace("-", "").replace(":", "")
-    json_path, png_path = directory / f"crawler-{stamp}.json", directory / f"crawler-{stamp}.png"
-    json_path.write_text(json.dumps(result, indent=1, default=str))
-    draw_chart(result, records, png_path)
-    shutil.copyfile(json_path, directory / "crawler-latest.json")
-    shutil.copyfile(png_path, directory / "crawler-latest.png")
-    return json_path, png_path
+    return benchkit.write_outputs("crawler", result, directory, lambda r, path: draw_chart(r, records, path))
 
 
 def run(settings: Settings, opts: CrawlerBenchOptions, say: Say = print) -> tuple[dict, Path, Path]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,11 +34,12 @@ from typing import Any
 import numpy as np
 
 from sixfold.platform.settings import Settings
-from sixfold.typeahead.bench import (
+from sixfold.platform import benchkit
+from sixfold.platform.benchkit import (
     SHARED_CORES_NOTE,
     WRK_SCRIPT,
     Say,
-    _uvicorn_impl,
+    uvicorn_impl,
     free_port,
     parse_wrk,
     require,
@@ -274,7 +274,7 @@ def bench_reads(home: Path, data: Any, threshold: int, opts: FeedBenchOptions, w
         **figures,
         "users_cycled": len(users), "users_following_celebrities": eligible, "celebrity_threshold": threshold,
         "sample_posts_returned": len(sample["posts"]),
-        "server": f"sixfold serve --workers {opts.workers} (uvicorn {uvicorn.__version__}, {_uvicorn_impl()}), "
+        "server": f"sixfold serve --workers {opts.workers} (uvicorn {uvicorn.__version__}, {uvicorn_impl()}), "
                   f"SIXFOLD_FEED_CELEBRITY_THRESHOLD={threshold}",
         "load_generator": f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration_s}s --latency, Lua script "
                           f"cycling GET /v1/timeline/{{id}}?limit=20 over {len(users):,} users",
@@ -371,14 +371,7 @@ def draw_chart(result: dict, path: Path) -> None:
 
 
 def write_outputs(result: dict, directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = result["started_at"].replace("-", "").replace(":", "")
-    json_path, png_path = directory / f"feed-{stamp}.json", directory / f"feed-{stamp}.png"
-    json_path.write_text(json.dumps(result, indent=1, default=str))
-    draw_chart(result, png_path)
-    shutil.copyfile(json_path, directory / "feed-latest.json")
-    shutil.copyfile(png_path, directory / "feed-latest.png")
-    return json_path, png_path
+    return benchkit.write_outputs("feed", result, directory, draw_chart)
 
 
 def run(settings: Settings, opts: FeedBenchOptions, say: Say = print) -> tuple[dict, Path, Path]:

@@ -19,17 +19,12 @@ import json
 import os
 import re
 import resource
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +33,19 @@ from urllib.parse import quote
 
 import numpy as np
 
+from sixfold.platform import benchkit
+from sixfold.platform.benchkit import (
+    SHARED_CORES_NOTE,
+    WRK_SCRIPT,
+    Say,
+    free_port,
+    parse_wrk,
+    require,
+    running,
+    uvicorn_impl,
+    wait_until,
+    with_load,
+)
 from sixfold.platform.settings import Settings
 
 REDISEARCH_MODULE = Path("/usr/lib/redis/modules/redisearch.so")
@@ -52,10 +60,6 @@ LOG_HOURS = 2.0
 TARGET_RPS = 8_000.0
 TARGET_P99_MS = 20.0
 TARGET_SPARK_OVER_DUCKDB = 3.0
-SHARED_CORES_NOTE = ("servers, load generators and engines share the same {cores} cores; each peer runs alone "
-                     "(one after the other), but its load generator competes with it for CPU")
-
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -119,130 +123,7 @@ def sample_prefixes(scores: dict[str, int], n: int, seed: int) -> list[str]:
     return out
 
 
-# ---- processes and ports ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running(cmd: list[str], env: dict[str, str] | None, log_path: Path) -> Iterator[subprocess.Popen]:
-    """Start `cmd` in its own process group; on exit stop that group (TERM, then KILL after 10 s)."""
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-
-
-def wait_until(check: Callable[[], bool], proc: subprocess.Popen, what: str, log_path: Path,
-               timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}; log: {log_path}\n{tail(log_path)}")
-        try:
-            if check():
-                return
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not become ready in {timeout_s:.0f} s; log: {log_path}\n{tail(log_path)}")
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def require(tool: str) -> str:
-    found = shutil.which(tool)
-    if not found:
-        raise RuntimeError(f"{tool} is not installed; install the Debian package ({tool}) and rerun")
-    return found
-
-
 # ---- part 1: serving ------------------------------------------------------------------------------
-WRK_SCRIPT = r"""
-local threads = {}
-local counter = 0
-function setup(thread)
-  thread:set("id", counter)
-  counter = counter + 1
-  table.insert(threads, thread)
-end
-function init(args)
-  paths = {}
-  for line in io.lines("%(paths)s") do paths[#paths + 1] = line end
-  i = (id * 7919) %% #paths
-end
-function request()
-  i = i %% #paths + 1
-  return wrk.format("GET", paths[i])
-end
-function done(summary, latency, requests)
-  io.write(string.format("SIXFOLD requests=%%d duration_us=%%d status_errors=%%d connect=%%d read=%%d write=%%d timeout=%%d\n",
-    summary.requests, summary.duration, summary.errors.status, summary.errors.connect,
-    summary.errors.read, summary.errors.write, summary.errors.timeout))
-  for _, p in ipairs({50, 90, 99, 99.9}) do
-    io.write(string.format("SIXFOLD p%%g_us=%%d\n", p, latency:percentile(p)))
-  end
-end
-"""
-
-_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
-    if not m:
-        raise ValueError(f"unparseable wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS_MS[m.group(2)]
-
-
-def parse_wrk(output: str) -> dict[str, Any]:
-    """Requests/s, latency percentiles, non-2xx and socket errors from wrk --latency output (+ our done hook)."""
-    result: dict[str, Any] = {}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if not m:
-        raise ValueError("no 'Requests/sec' in wrk output:\n" + output)
-    result["rps"] = float(m.group(1))
-    dist = output.split("Latency Distribution", 1)[1] if "Latency Distribution" in output else ""
-    for pct in ("50", "75", "90", "99"):
-        m = re.search(rf"^\s*{pct}%\s+(\S+)", dist, re.MULTILINE)
-        if m:
-            result[f"p{pct}_ms"] = _ms(m.group(1))
-    m = re.search(r"(\d+) requests in ([\d.]+\w+)", output)
-    if m:
-        result["requests"] = int(m.group(1))
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    result["non_2xx"] = int(m.group(1)) if m else 0
-    m = re.search(r"SIXFOLD requests=(\d+) duration_us=(\d+) status_errors=(\d+) connect=(\d+) read=(\d+) "
-                  r"write=(\d+) timeout=(\d+)", output)
-    if m:
-        requests, duration_us, status, *sockets = (int(g) for g in m.groups())
-        result["requests"], result["duration_s"] = requests, duration_us / 1e6
-        result["non_2xx"] = max(result["non_2xx"], status)
-        result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), sockets))
-    m = re.search(r"SIXFOLD p99\.9_us=(\d+)", output)
-    if m:
-        result["p99_9_ms"] = int(m.group(1)) / 1e3
-    return result
-
-
 def bench_ours(scores: dict[str, int], prefixes: list[str], opts: BenchOptions, work: Path, say: Say) -> dict:
     from sixfold.typeahead.serving import ArtifactStore
     from sixfold.typeahead.trie import build_trie, write_artifact
@@ -301,24 +182,12 @@ def bench_ours(scores: dict[str, int], prefixes: list[str], opts: BenchOptions, 
     return {
         **figures,
         "server": f"sixfold serve --workers {opts.workers} (uvicorn {uvicorn.__version__}, loop/http 'auto': "
-                  f"{_uvicorn_impl()})",
+                  f"{uvicorn_impl()})",
         "load_generator": f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration_s}s --latency, Lua script "
                           f"cycling {len(prefixes):,} URL-encoded prefixes (GET /v1/suggestions?prefix=...&k=10)",
         "server_alive_after": alive,
         "wrk_output": run.stdout,
     }
-
-
-def _uvicorn_impl() -> str:
-    """What uvicorn's 'auto' picks: uvloop and httptools when importable."""
-    picks = []
-    for name, fallback in (("uvloop", "asyncio"), ("httptools", "h11")):
-        try:
-            __import__(name)
-            picks.append(name)
-        except ImportError:
-            picks.append(fallback)
-    return "/".join(picks)
 
 
 def parse_redis_benchmark_csv(output: str) -> dict[str, float]:
@@ -705,21 +574,7 @@ def draw_chart(result: dict, path: Path) -> None:
 
 
 def write_outputs(result: dict, directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = result["started_at"].replace("-", "").replace(":", "")
-    json_path, png_path = directory / f"typeahead-{stamp}.json", directory / f"typeahead-{stamp}.png"
-    json_path.write_text(json.dumps(result, indent=1, default=str))
-    draw_chart(result, png_path)
-    shutil.copyfile(json_path, directory / "typeahead-latest.json")
-    shutil.copyfile(png_path, directory / "typeahead-latest.png")
-    return json_path, png_path
-
-
-def with_load(part: Callable[[], dict]) -> dict:
-    """Run one part and record the 1-minute load average around it: other work on the box skews figures."""
-    before = os.getloadavg()[0]
-    figures = part()
-    return {**figures, "loadavg_1m": {"before": before, "after": os.getloadavg()[0]}}
+    return benchkit.write_outputs("typeahead", result, directory, draw_chart)
 
 
 def run(settings: Settings, opts: BenchOptions, say: Say = print) -> tuple[dict, Path, Path]:
