@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from benchrun import run_quick_bench
 
 pytestmark = pytest.mark.e2e
 
 
 def test_quick_crawler_bench_compares_both(tmp_path: Path) -> None:
-    env = {**os.environ, "SIXFOLD_HOME": str(tmp_path), "SIXFOLD_PROFILE": "embedded"}
-    sixfold = Path(sys.executable).parent / "sixfold"
-    run = subprocess.run([str(sixfold), "bench", "crawler", "--quick"], env=env, cwd=tmp_path, check=False,
-                         capture_output=True, text=True, timeout=420)
-    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
-
-    bench = tmp_path / "var" / "bench"
-    latest = json.loads((bench / "crawler-latest.json").read_text())
-    assert (bench / "crawler-latest.png").stat().st_size > 0
-    assert len(list(bench.glob("crawler-2*.json"))) == 1
+    latest, stdout = run_quick_bench("crawler", tmp_path, 420)
 
     ours, scrapy = latest["ours"], latest["scrapy"]
     for system in (ours, scrapy):
@@ -37,4 +25,4 @@ def test_quick_crawler_bench_compares_both(tmp_path: Path) -> None:
     assert ours["server"]["coverage"] == 1.0  # traps off: the whole finite site
     assert "traps off" in latest["site"]["note"]
     assert scrapy["scrapy_version"].startswith("2.")
-    assert "ours" in run.stdout and "Scrapy" in run.stdout
+    assert "ours" in stdout and "Scrapy" in stdout

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from benchrun import run_quick_bench
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (Debian package)")
 def test_quick_feed_bench_writes_every_section(tmp_path: Path) -> None:
-    env = {**os.environ, "SIXFOLD_HOME": str(tmp_path), "SIXFOLD_PROFILE": "embedded"}
-    env.pop("SIXFOLD_FEED_CELEBRITY_THRESHOLD", None)
-    sixfold = Path(sys.executable).parent / "sixfold"
-    run = subprocess.run([str(sixfold), "bench", "feed", "--quick"], env=env, cwd=tmp_path, check=False,
-                         capture_output=True, text=True, timeout=420)
-    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
-
-    bench = tmp_path / "var" / "bench"
-    latest = json.loads((bench / "feed-latest.json").read_text())
-    assert (bench / "feed-latest.png").stat().st_size > 0
-    assert len(list(bench.glob("feed-2*.json"))) == 1 and len(list(bench.glob("feed-2*.png"))) == 1
+    latest, stdout = run_quick_bench("feed", tmp_path, 420)
 
     generation = latest["generation"]
     for figure in ("users", "follows", "posts", "seconds", "rows_written"):

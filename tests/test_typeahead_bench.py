@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from benchrun import run_quick_bench
 
 from sixfold.typeahead.bench import REDISEARCH_MODULE
 
@@ -21,16 +18,7 @@ NEEDS = ("wrk", "redis-server", "redis-benchmark")
 @pytest.mark.skipif(any(shutil.which(t) is None for t in NEEDS) or not REDISEARCH_MODULE.exists(),
                     reason="needs wrk, redis-server, redis-benchmark and the RediSearch module (Debian packages)")
 def test_quick_bench_writes_both_peers_figures(tmp_path: Path) -> None:
-    env = {**os.environ, "SIXFOLD_HOME": str(tmp_path), "SIXFOLD_PROFILE": "embedded"}
-    sixfold = Path(sys.executable).parent / "sixfold"
-    run = subprocess.run([str(sixfold), "bench", "typeahead", "--quick"], env=env, cwd=tmp_path, check=False,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
-
-    bench = tmp_path / "var" / "bench"
-    latest = json.loads((bench / "typeahead-latest.json").read_text())
-    assert (bench / "typeahead-latest.png").stat().st_size > 0
-    assert len(list(bench.glob("typeahead-2*.json"))) == 1 and len(list(bench.glob("typeahead-2*.png"))) == 1
+    latest, stdout = run_quick_bench("typeahead", tmp_path, 300)
 
     serving = latest["serving"]
     for peer in ("ours", "redisearch"):

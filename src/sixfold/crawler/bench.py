@@ -177,18 +177,8 @@ def figures_rows(result: dict) -> list[tuple[str, str, str, str]]:
 
 
 def print_table(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="sixfold bench crawler")
-    for column in ("measure", "ours", "Scrapy", "ours / Scrapy"):
-        table.add_column(column, justify="left" if column == "measure" else "right")
-    for row in figures_rows(result):
-        table.add_row(*row)
-    console = Console()
-    console.print(table)
-    console.print(result["site"]["note"])
-    console.print(f"[dim]{result['host']['note']}[/dim]")
+    benchkit.print_table("sixfold bench crawler", ("measure", "ours", "Scrapy", "ours / Scrapy"), figures_rows(result),
+                         [result["site"]["note"], f"[dim]{result['host']['note']}[/dim]"])
 
 
 def draw_chart(result: dict, records: dict[str, list[float]], path: Path) -> None:

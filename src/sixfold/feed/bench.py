@@ -323,17 +323,8 @@ def figures_rows(result: dict) -> list[tuple[str, str, str, str]]:
 
 
 def print_table(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="sixfold bench feed")
-    for column in ("measure", "hybrid / ours", "pure push", "ratio / target"):
-        table.add_column(column, justify="left" if column == "measure" else "right")
-    for row in figures_rows(result):
-        table.add_row(*row)
-    console = Console()
-    console.print(table)
-    console.print(f"[dim]{result['host']['note']}[/dim]")
+    benchkit.print_table("sixfold bench feed", ("measure", "hybrid / ours", "pure push", "ratio / target"),
+                         figures_rows(result), [f"[dim]{result['host']['note']}[/dim]"])
 
 
 def draw_chart(result: dict, path: Path) -> None:

@@ -175,3 +175,19 @@ def write_outputs(system: str, result: dict, directory: Path, draw: Callable[[di
     shutil.copyfile(json_path, directory / f"{system}-latest.json")
     shutil.copyfile(png_path, directory / f"{system}-latest.png")
     return json_path, png_path
+
+
+def print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], notes: list[str]) -> None:
+    """The figures as a table on stdout (the first column left-aligned), then each note."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column == columns[0] else "right")
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(note)

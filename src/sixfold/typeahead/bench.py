@@ -506,27 +506,20 @@ def figures_rows(result: dict) -> list[tuple[str, str, str, str]]:
 
 
 def print_table(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="sixfold bench typeahead")
-    for column in ("measure", "ours / Spark", "peer", "ratio"):
-        table.add_column(column, justify="left" if column == "measure" else "right")
-    for row in figures_rows(result):
-        table.add_row(*row)
-    console = Console()
-    console.print(table)
+    notes = []
     s, a = result.get("serving"), result.get("aggregation")
     if s:
         t = s["targets"]
-        console.print(f"targets: >= {t['rps']:,.0f} req/s {'met' if t['rps_met'] else 'NOT met'}; "
-                      f"p99 < {t['p99_ms']:.0f} ms {'met' if t['p99_met'] else 'NOT met'}")
+        notes.append(f"targets: >= {t['rps']:,.0f} req/s {'met' if t['rps_met'] else 'NOT met'}; "
+                     f"p99 < {t['p99_ms']:.0f} ms {'met' if t['p99_met'] else 'NOT met'}")
     if a:
-        console.print(f"aggregation: Spark/DuckDB {a['ratio_spark_over_duckdb']:.2f} (goal <= {a['goal_ratio']:.0f}: "
-                      f"{'met' if a['goal_met'] else 'NOT met'}); outputs "
-                      f"{'equal' if a['cross_check']['equal'] else 'DIFFER'} "
-                      f"({a['cross_check']['spark_rows']:,} rows)")
-    console.print(f"[dim]{result['host']['note']}[/dim]")
+        notes.append(f"aggregation: Spark/DuckDB {a['ratio_spark_over_duckdb']:.2f} (goal <= {a['goal_ratio']:.0f}: "
+                     f"{'met' if a['goal_met'] else 'NOT met'}); outputs "
+                     f"{'equal' if a['cross_check']['equal'] else 'DIFFER'} "
+                     f"({a['cross_check']['spark_rows']:,} rows)")
+    notes.append(f"[dim]{result['host']['note']}[/dim]")
+    benchkit.print_table("sixfold bench typeahead", ("measure", "ours / Spark", "peer", "ratio"),
+                         figures_rows(result), notes)
 
 
 def draw_chart(result: dict, path: Path) -> None:
