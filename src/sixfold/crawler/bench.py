@@ -218,14 +218,7 @@ def write_outputs(result: dict, records: dict[str, list[float]], directory: Path
 
 def run(settings: Settings, opts: CrawlerBenchOptions, say: Say = print) -> tuple[dict, Path, Path]:
     """Serve the site, crawl it with ours then Scrapy, print the table, write JSON and chart."""
-    cores = os.cpu_count() or 1
-    result: dict[str, Any] = {
-        "system": "crawler",
-        "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "options": asdict(opts),
-        "host": {"cores": cores, "python": sys.version.split()[0],
-                 "note": SHARED_CORES_NOTE.format(cores=cores) + "; the site server is a third process"},
-    }
+    result = benchkit.new_result("crawler", opts, SHARED_CORES_NOTE + "; the site server is a third process")
     spec = opts.site_spec()
     with tempfile.TemporaryDirectory(prefix="sixfold-bench-crawler-") as tmp:
         work = Path(tmp)

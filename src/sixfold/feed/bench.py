@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -367,15 +367,7 @@ def write_outputs(result: dict, directory: Path) -> tuple[Path, Path]:
 
 def run(settings: Settings, opts: FeedBenchOptions, say: Say = print) -> tuple[dict, Path, Path]:
     """Run every part, print the table, write the JSON and the chart; returns (result, json, png)."""
-    cores = os.cpu_count() or 1
-    result: dict[str, Any] = {
-        "system": "feed",
-        "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "options": asdict(opts),
-        "host": {"cores": cores, "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                 "python": sys.version.split()[0],
-                 "note": SHARED_CORES_NOTE.format(cores=cores).replace("each peer runs alone", "each part runs alone")},
-    }
+    result = benchkit.new_result("feed", opts, SHARED_CORES_NOTE.replace("each peer runs alone", "each part runs alone"))
     with tempfile.TemporaryDirectory(prefix="sixfold-bench-feed-") as tmp:
         work = Path(tmp)
         home = work / "home"

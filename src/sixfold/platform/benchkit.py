@@ -10,10 +10,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +194,15 @@ def print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]
     console.print(table)
     for note in notes:
         console.print(note)
+
+
+def new_result(system: str, options: Any, note: str = SHARED_CORES_NOTE) -> dict[str, Any]:
+    """The head of every result JSON: system, start time, the options, and the machine it ran on."""
+    cores = os.cpu_count() or 1
+    return {
+        "system": system,
+        "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "options": asdict(options),
+        "host": {"cores": cores, "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                 "python": sys.version.split()[0], "note": note.format(cores=cores)},
+    }

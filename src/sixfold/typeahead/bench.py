@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ import numpy as np
 
 from sixfold.platform import benchkit
 from sixfold.platform.benchkit import (
-    SHARED_CORES_NOTE,
     WRK_SCRIPT,
     Say,
     free_port,
@@ -572,14 +571,7 @@ def write_outputs(result: dict, directory: Path) -> tuple[Path, Path]:
 
 def run(settings: Settings, opts: BenchOptions, say: Say = print) -> tuple[dict, Path, Path]:
     """Run every part, print the table, write the JSON and the chart; returns (result, json, png)."""
-    cores = os.cpu_count() or 1
-    result: dict[str, Any] = {
-        "system": "typeahead",
-        "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "options": asdict(opts),
-        "host": {"cores": cores, "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                 "python": sys.version.split()[0], "note": SHARED_CORES_NOTE.format(cores=cores)},
-    }
+    result = benchkit.new_result("typeahead", opts)
     with tempfile.TemporaryDirectory(prefix="sixfold-bench-") as tmp:
         work = Path(tmp)
         say("[1/3] serving: sixfold vs RediSearch")
