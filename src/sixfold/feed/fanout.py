@@ -21,7 +21,7 @@ from schemas.records import EVENTS, LAKE_TABLES, SERVING_TABLES
 from sixfold.feed.graph import follower_count, followers
 from sixfold.platform.bus import EventBus
 from sixfold.platform.lake import ArrowLake
-from sixfold.platform.landing import LandingReport, land, land_batch
+from sixfold.platform.landing import LandingReport, land
 from sixfold.platform.settings import Settings
 from sixfold.platform.store import ServingStore
 
@@ -100,40 +100,29 @@ def _collect_into(valid: list[dict[str, Any]]) -> Callable[[dict[str, Any]], dic
 def run_fanout(settings: Settings, store: ServingStore, bus: EventBus, *, group: str = FANOUT_GROUP,
                idle_timeout_s: float = 1.0, max_batches: int | None = None,
                on_batch: Callable[[FanoutReport], None] | None = None) -> FanoutReport:
-    """Consume `post-created` until idle: land each batch in the lake, push it, then commit."""
-    lake = ArrowLake(settings)
-    table = LAKE_TABLES["posts"]
+    """Consume `post-created` until idle: land each batch in the lake, push it, then commit
+    (the push is the landing's `before_commit` effect: replayed after a crash, never lost)."""
     threshold = settings.feed_celebrity_threshold
+    valid: list[dict[str, Any]] = []
     total = FanoutReport()
-    consumer = bus.consumer(POST_CREATED.topic, group)
-    try:
-        batches = 0
-        while max_batches is None or batches < max_batches:
-            messages = consumer.poll(max_records=1000, timeout_s=idle_timeout_s)
-            if not messages:
-                break
-            valid: list[dict[str, Any]] = []
-            landed = land_batch(bus, lake, POST_CREATED, table, messages, prepare=_collect_into(valid))
-            report = FanoutReport()
-            report.received, report.landed, report.rejected = landed.received, landed.landed, landed.rejected
-            report.partitions = landed.partitions
-            for post in valid:
-                n = fanout_post(store, post, threshold)
-                report.pushed += n
-                if is_celebrity(follower_count(store, post["author_id"]), threshold):
-                    report.pulled_posts += 1
-            consumer.commit()  # only after the lake and the timelines hold the batch
-            batches += 1
-            total.received += report.received
-            total.landed += report.landed
-            total.rejected += report.rejected
-            total.pushed += report.pushed
-            total.pulled_posts += report.pulled_posts
-            total.partitions |= report.partitions
-            if on_batch:
-                on_batch(report)
-    finally:
-        consumer.close()
+
+    def push(landed: LandingReport) -> None:
+        report = FanoutReport(received=landed.received, landed=landed.landed, rejected=landed.rejected,
+                              partitions=landed.partitions)
+        for post in valid:
+            report.pushed += fanout_post(store, post, threshold)
+            if is_celebrity(follower_count(store, post["author_id"]), threshold):
+                report.pulled_posts += 1
+        valid.clear()
+        total.pushed += report.pushed
+        total.pulled_posts += report.pulled_posts
+        if on_batch:
+            on_batch(report)
+
+    landed = land(bus, ArrowLake(settings), POST_CREATED, LAKE_TABLES["posts"], group, idle_timeout_s=idle_timeout_s,
+                  max_batches=max_batches, prepare=_collect_into(valid), before_commit=push)
+    total.received, total.landed, total.rejected, total.partitions = (landed.received, landed.landed,
+                                                                       landed.rejected, landed.partitions)
     return total
 
 
