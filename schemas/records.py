@@ -308,6 +308,17 @@ CRAWL_DROP = Record(
     ),
     doc="A URL the crawler refused, with the reason (traps, robots.txt).",
 )
+CRAWL_DUPLICATE = Record(
+    "crawl_duplicate",
+    (
+        Field("url", "string", doc="a page whose latest fetch duplicates an earlier page"),
+        Field("duplicate_of", "string", doc="the earliest page (by fetched_at, then url) within the distance"),
+        Field("kind", "string", doc="exact (same sha256) or near (SimHash within the distance)"),
+        Field("distance", "int", doc="Hamming distance of the two SimHashes"),
+        Field("as_of", "timestamp", doc="the dedup run this answer belongs to"),
+    ),
+    doc="The Spark dedup job's verdict over every crawled page (jobs/crawl_dedup.py).",
+)
 
 EVENTS: dict[str, Event] = {
     "search-events": Event("search-events", SEARCH_EVENT, key="user_id"),
@@ -326,6 +337,7 @@ LAKE_TABLES: dict[str, LakeTable] = {
     "phrase_frequencies": LakeTable("typeahead/phrase_frequencies", PHRASE_FREQUENCY, time_field="window_start",
                                     partitioning="window15"),
     "crawl_pages": LakeTable("crawl/pages", CRAWL_PAGE, time_field="fetched_at", partitioning="hour"),
+    "crawl_duplicates": LakeTable("crawl/duplicates", CRAWL_DUPLICATE, time_field="as_of", partitioning="hour"),
 }
 
 SERVING_TABLES: dict[str, ServingTable] = {
@@ -360,5 +372,6 @@ SERVING_TABLES: dict[str, ServingTable] = {
 RECORDS: dict[str, Record] = {
     r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME,
                         FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
-                        CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_DROP)
+                        CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_DROP,
+                        CRAWL_DUPLICATE)
 }

@@ -97,8 +97,8 @@ class Settings:
     crawler_revisit_max_s: float = 30 * 86_400.0
     crawler_simhash_distance: int = 3  # Hamming distance at or under which two pages are near duplicates
     crawler_allow_hosts: tuple[str, ...] = ()  # hosts, addresses or CIDRs the SSRF guard lets through
-    crawler_flush_pages: int = 50  # land fetched pages in the lake every this many pages ...
-    crawler_flush_s: float = 1.0  # ... or this often
+    crawler_flush_pages: int = 200  # land fetched pages in the lake every this many pages ...
+    crawler_flush_s: float = 2.0  # ... or this often
 
     @property
     def var(self) -> Path:
@@ -175,29 +175,11 @@ class Settings:
 
 
 def _non_negative(env: Mapping[str, str], var: str, default: float) -> float:
-    raw = env.get(var)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{var}={raw!r} must be a number") from None
-    if not value >= 0:
-        raise SettingsError(f"{var}={raw!r} must be 0 or more")
-    return value
+    return _number(env, var, default)
 
 
 def _positive(env: Mapping[str, str], var: str, default: float) -> float:
-    raw = env.get(var)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{var}={raw!r} must be a number") from None
-    if value <= 0:
-        raise SettingsError(f"{var}={raw!r} must be greater than 0")
-    return value
+    return _number(env, var, default, positive=True)
 
 
 def _typeahead_settings(env: Mapping[str, str], defaults: "Settings") -> dict:
@@ -234,7 +216,7 @@ def _number(env: Mapping[str, str], var: str, default: float, *, whole: bool = F
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{var}={raw!r} must be a number") from None
-    if value < 0 or (positive and value == 0) or (whole and value != int(value)):
+    if not value >= 0 or (positive and value == 0) or (whole and value != int(value)):  # `not`: refuses nan
         kind = "a whole number" if whole else "a number"
         raise SettingsError(f"{var}={raw!r} must be {kind} {'above' if positive else 'of at least'} 0")
     return int(value) if whole else value

@@ -1,0 +1,56 @@
+"""Every 6 hours: one crawl cycle over the persisted frontier, as Apache Nutch runs it.
+
+generate >> fetch >> parse >> dedup >> update_frontier (each idempotent for the run's cycle id)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+with DAG(
+    dag_id="crawl_cycle",
+    schedule=CronDataIntervalTimetable("0 */6 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,  # cycles share one frontier
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "execution_timeout": timedelta(hours=2)},
+    params={"seeds_file": Param("", type="string", description="seed URLs, one a line (optional)"),
+            "max_pages": Param(1000, type="integer", minimum=1),
+            "allow_hosts": Param([], type="array", description="hosts or CIDRs the SSRF guard lets through")},
+    tags=["crawler"],
+):
+
+    @task
+    def generate(data_interval_start=None, params=None) -> dict:
+        from sixfold.crawler.cycle import dag_generate
+
+        return dag_generate(data_interval_start, params)
+
+    @task
+    def fetch(data_interval_start=None, params=None) -> dict:
+        from sixfold.crawler.cycle import dag_fetch
+
+        return dag_fetch(data_interval_start, params)
+
+    @task
+    def parse(data_interval_start=None) -> dict:
+        from sixfold.crawler.cycle import dag_parse
+
+        return dag_parse(data_interval_start)
+
+    @task
+    def dedup(data_interval_start=None) -> dict:
+        from sixfold.crawler.cycle import dag_dedup
+
+        return dag_dedup(data_interval_start)
+
+    @task
+    def update_frontier(data_interval_start=None) -> dict:
+        from sixfold.crawler.cycle import dag_update_frontier
+
+        return dag_update_frontier(data_interval_start)
+
+    generate() >> fetch() >> parse() >> dedup() >> update_frontier()

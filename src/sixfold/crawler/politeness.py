@@ -1,0 +1,131 @@
+"""Politeness: robots.txt per host (protego, cached with a TTL) and the per-host delay.
+
+robots.txt follows RFC 9309: a 2xx body is parsed; a 4xx means no rules (allow all); a 5xx or
+no answer means disallow all for now: the host is retried after `crawler_robots_retry_s`, and
+after `crawler_robots_attempts` such answers in a row it is deferred to a later crawl.
+
+The delay between two fetches of one host is `politeness_delay`: the robots.txt Crawl-delay
+(or `crawler_default_delay_s` without one) is the floor; above it AutoThrottle (Scrapy's
+algorithm) moves the delay toward latency / target concurrency, never lowers it on a non-200
+answer (error pages are fast and would speed the crawl up exactly when it should slow down),
+and doubles it on a 429, 5xx or transport error, up to `crawler_max_delay_s`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from protego import Protego
+
+from sixfold.platform.settings import Settings
+
+
+@dataclass
+class RobotsRules:
+    """What one host's robots.txt says, as of `fetched_at`."""
+
+    kind: str  # "parsed", "allow_all" (4xx), "unreachable" (5xx / no answer: disallow all)
+    fetched_at: float
+    parser: Protego | None = None
+    failures: int = 0  # consecutive unreachable answers
+
+    def allows(self, url: str, user_agent: str) -> bool:
+        if self.kind == "allow_all":
+            return True
+        if self.kind == "unreachable" or self.parser is None:
+            return False
+        return bool(self.parser.can_fetch(url, user_agent))
+
+    def crawl_delay(self, user_agent: str) -> float | None:
+        if self.parser is None:
+            return None
+        delay = self.parser.crawl_delay(user_agent)
+        if delay is None:
+            rate = self.parser.request_rate(user_agent)
+            if rate is not None and rate.requests:
+                return rate.seconds / rate.requests
+            return None
+        return float(delay)
+
+
+def rules_from_response(status: int, body: str | None, now: float, previous: RobotsRules | None) -> RobotsRules:
+    """RFC 9309 section 2.3.1: 2xx parse, 4xx allow all, 5xx (or status 0: no answer) disallow all."""
+    if 200 <= status < 300:
+        return RobotsRules("parsed", now, Protego.parse(body or ""))
+    if 400 <= status < 500:
+        return RobotsRules("allow_all", now)
+    failures = (previous.failures if previous is not None and previous.kind == "unreachable" else 0) + 1
+    return RobotsRules("unreachable", now, failures=failures)
+
+
+class RobotsCache:
+    """Rules per host; `needs_fetch` says when to (re)read a host's robots.txt."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = settings.crawler_robots_ttl_s
+        self.retry_s = settings.crawler_robots_retry_s
+        self.attempts = settings.crawler_robots_attempts
+        self.user_agent = settings.crawler_user_agent
+        self.clock = clock
+        self.rules: dict[str, RobotsRules] = {}
+
+    def needs_fetch(self, host: str) -> bool:
+        rules = self.rules.get(host)
+        if rules is None:
+            return True
+        age = self.clock() - rules.fetched_at
+        return age >= (self.retry_s if rules.kind == "unreachable" else self.ttl_s)
+
+    def store(self, host: str, status: int, body: str | None) -> RobotsRules:
+        rules = rules_from_response(status, body, self.clock(), self.rules.get(host))
+        self.rules[host] = rules
+        return rules
+
+    def gave_up(self, host: str) -> bool:
+        """robots.txt stayed unreachable for every attempt: defer the host to a later crawl."""
+        rules = self.rules.get(host)
+        return rules is not None and rules.kind == "unreachable" and rules.failures >= self.attempts
+
+    def allows(self, host: str, url: str) -> bool:
+        return self.rules[host].allows(url, self.user_agent)
+
+    def crawl_delay(self, host: str) -> float | None:
+        rules = self.rules.get(host)
+        return None if rules is None else rules.crawl_delay(self.user_agent)
+
+
+def politeness_delay(crawl_delay: float | None, default_delay: float, throttled: float | None) -> float:
+    """Seconds to wait between two fetches of one host."""
+    floor = default_delay if crawl_delay is None else crawl_delay
+    return floor if throttled is None else max(floor, throttled)
+
+
+class AutoThrottle:
+    """Per-host delay from observed latency (Scrapy's AutoThrottle), with back-off on errors."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.crawler_autothrottle
+        self.target = settings.crawler_autothrottle_target
+        self.max_delay = settings.crawler_max_delay_s
+        self.delays: dict[str, float] = {}
+
+    def delay(self, host: str, floor: float) -> float | None:
+        """The host's throttled delay; a host starts at its floor (Crawl-delay or the default)."""
+        return self.delays.get(host, floor) if self.enabled else None
+
+    def observe(self, host: str, latency_s: float, status: int, floor: float) -> float | None:
+        """Adjust a host's delay after a response (status 0: no response at all)."""
+        if not self.enabled:
+            return None
+        current = self.delays.get(host, floor)
+        if status == 0 or status == 429 or status >= 500:
+            new = min(max(current * 2, 0.1), self.max_delay)
+        else:
+            target_delay = latency_s / self.target
+            new = min(max(target_delay, (current + target_delay) / 2), self.max_delay)
+            if status != 200 and new <= current:
+                return current
+        self.delays[host] = new
+        return new
