@@ -1,14 +1,19 @@
 """Every 6 hours: one crawl cycle over the persisted frontier, as Apache Nutch runs it.
 
-generate >> fetch >> parse >> dedup >> update_frontier (each idempotent for the run's cycle id)
+generate >> fetch >> parse >> dedup >> update_frontier (each idempotent for the run's cycle id),
+then near_duplicates: the Spark job (spark-submit) grouping exact and near duplicates over the whole crawl.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+
+JOB = Path(__file__).resolve().parents[1] / "jobs" / "crawl_dedup.py"
 
 with DAG(
     dag_id="crawl_cycle",
@@ -53,4 +58,13 @@ with DAG(
 
         return dag_update_frontier(data_interval_start)
 
-    generate() >> fetch() >> parse() >> dedup() >> update_frontier()
+    near_duplicates = SparkSubmitOperator(
+        task_id="near_duplicates",
+        conn_id="spark_default",
+        application=str(JOB),
+        application_args=["--as-of", "{{ data_interval_end.isoformat() }}"],
+        name="crawl_dedup",
+        driver_memory="1g",
+    )
+
+    generate() >> fetch() >> parse() >> dedup() >> update_frontier() >> near_duplicates

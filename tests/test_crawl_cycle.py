@@ -96,3 +96,13 @@ def test_crawl_cycle_dag_runs_one_cycle(airflow: Settings, monkeypatch: pytest.M
     assert all(r["cycle_id"] == cycle_id for r in rows)
     queued = [r for r in frontier_rows(settings).values() if r["state"] == "queued"]
     assert queued, "the cycle's links should be queued for the next cycle"
+    # the Spark job (spark-submit) ran last; every later page with an earlier page's bytes is an exact duplicate
+    first_by_sha: dict[str, str] = {}
+    exact = set()
+    for r in sorted((r for r in rows if r["content_sha256"]), key=lambda r: (r["fetched_at"], r["url"])):
+        if first_by_sha.setdefault(r["content_sha256"], r["url"]) != r["url"]:
+            exact.add(r["url"])
+    assert [t.task_id for t in dag.topological_sort()][-1] == "near_duplicates"
+    if exact:
+        verdicts = ArrowLake(settings).read(LAKE_TABLES["crawl_duplicates"]).to_pylist()
+        assert exact <= {v["url"] for v in verdicts if v["kind"] == "exact"}
