@@ -21,6 +21,7 @@ the same order as fanout's own lag. Posts never change once written, so their ro
 from __future__ import annotations
 
 import base64
+import bisect
 import heapq
 import threading
 import time
@@ -150,7 +151,11 @@ class AuthorCache:
                     self._newest.clear()
                 self._newest[author_id] = kept
         ids = kept[1]
-        hits = [p for p in ids if before is None or p < before][:wanted]
+        if before is None:
+            hits = ids[:wanted]
+        else:  # ids are descending: skip to the first one below the cursor
+            start = len(ids) - bisect.bisect_left(ids[::-1], before)
+            hits = ids[start:start + wanted]
         if len(hits) < wanted and len(ids) == self.NEWEST:  # the page reaches past what is kept
             return _newest(self.store, AUTHOR_POSTS, {"author_id": author_id}, before, wanted)
         return hits
