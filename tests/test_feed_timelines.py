@@ -461,6 +461,24 @@ def test_fanout_write_counts(edges: set[tuple[int, int]], authors: list[int], th
         assert targets == (sorted(fans[a]) if len(fans[a]) < threshold else [])
 
 
+@pytest.mark.unit
+def test_bulk_timeline_writes_are_validated_like_any_row(settings: Settings) -> None:
+    store = open_store(settings)
+    good = {"user_id": 1, "post_id": 2, "author_id": 3}
+    bad = [({**good, "post_id": True}, "expected an integer"), ({**good, "author_id": 2**63}, "outside the long range"),
+           ({"user_id": 1, "post_id": 2}, "author_id: required"), ({**good, "extra": 1}, "unknown field"),
+           ({**good, "post_id": "2"}, "expected an integer"), ([1, 2, 3], "expected a JSON object")]
+    for row, message in bad:
+        with pytest.raises(ValueError, match=message):
+            store.upsert_many(TIMELINES, [good, row])
+        with pytest.raises(ValueError, match=message):
+            schema.validate(TIMELINES.record, row)
+    assert store.query(TIMELINES, {"user_id": 1}) == []  # nothing of a rejected batch is written
+    assert store.upsert_many(TIMELINES, [good, {**good, "post_id": -(2**63)}]) == 2
+    assert store.query(TIMELINES, {"user_id": 1}, columns=("post_id",)) == [{"post_id": 2}, {"post_id": -(2**63)}]
+    store.close()
+
+
 # ---- the offline job ---------------------------------------------------------------------------------
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -529,6 +547,27 @@ def test_generate_timelines_repairs_the_table_and_passes_the_check(spark, settin
     store.delete(TIMELINES, {"user_id": w.users["dan"], "post_id": victim})
     with pytest.raises(ValueError, match="1 missing"):
         check_sample(w.settings, store, sample=10)
+
+
+@pytest.mark.spark
+def test_generate_timelines_writes_only_the_difference(spark, settings: Settings) -> None:
+    from sixfold.feed.timeline_job import generate_timelines
+
+    w = celebrity_world(settings)
+    w.follow("dan", "cat")
+    w.unfollow("ann", "bob")
+    w.pump()
+    store = open_store(w.settings)
+    want = {u: pushed_oracle(w.graph, w.posts, u, 3, 500) for u in w.users.values()}
+    pushed_before = {u: set(stored_timeline(w.settings, u)) for u in w.users.values()}
+    first = generate_timelines(spark, w.settings, store, per_user=500)
+    assert first["entries"] == sum(len(v) for v in want.values())
+    # fanout had pushed most entries already: only the missing ones are written
+    assert first["written"] == sum(len(set(want[u]) - pushed_before[u]) for u in w.users.values()) > 0
+    again = generate_timelines(spark, w.settings, store, per_user=500)
+    assert (again["users"], again["entries"], again["written"], again["deleted"]) == (4, first["entries"], 0, 0)
+    assert {u: stored_timeline(w.settings, u) for u in w.users.values()} == want
+    store.close()
 
 
 @pytest.mark.spark

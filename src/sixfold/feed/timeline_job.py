@@ -5,10 +5,11 @@ graph's history (`feed/follow_events`) and every post (`feed/posts`), rebuilds t
 as it is now (the latest event of each pair wins), and keeps each follower's newest `per_user`
 posts by authors they follow who are not celebrities (celebrities are pulled at read time).
 
-Writing is idempotent and repairing: the rows are upserted into `timelines`, and for each user
-the entries the new graph no longer justifies are deleted (authors unfollowed or turned
-celebrity, and entries older than a full window). Entries fanout pushed after the lake snapshot
-for followed authors stay; the next run includes them anyway.
+Writing is idempotent and repairing: for each user, the entries missing from `timelines` are
+written and the ones the new graph no longer justifies are deleted (authors unfollowed or turned
+celebrity, and entries older than a full window); a rerun on an unchanged lake writes nothing.
+Entries fanout pushed after the lake snapshot for followed authors stay; the next run includes
+them anyway.
 
 Pure transformations (DataFrame in, DataFrame out) first; the driver-side write and the
 data-quality check (a brute force over a sample of users) after.
@@ -17,7 +18,11 @@ data-quality check (a brute force over a sample of users) after.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from schemas.records import LAKE_TABLES, SERVING_TABLES
@@ -39,15 +44,14 @@ def current_follows(follow_events: DataFrame) -> DataFrame:
 
     Two events of a pair at the same instant resolve to the unfollow (never show what may be hidden).
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    latest = Window.partitionBy("follower_id", "followee_id").orderBy(
-        F.col("at").desc(), F.when(F.col("action") == "unfollow", 0).otherwise(1))
+    # The latest event as the greatest (at, rank) of the pair: a hash aggregate, no sort.
+    rank = F.when(F.col("action") == "follow", 0).when(F.col("action") == "unfollow", 2).otherwise(1)
     return (
         follow_events.where(F.col("follower_id") != F.col("followee_id"))
-        .withColumn("_rank", F.row_number().over(latest))
-        .where((F.col("_rank") == 1) & (F.col("action") == "follow"))
+        .groupBy("follower_id", "followee_id").agg(F.max(F.struct(F.col("at"), rank.alias("rank"))).alias("latest"))
+        .where(F.col("latest.rank") == 0)
         .select("follower_id", "followee_id")
     )
 
@@ -88,25 +92,53 @@ def pushed_followees(follows: DataFrame, celebrity_authors: DataFrame) -> DataFr
             .groupBy(F.col("follower_id").alias("user_id")).agg(F.collect_set("followee_id").alias("authors")))
 
 
+def user_timeline_rows(active_users: DataFrame, follows: DataFrame, celebrity_authors: DataFrame,
+                       entries: DataFrame) -> DataFrame:
+    """Flat (user_id, post_id, author_id) rows, everything the writer needs about each active user.
+
+    Three kinds of row, told apart by their nulls: a timeline entry (both set), a pushed followee
+    (post_id null), and one marker per active user (both null) so users with neither are visited.
+    Flat rows travel to the driver as Arrow columns; nested arrays per user would not.
+    """
+    from pyspark.sql import functions as F
+
+    pushed = (follows.join(celebrity_authors.select(F.col("author_id").alias("followee_id")), "followee_id", "left_anti")
+              .select(F.col("follower_id").alias("user_id"), F.lit(None).cast("long").alias("post_id"),
+                      F.col("followee_id").alias("author_id")))
+    markers = active_users.select("user_id", F.lit(None).cast("long").alias("post_id"),
+                                  F.lit(None).cast("long").alias("author_id"))
+    return markers.unionByName(pushed).unionByName(entries.select("user_id", "post_id", "author_id"))
+
+
 # ---- driver: generate and write --------------------------------------------------------------
 def write_user_timelines(store: ServingStore, user_rows: Iterable[Mapping[str, Any]], per_user: int,
                          progress: Callable[[int], None] | None = None) -> dict[str, int]:
-    """Upsert each user's new entries and delete the ones the graph no longer justifies.
+    """Write each user's missing entries and delete the ones the graph no longer justifies.
 
-    `user_rows`: {"user_id", "authors": [pushed followees], "entries": [{"post_id", "author_id"}]}.
+    `user_rows`: {"user_id", "authors": [pushed followees], "entries": [(post_id, author_id)]}.
+    Only the difference with the stored partition is written, so a rerun on an unchanged lake
+    writes nothing. Entries newer than the lake (pushed by fanout since) stay while their author
+    is still pushed to this user and they are inside the window.
     """
-    users = written = deleted = 0
+    users = entries_total = written = deleted = 0
     pending: list[dict[str, Any]] = []
+    columns = ("post_id", "author_id")
     for row in user_rows:
         user_id, authors = row["user_id"], set(row["authors"] or [])
-        entries = [{"user_id": user_id, "post_id": e["post_id"], "author_id": e["author_id"]}
-                   for e in (row["entries"] or [])]
-        floor = min(e["post_id"] for e in entries) if len(entries) >= per_user else None
-        for old in store.query(TIMELINES, {"user_id": user_id}):
-            if old["author_id"] not in authors or (floor is not None and old["post_id"] < floor):
-                store.delete(TIMELINES, {"user_id": user_id, "post_id": old["post_id"]})
+        entries = row["entries"] or []
+        floor = min(p for p, _a in entries) if len(entries) >= per_user else None
+        stored: dict[int, int] = {}
+        for old in store.query(TIMELINES, {"user_id": user_id}, columns=columns):
+            post_id, author_id = old["post_id"], old["author_id"]
+            if author_id not in authors or (floor is not None and post_id < floor):
+                store.delete(TIMELINES, {"user_id": user_id, "post_id": post_id})
                 deleted += 1
-        pending.extend(entries)
+            else:
+                stored[post_id] = author_id
+        entries_total += len(entries)
+        for post_id, author_id in entries:
+            if stored.get(post_id, -1) != author_id:
+                pending.append({"user_id": user_id, "post_id": post_id, "author_id": author_id})
         if len(pending) >= WRITE_BATCH:
             written += store.upsert_many(TIMELINES, pending)
             pending = []
@@ -115,7 +147,42 @@ def write_user_timelines(store: ServingStore, user_rows: Iterable[Mapping[str, A
             progress(users)
     if pending:
         written += store.upsert_many(TIMELINES, pending)
-    return {"users": users, "entries": written, "deleted": deleted}
+    return {"users": users, "entries": entries_total, "written": written, "deleted": deleted}
+
+
+def staged_user_rows(files: Iterable[Path], batch_rows: int = 65_536) -> Iterator[dict[str, Any]]:
+    """Per-user rows for `write_user_timelines` from Parquet files of `user_timeline_rows`.
+
+    Each file must hold whole users with each user's rows together (partitioned and sorted by
+    user_id); files are read in record batches, so memory stays at one batch plus one user.
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    def user(user_id: int, posts: list[Any], authors: list[Any]) -> dict[str, Any]:
+        return {"user_id": user_id,
+                "authors": [a for p, a in zip(posts, authors) if p is None and a is not None],
+                "entries": [(p, a) for p, a in zip(posts, authors) if p is not None]}
+
+    for path in files:
+        current: int | None = None
+        posts: list[Any] = []
+        authors: list[Any] = []
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows,
+                                                       columns=["user_id", "post_id", "author_id"]):
+            users = batch.column(0).to_numpy()
+            batch_posts, batch_authors = batch.column(1).to_pylist(), batch.column(2).to_pylist()
+            cuts = (np.flatnonzero(users[1:] != users[:-1]) + 1).tolist()
+            for start, end in zip([0, *cuts], [*cuts, len(users)]):
+                user_id = int(users[start])
+                if user_id != current:
+                    if current is not None:
+                        yield user(current, posts, authors)
+                    current, posts, authors = user_id, [], []
+                posts += batch_posts[start:end]
+                authors += batch_authors[start:end]
+        if current is not None:
+            yield user(current, posts, authors)
 
 
 def generate_timelines(spark: SparkSession, settings: Settings, store: ServingStore, per_user: int = PER_USER,
@@ -124,34 +191,62 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
     """Recompute every active user's pushed timeline from the lake into the `timelines` table.
 
     Active users: everyone the follow history mentions as a follower (someone who unfollowed
-    everybody is still visited, so their stale entries go).
+    everybody is still visited, so their stale entries go). Spark writes the flat per-user rows,
+    partitioned and sorted by user, to a scratch directory; the driver streams them back with
+    pyarrow and writes the difference with the store.
     """
+    with _small_files_conf(spark):
+        return _generate_timelines(spark, settings, store, per_user, say, progress)
+
+
+@contextmanager
+def _small_files_conf(spark: SparkSession) -> Iterator[None]:
+    """The lake holds one small file per hour, thousands of them: list them from the driver (past
+    32 paths Spark lists with a distributed job, about 8 ms a path on a small machine) and pack them
+    into tasks by their size, not by a 4 MB cost each. Restored after, the session may be shared."""
+    wanted = {"spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+              "spark.sql.files.openCostInBytes": str(64 * 1024)}
+    before = {key: spark.conf.get(key) for key in wanted}
+    for key, value in wanted.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)
+
+
+def _generate_timelines(spark: SparkSession, settings: Settings, store: ServingStore, per_user: int,
+                        say: Callable[[str], None] | None,
+                        progress: Callable[[int], None] | None) -> dict[str, int]:
     from pyspark.sql import functions as F
 
     from sixfold.platform.lake import SparkLake
 
     lake = SparkLake(spark, settings)
-    events = lake.read(LAKE_TABLES["follow_events"])
+    events = lake.read(LAKE_TABLES["follow_events"]).cache()  # scanned twice: the graph, the active users
     posts = lake.read(LAKE_TABLES["posts"])
     follows = current_follows(events).cache()
     celebrities = celebrity_authors(follows, settings.feed_celebrity_threshold).cache()
     entries = timelines(follows, posts, celebrities, per_user)
     active = events.select(F.col("follower_id").alias("user_id")).distinct()
-    per_user_rows = (
-        active.join(pushed_followees(follows, celebrities), "user_id", "left")
-        .join(entries.groupBy("user_id").agg(F.collect_list(F.struct("post_id", "author_id")).alias("entries")),
-              "user_id", "left")
-        .orderBy("user_id")
-    )
+    rows = user_timeline_rows(active, follows, celebrities, entries)
     if say:
         say(f"graph: {follows.count():,} follows, {celebrities.count():,} celebrities "
             f"(>= {settings.feed_celebrity_threshold:,} followers, pulled at read time)")
-    counts = write_user_timelines(store, (r.asDict(recursive=True) for r in per_user_rows.toLocalIterator()),
-                                  per_user, progress)
-    follows.unpersist()
-    celebrities.unpersist()
+    scratch = settings.var / "scratch" / f"timelines-{uuid.uuid4().hex}"
+    try:
+        # Hash partitions keep each user whole in one file (a range partitioning would sample,
+        # that is compute the whole plan, once more); the reader needs no order across files.
+        rows.repartition("user_id").sortWithinPartitions("user_id").write.parquet(str(scratch))
+        for cached in (events, follows, celebrities):
+            cached.unpersist()
+        files = sorted(scratch.glob("part-*.parquet"))
+        counts = write_user_timelines(store, staged_user_rows(files), per_user, progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if say:
-        say(f"timelines: {counts['users']:,} users, {counts['entries']:,} entries written, "
+        say(f"timelines: {counts['users']:,} users, {counts['entries']:,} entries: {counts['written']:,} written, "
             f"{counts['deleted']:,} stale entries deleted")
     return counts
 

@@ -11,10 +11,11 @@ import sqlite3
 import threading
 import time
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from schemas.records import Field, ServingTable
+from schemas.records import Field, Record, ServingTable
 from sixfold.platform import schema
 from sixfold.platform.errors import ServiceUnavailable
 from sixfold.platform.settings import Settings
@@ -37,6 +38,33 @@ class ServingStore(Protocol):
 def _check_ttl(ttl_s: int | None) -> None:
     if ttl_s is not None and (not isinstance(ttl_s, int) or ttl_s <= 0):
         raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+
+
+# Types SQLite hands back in canonical form (schema.from_sqlite and _normalise leave them alone).
+_STORED_AS_IS = frozenset({"int", "long", "double", "string"})
+
+
+@cache
+def _integer_ranges(record: Record) -> tuple[tuple[str, int, int], ...] | None:
+    """(name, low, high) of every field when all of them are integers, else None."""
+    if not all(f.type in schema._INT_RANGES for f in record.fields):
+        return None
+    return tuple((f.name, *schema._INT_RANGES[f.type]) for f in record.fields)
+
+
+def _plain_integers(ranges: tuple[tuple[str, int, int], ...], row: Any) -> list[int] | None:
+    """The row's values in field order when it is already canonical (a dict of exactly the record's
+    integer fields, each an in-range int), else None: bulk writers of key-only tables (timelines)
+    send millions of such rows, and validation would accept them unchanged."""
+    if type(row) is not dict or len(row) != len(ranges):
+        return None
+    values = []
+    for name, low, high in ranges:
+        value = row.get(name)
+        if type(value) is not int or not low <= value <= high:
+            return None
+        values.append(value)
+    return values
 
 
 def _key_columns(table: ServingTable, key: dict[str, Any], *, partition_only: bool = False) -> list[Field]:
@@ -157,10 +185,15 @@ class SQLiteStore(_KeyedReads):
         marks = ", ".join("?" for _ in range(len(fields) + 1))
         sql = f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})'
         expires = None if ttl_s is None else self._now_us() + ttl_s * 1_000_000
+        ranges = _integer_ranges(table.record)
         params = []
         for row in rows:
-            canon = schema.validate(table.record, row)
-            params.append([schema.to_sqlite(f, canon[f.name]) for f in fields] + [expires])
+            values = _plain_integers(ranges, row) if ranges else None
+            if values is None:
+                canon = schema.validate(table.record, row)
+                values = [schema.to_sqlite(f, canon[f.name]) for f in fields]
+            values.append(expires)
+            params.append(values)
         conn = self._conn()
         conn.execute("BEGIN")
         try:
@@ -192,6 +225,9 @@ class SQLiteStore(_KeyedReads):
             sql += " LIMIT ?"
             params.append(limit)
         cur = self._conn().execute(sql, params)
+        if all(f.type in _STORED_AS_IS for f in fields):
+            names = [f.name for f in fields]
+            return [dict(zip(names, values)) for values in cur.fetchall()]
         return [_normalise(table, {f.name: schema.from_sqlite(f, v) for f, v in zip(fields, values)})
                 for values in cur.fetchall()]
 
@@ -347,10 +383,14 @@ class CassandraStore(_KeyedReads):
         marks = ", ".join("?" for _ in fields)
         ttl = f" USING TTL {ttl_s}" if ttl_s else ""
         stmt = self._prepare(f'INSERT INTO {self.keyspace}."{table.name}" ({cols}) VALUES ({marks}){ttl}')
+        ranges = _integer_ranges(table.record)
         params = []
         for row in rows:
-            canon = schema.validate(table.record, row)
-            params.append([self._to_cql(f, canon[f.name]) for f in fields])
+            values = _plain_integers(ranges, row) if ranges else None
+            if values is None:
+                canon = schema.validate(table.record, row)
+                values = [self._to_cql(f, canon[f.name]) for f in fields]
+            params.append(values)
         return len(self._concurrent(stmt, params, "write"))
 
     def _concurrent(self, stmt: Any, params: list[list[Any]], what: str) -> list[Any]:
