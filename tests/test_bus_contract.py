@@ -10,7 +10,9 @@ import time
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from schemas.records import DEAD_LETTER
 from sixfold.platform import schema

@@ -6,7 +6,8 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sixfold.platform.ids import Sequencer, first_id_at, id_time
 

@@ -7,7 +7,9 @@ import sqlite3
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from schemas.records import EVENTS, LAKE_TABLES, RECORDS, SERVING_TABLES, Field, Record
 from sixfold.platform import schema

@@ -9,7 +9,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from schemas.records import Field, Record, ServingTable
 from sixfold.platform.errors import ServiceUnavailable

@@ -67,8 +67,8 @@ def test_two_consecutive_windows(airflow: Settings, monkeypatch) -> None:
     assert got == ["radar", "random words", "rain"]
 
     # Rerunning the first window's aggregation gives the same bytes.
-    from sixfold.platform.lake import ArrowLake
     from schemas.records import LAKE_TABLES
+    from sixfold.platform.lake import ArrowLake
 
     lake = ArrowLake(settings)
     state_dir = lake.table_dir(LAKE_TABLES["phrase_frequencies"])

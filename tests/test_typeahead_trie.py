@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from sixfold.typeahead.trie import RegionTrie, balanced_cuts, build_trie, write_artifact
 

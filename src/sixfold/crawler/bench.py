@@ -36,9 +36,9 @@ from typing import Any
 
 from sixfold.crawler.site import SiteSpec
 from sixfold.crawler.site_server import RunningSite, serve
-from sixfold.platform.settings import Settings
 from sixfold.platform import benchkit
 from sixfold.platform.benchkit import SHARED_CORES_NOTE, Say, tail, with_load
+from sixfold.platform.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import orjson
-
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 

@@ -33,20 +33,20 @@ from typing import Any
 
 import numpy as np
 
-from sixfold.platform.settings import Settings
 from sixfold.platform import benchkit
 from sixfold.platform.benchkit import (
     SHARED_CORES_NOTE,
     WRK_SCRIPT,
     Say,
-    uvicorn_impl,
     free_port,
     parse_wrk,
     require,
     running,
+    uvicorn_impl,
     wait_until,
     with_load,
 )
+from sixfold.platform.settings import Settings
 
 TARGET_RPS = 5_000.0
 TARGET_P99_MS = 30.0

@@ -9,10 +9,9 @@ lands it in the lake.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from schemas.records import EVENTS, SERVING_TABLES

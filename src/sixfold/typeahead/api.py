@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 
@@ -18,8 +18,6 @@ from sixfold.typeahead.trie import DEFAULT_K
 router = APIRouter(tags=["typeahead"])
 
 # ---- collection: POST /v1/search-events (owned by collection.py) --------------------------------
-
-from fastapi import Body
 
 MAX_EVENTS_PER_POST = 1000
 
