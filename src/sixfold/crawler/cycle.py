@@ -37,6 +37,7 @@ from sixfold.crawler.extract import canonical_url, extract
 from sixfold.crawler.fetcher import FetcherRegistry, FetchResult
 from sixfold.crawler.frontier import REVISIT_PRIORITY, Completion, FrontierEntry, utcnow
 from sixfold.crawler.run import Crawl, land_pages, page_row, read_seeds
+from sixfold.platform.processes import read_jsonl
 from sixfold.platform.schema import parse_timestamp
 from sixfold.platform.settings import Settings
 
@@ -51,15 +52,7 @@ def cycle_dir(settings: Settings, cycle_id: str) -> Path:
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a crash: that fetch is redone
-            continue
-    return out
+    return read_jsonl(path)  # a line cut short by a crash is skipped: that fetch is redone
 
 
 def _write_lines(path: Path, rows: Iterable[dict[str, Any]]) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from sixfold.crawler.site import Site, SiteSpec, SiteTruth, build
+from sixfold.platform.processes import read_jsonl, stop_group
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -148,16 +148,7 @@ class RunningSite:
         """Every request so far, in arrival order per connection (server-side `time.time()` in "t")."""
         if self._log is not None:
             return self._log.records()
-        path = self.state_dir / "access.jsonl"
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # the line being written right now
-                continue
-        return out
+        return read_jsonl(self.state_dir / "access.jsonl")  # a line being written now is skipped
 
     def stop(self) -> None:
         self._stop()
@@ -240,26 +231,11 @@ def _serve_in_subprocess(site: Site, port: int, state_dir: Path, timeout_s: floa
             raise SiteServerError(f"the site server exited with {proc.returncode}: "
                                   f"{log_path.read_text(errors='replace')[-2000:]}")
         if time.monotonic() > deadline:
-            _stop_process(proc)
+            stop_group(proc)
             raise SiteServerError(f"the site server did not start in {timeout_s:.0f} s; log: {log_path}")
         time.sleep(0.02)
     chosen = int(ready.read_text().strip())
-    return RunningSite(site, chosen, state_dir, lambda: _stop_process(proc))
-
-
-def _stop_process(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    return RunningSite(site, chosen, state_dir, lambda: stop_group(proc))
 
 
 def serve(spec: SiteSpec, port: int = 0, *, in_process: bool = True, state_dir: Path | None = None,

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sixfold.platform.processes import stop_group
 
 SHARED_CORES_NOTE = ("servers, load generators and engines share the same {cores} cores; each peer runs alone "
                      "(one after the other), but its load generator competes with it for CPU")
@@ -41,16 +42,7 @@ def running(cmd: list[str], env: dict[str, str] | None, log_path: Path) -> Itera
         try:
             yield proc
         finally:
-            for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            stop_group(proc)
 
 
 def wait_until(check: Callable[[], bool], proc: subprocess.Popen, what: str, log_path: Path,
