@@ -18,14 +18,10 @@ a `finally`. Results go to `var/bench/feed-<UTC>.json/.png` and `feed-latest.jso
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,14 +32,7 @@ import numpy as np
 from sixfold.platform import benchkit
 from sixfold.platform.benchkit import (
     SHARED_CORES_NOTE,
-    WRK_SCRIPT,
     Say,
-    free_port,
-    parse_wrk,
-    require,
-    running,
-    uvicorn_impl,
-    wait_until,
     with_load,
 )
 from sixfold.platform.settings import Settings
@@ -226,62 +215,27 @@ def celebrity_followers(data: Any, threshold: int, n: int, seed: int) -> tuple[l
 
 
 def bench_reads(home: Path, data: Any, threshold: int, opts: FeedBenchOptions, work: Path, say: Say) -> dict:
-    wrk = require("wrk")
     users, eligible = celebrity_followers(data, threshold, opts.read_users, opts.seed)
     if not users:
         raise RuntimeError(f"no user follows an author with >= {threshold:,} followers; use more users")
-    paths_file = work / "timeline-paths.txt"
-    paths_file.write_text("".join(f"/v1/timeline/{u}?limit=20\n" for u in users))
-    script = work / "timelines.lua"
-    script.write_text(WRK_SCRIPT % {"paths": str(paths_file)})
     env = {**os.environ, "SIXFOLD_HOME": str(home), "SIXFOLD_PROFILE": "embedded",
            "SIXFOLD_FEED_CELEBRITY_THRESHOLD": str(threshold)}
-    port = free_port()
-    sixfold = str(Path(sys.executable).parent / "sixfold")
-    cmd = [sixfold, "serve", "--port", str(port), "--workers", str(opts.workers)]
-    base = f"http://127.0.0.1:{port}"
-    log_path = work / "serve.log"
-    with running(cmd, env, log_path) as proc:
-        wait_until(lambda: urllib.request.urlopen(base + "/v1/health", timeout=2).status == 200,
-                   proc, "sixfold serve", log_path)
-        sample: dict[str, Any] = {}
-
-        def answers() -> bool:
-            with urllib.request.urlopen(f"{base}/v1/timeline/{users[0]}?limit=20", timeout=20) as r:
-                sample.update(json.loads(r.read()))
-            return True
-
-        wait_until(answers, proc, "sixfold serve (first timeline)", log_path, timeout_s=90)
-        if not sample.get("posts"):
-            raise RuntimeError(f"empty timeline for user {users[0]}: {sample}")
-        warm = subprocess.run([wrk, "-t1", "-c8", "-d2s", "-s", str(script), base],
-                              capture_output=True, text=True, check=False)
-        if warm.returncode != 0:
-            raise RuntimeError(f"wrk warm-up failed: {warm.stderr}")
-        say(f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration_s}s against sixfold serve "
-            f"(--workers {opts.workers}) on :{port}, {len(users):,} users following celebrities")
-        run = subprocess.run([wrk, f"-t{opts.threads}", f"-c{opts.connections}", f"-d{opts.duration_s}s",
-                              "--latency", "-s", str(script), base], capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr}\n{run.stdout}")
-        alive = proc.poll() is None
-    figures = parse_wrk(run.stdout)
-    import uvicorn
-
+    figures = benchkit.wrk_against_serve(env, [f"/v1/timeline/{u}?limit=20" for u in users], "posts",
+                                         workers=opts.workers, threads=opts.threads, connections=opts.connections,
+                                         duration_s=opts.duration_s, work=work, say=say,
+                                         what=f", {len(users):,} users following celebrities")
+    sample = figures.pop("sample")
     say(f"reads: {figures['rps']:,.0f} req/s, p50 {figures.get('p50_ms', float('nan')):.2f} ms, "
         f"p99 {figures.get('p99_ms', float('nan')):.2f} ms, non-2xx {figures['non_2xx']:,}")
     return {
         **figures,
         "users_cycled": len(users), "users_following_celebrities": eligible, "celebrity_threshold": threshold,
         "sample_posts_returned": len(sample["posts"]),
-        "server": f"sixfold serve --workers {opts.workers} (uvicorn {uvicorn.__version__}, {uvicorn_impl()}), "
-                  f"SIXFOLD_FEED_CELEBRITY_THRESHOLD={threshold}",
+        "server": f"{figures['server']}, SIXFOLD_FEED_CELEBRITY_THRESHOLD={threshold}",
         "load_generator": f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration_s}s --latency, Lua script "
                           f"cycling GET /v1/timeline/{{id}}?limit=20 over {len(users):,} users",
-        "server_alive_after": alive,
         "targets": {"rps": TARGET_RPS, "p99_ms": TARGET_P99_MS, "rps_met": figures["rps"] >= TARGET_RPS,
                     "p99_met": figures.get("p99_ms", math.inf) < TARGET_P99_MS},
-        "wrk_output": run.stdout,
     }
 
 

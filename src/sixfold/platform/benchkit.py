@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -197,4 +198,57 @@ def new_result(system: str, options: Any, note: str = SHARED_CORES_NOTE) -> dict
         "options": asdict(options),
         "host": {"cores": cores, "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                  "python": sys.version.split()[0], "note": note.format(cores=cores)},
+    }
+
+
+def wrk_against_serve(env: dict[str, str], paths: list[str], expect: str, *, workers: int, threads: int,
+                      connections: int, duration_s: int, work: Path, say: Say, what: str = "") -> dict[str, Any]:
+    """Start `sixfold serve --workers N` with `env`, wait for /v1/health and for the first of `paths`
+    to answer JSON with a non-empty `expect` field (that first request loads the worker's data), warm
+    up with wrk for 2 s (every worker loaded), then drive it with wrk cycling `paths`.
+
+    Returns wrk's figures (`parse_wrk`) with the first answer (`sample`), whether the server was still
+    alive after the run, a description of the server, and wrk's raw output."""
+    import uvicorn  # only for the version it ran with
+
+    wrk = require("wrk")
+    paths_file = work / "wrk-paths.txt"
+    paths_file.write_text("".join(f"{p}\n" for p in paths))
+    script = work / "wrk-paths.lua"
+    script.write_text(WRK_SCRIPT % {"paths": str(paths_file)})
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "sixfold"), "serve", "--port", str(port), "--workers", str(workers)]
+    base = f"http://127.0.0.1:{port}"
+    log_path = work / "serve.log"
+    with running(cmd, env, log_path) as proc:
+        wait_until(lambda: urllib.request.urlopen(base + "/v1/health", timeout=2).status == 200,
+                   proc, "sixfold serve", log_path)
+        sample: dict[str, Any] = {}
+
+        def answers() -> bool:
+            with urllib.request.urlopen(base + paths[0], timeout=20) as r:
+                sample.update(json.loads(r.read()))
+            return True
+
+        wait_until(answers, proc, f"sixfold serve (first {paths[0]})", log_path, timeout_s=90)
+        if not sample.get(expect):
+            raise RuntimeError(f"sixfold serve answered {paths[0]} with no {expect}: {sample}")
+        warm = subprocess.run([wrk, "-t1", "-c8", "-d2s", "-s", str(script), base],
+                              capture_output=True, text=True, check=False)
+        if warm.returncode != 0:
+            raise RuntimeError(f"wrk warm-up failed: {warm.stderr}")
+        say(f"wrk -t{threads} -c{connections} -d{duration_s}s against sixfold serve (--workers {workers}) "
+            f"on :{port}{what}")
+        run = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency",
+                              "-s", str(script), base], capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr}\n{run.stdout}")
+        alive = proc.poll() is None
+    return {
+        **parse_wrk(run.stdout),
+        "sample": sample,
+        "server": f"sixfold serve --workers {workers} (uvicorn {uvicorn.__version__}, loop/http 'auto': "
+                  f"{uvicorn_impl()})",
+        "server_alive_after": alive,
+        "wrk_output": run.stdout,
     }

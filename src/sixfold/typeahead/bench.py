@@ -23,8 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,13 +33,10 @@ import numpy as np
 
 from sixfold.platform import benchkit
 from sixfold.platform.benchkit import (
-    WRK_SCRIPT,
     Say,
     free_port,
-    parse_wrk,
     require,
     running,
-    uvicorn_impl,
     wait_until,
     with_load,
 )
@@ -127,7 +122,7 @@ def bench_ours(scores: dict[str, int], prefixes: list[str], opts: BenchOptions, 
     from sixfold.typeahead.serving import ArtifactStore
     from sixfold.typeahead.trie import build_trie, write_artifact
 
-    wrk = require("wrk")
+    require("wrk")  # before the trie build, not after it
     home = work / "serving-home"
     env = {**os.environ, "SIXFOLD_HOME": str(home), "SIXFOLD_PROFILE": "embedded"}
     settings = Settings.from_env(env)
@@ -138,54 +133,16 @@ def bench_ours(scores: dict[str, int], prefixes: list[str], opts: BenchOptions, 
     store.swap(version)
     say(f"trie for {len(scores):,} phrases built in {time.perf_counter() - started:.1f} s")
 
-    paths_file = work / "prefixes.txt"
-    paths_file.write_text("".join(f"/v1/suggestions?prefix={quote(p, safe='')}&k=10\n" for p in prefixes))
-    script = work / "prefixes.lua"
-    script.write_text(WRK_SCRIPT % {"paths": str(paths_file)})
-
-    port = free_port()
-    sixfold = str(Path(sys.executable).parent / "sixfold")
-    cmd = [sixfold, "serve", "--port", str(port), "--workers", str(opts.workers)]
-    base = f"http://127.0.0.1:{port}"
-    log_path = work / "serve.log"
-    with running(cmd, env, log_path) as proc:
-        wait_until(lambda: urllib.request.urlopen(base + "/v1/health", timeout=2).status == 200,
-                   proc, "sixfold serve", log_path)
-        sample: dict[str, Any] = {}
-
-        def answers() -> bool:  # the first request loads the trie in that worker
-            url = f"{base}/v1/suggestions?prefix={quote(prefixes[0], safe='')}&k=10"
-            with urllib.request.urlopen(url, timeout=20) as r:
-                sample.update(json.loads(r.read()))
-            return True
-
-        wait_until(answers, proc, "sixfold serve (first suggestion)", log_path, timeout_s=90)
-        if not sample.get("suggestions"):
-            raise RuntimeError(f"our server returned no suggestions for {prefixes[0]!r}: {sample}")
-        # Warm-up: each worker loads the trie on its first request; keep that out of the measurement.
-        warm = subprocess.run([wrk, "-t1", "-c8", "-d2s", "-s", str(script), base],
-                              capture_output=True, text=True, check=False)
-        if warm.returncode != 0:
-            raise RuntimeError(f"wrk warm-up failed: {warm.stderr}")
-        say(f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration_s}s against sixfold serve "
-            f"(--workers {opts.workers}) on :{port}")
-        run = subprocess.run([wrk, f"-t{opts.threads}", f"-c{opts.connections}", f"-d{opts.duration_s}s",
-                              "--latency", "-s", str(script), base],
-                             capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr}\n{run.stdout}")
-        alive = proc.poll() is None
-    figures = parse_wrk(run.stdout)
-    import uvicorn  # only for the version it ran with
-
+    paths = [f"/v1/suggestions?prefix={quote(p, safe='')}&k=10" for p in prefixes]
+    # the first request loads the trie in that worker; the warm-up keeps every worker's load out of the figures
+    figures = benchkit.wrk_against_serve(env, paths, "suggestions", workers=opts.workers, threads=opts.threads,
+                                         connections=opts.connections, duration_s=opts.duration_s, work=work,
+                                         say=say)
+    figures.pop("sample")
     return {
         **figures,
-        "server": f"sixfold serve --workers {opts.workers} (uvicorn {uvicorn.__version__}, loop/http 'auto': "
-                  f"{uvicorn_impl()})",
         "load_generator": f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration_s}s --latency, Lua script "
                           f"cycling {len(prefixes):,} URL-encoded prefixes (GET /v1/suggestions?prefix=...&k=10)",
-        "server_alive_after": alive,
-        "wrk_output": run.stdout,
     }
 
 
