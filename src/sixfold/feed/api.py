@@ -291,28 +291,14 @@ def _story_service(app):  # one StoryService per app (real clock), on the app's 
 
 @router.post("/v1/stories", status_code=201, summary="Post a story: visible to followers for exactly 24 hours")
 def post_story(request: Request, story: NewStory):
-    from fastapi import HTTPException
-
-    from sixfold.feed.stories import StoryError
-
-    try:
-        return _story_service(request.app).post(story.user_id, story.media_id)
-    except StoryError as exc:
-        raise HTTPException(exc.status, str(exc)) from None
+    return _feed_call(_story_service(request.app).post, story.user_id, story.media_id)
 
 
 @router.get("/v1/stories/feed/{user_id}", summary="Live stories of the people a user follows and their own, by author")
 def get_story_feed(request: Request, user_id: int,
                    limit: int = Query(20, description="authors per page, 1..100"),
                    cursor: str | None = Query(None, description="next_cursor of the previous page")):
-    from fastapi import HTTPException
-
-    from sixfold.feed.stories import StoryError
-
-    try:
-        return _story_service(request.app).feed(user_id, limit, cursor)
-    except StoryError as exc:
-        raise HTTPException(exc.status, str(exc)) from None
+    return _feed_call(_story_service(request.app).feed, user_id, limit, cursor)
 
 
 # ---- search (search.py) -------------------------------------------------------------------------
@@ -322,14 +308,9 @@ def get_story_feed(request: Request, user_id: int,
 def get_search_hashtag(request: Request, tag: str,
                        limit: int = Query(20, description="posts per page, 1..100"),
                        before: str | None = Query(None, description="next_cursor of the previous page")):
-    from fastapi import HTTPException
+    from sixfold.feed.search import search_hashtag
 
-    from sixfold.feed.search import SearchError, search_hashtag
-
-    try:
-        return search_hashtag(app_store(request.app), tag, limit, before)
-    except SearchError as exc:
-        raise HTTPException(exc.status, str(exc)) from None
+    return _feed_call(search_hashtag, app_store(request.app), tag, limit, before)
 
 
 @router.get("/v1/search/geo", summary="Posts within radius_km of a point, newest first")
@@ -339,14 +320,9 @@ def get_search_geo(request: Request,
                    radius_km: float = Query(..., description="radius in km, more than 0, at most 1000"),
                    limit: int = Query(20, description="posts per page, 1..100"),
                    before: str | None = Query(None, description="next_cursor of the previous page")):
-    from fastapi import HTTPException
+    from sixfold.feed.search import search_geo
 
-    from sixfold.feed.search import SearchError, search_geo
-
-    try:
-        return search_geo(app_store(request.app), lat, lon, radius_km, limit, before)
-    except SearchError as exc:
-        raise HTTPException(exc.status, str(exc)) from None
+    return _feed_call(search_geo, app_store(request.app), lat, lon, radius_km, limit, before)
 
 
 # ---- page: GET /feed/{user_id} ------------------------------------------------------------------

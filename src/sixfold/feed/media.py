@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from schemas.records import SERVING_TABLES
+from sixfold.feed.users import FeedError
 from sixfold.platform.ids import Sequencer
 from sixfold.platform.settings import Settings
 from sixfold.platform.store import ServingStore
@@ -38,12 +39,8 @@ MEDIA = SERVING_TABLES["media"]
 USERS = SERVING_TABLES["users"]
 
 
-class MediaError(ValueError):
+class MediaError(FeedError):
     """Rejected media or a missing one; `status` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 # ---- blob store ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.records import LAKE_TABLES, SERVING_TABLES
 from sixfold.feed import geo
+from sixfold.feed.users import FeedError
 from sixfold.platform.schema import to_json_value
 from sixfold.platform.settings import Settings
 
@@ -35,12 +36,11 @@ WRITE_BATCH = 5000
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
-class SearchError(ValueError):
+class SearchError(FeedError):
     """Bad search input; `status` is the HTTP status a door answers with."""
 
     def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message)
 
 
 def normalize_tag(tag: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from schemas.records import SERVING_TABLES
 from sixfold.feed.media import BlobStore, open_blob_store
+from sixfold.feed.users import FeedError
 from sixfold.platform import schema
 from sixfold.platform.ids import Sequencer
 from sixfold.platform.settings import Settings
@@ -31,12 +32,8 @@ FOLLOWING = SERVING_TABLES["following"]
 POSTS = SERVING_TABLES["posts"]
 
 
-class StoryError(ValueError):
+class StoryError(FeedError):
     """A rejected story request; `status` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _iso(dt: datetime) -> str:
