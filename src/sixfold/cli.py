@@ -269,12 +269,13 @@ def typeahead_build(until: Optional[str] = typer.Option(
             raise typer.Exit(1) from None
 
 
-# ---- feed -----------------------------------------------------------------------------------------
 # ---- crawler --------------------------------------------------------------------------------------
 from sixfold.crawler.cli import crawl_app  # noqa: E402  (the crawler's commands live in its package)
 
 app.add_typer(crawl_app, name="crawl")
 
+
+# ---- feed -----------------------------------------------------------------------------------------
 feed_app = typer.Typer(help="Photo feed: synthetic users and posts, offline timeline generation.",
                        no_args_is_help=True)
 app.add_typer(feed_app, name="feed")
