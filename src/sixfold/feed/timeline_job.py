@@ -21,7 +21,6 @@ import random
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -195,30 +194,6 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
     partitioned and sorted by user, to a scratch directory; the driver streams them back with
     pyarrow and writes the difference with the store.
     """
-    with _small_files_conf(spark):
-        return _generate_timelines(spark, settings, store, per_user, say, progress)
-
-
-@contextmanager
-def _small_files_conf(spark: SparkSession) -> Iterator[None]:
-    """The lake holds one small file per hour, thousands of them: list them from the driver (past
-    32 paths Spark lists with a distributed job, about 8 ms a path on a small machine) and pack them
-    into tasks by their size, not by a 4 MB cost each. Restored after, the session may be shared."""
-    wanted = {"spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
-              "spark.sql.files.openCostInBytes": str(64 * 1024)}
-    before = {key: spark.conf.get(key) for key in wanted}
-    for key, value in wanted.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            spark.conf.set(key, value)
-
-
-def _generate_timelines(spark: SparkSession, settings: Settings, store: ServingStore, per_user: int,
-                        say: Callable[[str], None] | None,
-                        progress: Callable[[int], None] | None) -> dict[str, int]:
     from pyspark.sql import functions as F
 
     from sixfold.platform.lake import SparkLake
