@@ -21,7 +21,7 @@ SQLITE_TYPES = {
     "string": "TEXT", "int": "INTEGER", "long": "INTEGER", "double": "REAL", "bool": "INTEGER",
     "timestamp": "INTEGER", "bytes": "BLOB", "list<string>": "TEXT",
 }
-_INT_RANGES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+INT_RANGES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
 
 def spark_type(field: Field):  # -> pyspark.sql.types.DataType (imported lazily: no JVM for unit use)
@@ -109,10 +109,10 @@ def coerce(field: Field, value: Any) -> Any:
         if field.max_length is not None and len(value) > field.max_length:
             raise ValueError(f"{field.name}: longer than {field.max_length} characters ({len(value)})")
         return value
-    if t in _INT_RANGES:
+    if t in INT_RANGES:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{field.name}: expected an integer, got {type(value).__name__}")
-        lo, hi = _INT_RANGES[t]
+        lo, hi = INT_RANGES[t]
         if not lo <= value <= hi:
             raise ValueError(f"{field.name}: {value} is outside the {t} range")
         return value

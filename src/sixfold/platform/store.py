@@ -47,9 +47,9 @@ _STORED_AS_IS = frozenset({"int", "long", "double", "string"})
 @cache
 def _integer_ranges(record: Record) -> tuple[tuple[str, int, int], ...] | None:
     """(name, low, high) of every field when all of them are integers, else None."""
-    if not all(f.type in schema._INT_RANGES for f in record.fields):
+    if not all(f.type in schema.INT_RANGES for f in record.fields):
         return None
-    return tuple((f.name, *schema._INT_RANGES[f.type]) for f in record.fields)
+    return tuple((f.name, *schema.INT_RANGES[f.type]) for f in record.fields)
 
 
 def _plain_integers(ranges: tuple[tuple[str, int, int], ...], row: Any) -> list[int] | None:
