@@ -175,6 +175,18 @@ FOLLOWER_COUNT = Record(
     (Field("user_id", "long"), Field("followers", "long")),
     doc="How many followers a user has (decides push or pull at fanout).",
 )
+FOLLOW_VERSION = Record(
+    "follow_version",
+    (Field("user_id", "long"),
+     Field("version", "long", doc="a fresh random number on every change of whom the user follows")),
+    doc="Stamps a follower's followee list: a reader's cached answer built from that list is good while it stands.",
+)
+CELEBRITY = Record(
+    "celebrity",
+    (Field("shard", "int", doc="always 0: the few celebrities are one partition, read whole"),
+     Field("user_id", "long"), Field("followers", "long", doc="the count when the row was written")),
+    doc="An author at or above the celebrity threshold: their posts are pulled at read time, not pushed.",
+)
 MEDIA = Record(
     "media",
     (
@@ -348,6 +360,8 @@ SERVING_TABLES: dict[str, ServingTable] = {
     "followers": ServingTable("followers", FOLLOW, partition_key=("followee_id",), clustering_key=("follower_id",)),
     "following": ServingTable("following", FOLLOW, partition_key=("follower_id",), clustering_key=("followee_id",)),
     "follower_counts": ServingTable("follower_counts", FOLLOWER_COUNT, partition_key=("user_id",)),
+    "follow_versions": ServingTable("follow_versions", FOLLOW_VERSION, partition_key=("user_id",)),
+    "celebrities": ServingTable("celebrities", CELEBRITY, partition_key=("shard",), clustering_key=("user_id",)),
     "media": ServingTable("media", MEDIA, partition_key=("media_id",)),
     "posts": ServingTable("posts", POST, partition_key=("post_id",)),
     "author_posts": ServingTable("author_posts", AUTHOR_POST, partition_key=("author_id",),
@@ -371,7 +385,7 @@ SERVING_TABLES: dict[str, ServingTable] = {
 
 RECORDS: dict[str, Record] = {
     r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME,
-                        FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
+                        FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, FOLLOW_VERSION, CELEBRITY, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
                         CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_DROP,
                         CRAWL_DUPLICATE)
 }

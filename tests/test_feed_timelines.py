@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import io
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -46,6 +48,12 @@ def pushed_oracle(graph: set[tuple[int, int]], posts: list[tuple[int, int]], use
         fans[b] = fans.get(b, 0) + 1
     followed = {b for a, b in graph if a == user and fans[b] < threshold}
     return sorted(((pid, a) for pid, a in posts if a in followed), reverse=True)[:per_user]
+
+
+def celebrity_oracle(graph: set[tuple[int, int]], threshold: int) -> dict[int, int]:
+    """Authors with at least `threshold` followers in `graph`, with their follower counts."""
+    fans = Counter(b for _a, b in graph)
+    return {author: n for author, n in fans.items() if n >= threshold}
 
 
 # ---- a small world driven over HTTP ------------------------------------------------------------
@@ -178,6 +186,33 @@ def test_users_and_follows_answer_with_the_right_status(settings: Settings) -> N
     assert [e["action"] for e in sorted(events, key=lambda e: e["at"])] == ["follow"] * 2 + ["unfollow"] * 2
     assert all(e["at"] < f["at"] for e, f in zip(sorted(events, key=lambda e: e["at"]),
                                                  sorted(events, key=lambda e: e["at"])[1:]))
+
+
+@pytest.mark.unit
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, 3)), min_size=3, max_size=30))
+def test_the_celebrity_list_is_the_brute_force_after_any_follows(settings: Settings, ops) -> None:
+    from sixfold.feed.graph import FollowGraph, celebrities
+    from sixfold.feed.users import UserDirectory
+
+    store, bus = open_store(settings), open_bus(settings)
+    users = UserDirectory(store)
+    ids = [users.create(f"u{uuid.uuid4().hex[:16]}")["user_id"] for _ in range(4)]  # fresh users per example
+    told: list[int] = []
+    graph = FollowGraph(store, bus, 2, users, changed=told.append)
+    edges: set[tuple[int, int]] = set()
+    for follow, a, b in ops:
+        if a == b:
+            continue
+        before = celebrity_oracle(edges, 2)
+        (graph.follow if follow else graph.unfollow)(ids[a], ids[b])
+        (edges.add if follow else edges.discard)((ids[a], ids[b]))
+        want = celebrity_oracle(edges, 2)
+        assert {u: n for u, n in celebrities(store).items() if u in ids} == want
+        crossed = (ids[b] in before) != (ids[b] in want)  # only a crossing is worth telling the readers
+        assert told == ([ids[b]] if crossed else [])
+        told.clear()
+    store.close()
 
 
 # ---- posts -------------------------------------------------------------------------------------
@@ -353,9 +388,9 @@ def test_a_servers_author_cache_drops_its_own_writes_at_once_and_others_within_t
     cache = AuthorCache(store, ttl_s=2.0, clock=lambda: now[0])
     users = UserDirectory(store)
     reader = TimelineReader(store, 2, users, cache)
-    here_graph = FollowGraph(store, bus, users, changed=cache.changed)  # writes through this server
-    here_posts = PostService(store, bus, users, changed=cache.changed)
-    other_graph, other_posts = FollowGraph(store, bus, users), PostService(store, bus, users)  # another server
+    here_graph = FollowGraph(store, bus, 2, users, changed=cache.celebrity_changed)  # writes through this server
+    here_posts = PostService(store, bus, users, changed=cache.posted)
+    other_graph, other_posts = FollowGraph(store, bus, 2, users), PostService(store, bus, users)  # another server
     ann, bob, star = (users.create(n)["user_id"] for n in ("ann", "bob", "star"))
     graph: set[tuple[int, int]] = set()
     posts: list[tuple[int, int]] = []
@@ -389,6 +424,77 @@ def test_a_servers_author_cache_drops_its_own_writes_at_once_and_others_within_t
     post(here_posts)
     # pushed again: the new post and the first one; the posts made as a celebrity wait for the offline job
     assert read() == [posts[-1][0], posts[0][0]]
+    store.close()
+
+
+@pytest.mark.unit
+def test_a_kept_page_is_reused_only_while_nothing_it_was_built_from_moved(settings: Settings) -> None:
+    """Every write goes through another server; the oracle is the brute force over the graph and posts."""
+    from sixfold.feed.graph import FollowGraph
+    from sixfold.feed.posts import PostService
+    from sixfold.feed.timelines import AuthorCache, TimelineReader
+    from sixfold.feed.users import UserDirectory
+
+    s = replace(settings, feed_celebrity_threshold=3)
+    store, bus = open_store(s), open_bus(s)
+    now = [1000.0]
+    users = UserDirectory(store)
+    reader = TimelineReader(store, 3, users, AuthorCache(store, ttl_s=2.0, clock=lambda: now[0]), page_cache_s=30.0)
+    graph, poster = FollowGraph(store, bus, 3, users), PostService(store, bus, users)  # the other server
+    ids = {n: users.create(n)["user_id"] for n in ("ann", "bob", "cat", "star", "fan1", "fan2")}
+    edges: set[tuple[int, int]] = set()
+    posts: list[tuple[int, int]] = []
+
+    def follow(a: str, b: str, on: bool = True) -> None:
+        (graph.follow if on else graph.unfollow)(ids[a], ids[b])
+        (edges.add if on else edges.discard)((ids[a], ids[b]))
+
+    def post(author: str) -> int:
+        posts.append((poster.create(ids[author], "hi")["post_id"], ids[author]))
+        run_fanout(s, store, bus, idle_timeout_s=0.05)
+        return posts[-1][0]
+
+    def read(limit: int = 100) -> list[int]:
+        ids_seen, cursor = [], None
+        while True:
+            page = reader.timeline(ids["ann"], limit, cursor)
+            ids_seen += [p["post_id"] for p in page["posts"]]
+            if (cursor := page["next_cursor"]) is None:
+                return ids_seen
+
+    def hits_after(expected: list[int], limit: int = 100) -> int:
+        before = reader.hits
+        assert read(limit) == expected
+        return reader.hits - before
+
+    for a, b in [("ann", "bob"), ("ann", "cat"), ("ann", "star"), ("fan1", "star"), ("fan2", "star")]:
+        follow(a, b)
+    for author in ("bob", "cat", "star", "bob", "star"):
+        post(author)
+    want = oracle(edges, posts, ids["ann"])
+    assert hits_after(want) == 0 and hits_after(want) == 1  # built once, then reused
+    assert hits_after(want, limit=2) == 0 and hits_after(want, limit=2) == 3  # each page of a walk is kept
+    post("bob")  # a push: the newest pushed entry moved
+    assert hits_after(oracle(edges, posts, ids["ann"])) == 0
+    follow("ann", "cat", on=False)  # an unfollow on another server: the follower's stamp moved
+    assert hits_after(oracle(edges, posts, ids["ann"])) == 0
+    follow("ann", "cat")
+    assert hits_after(oracle(edges, posts, ids["ann"])) == 0
+    post("star")  # a celebrity's post is pulled: this server sees it when its AuthorCache does
+    assert read() == oracle(edges, posts, ids["ann"])[1:]
+    now[0] += 2.01
+    assert hits_after(oracle(edges, posts, ids["ann"])) == 0
+    assert hits_after(oracle(edges, posts, ids["ann"])) == 1
+    # what no stamp covers (an older entry the offline job writes back) shows within page_cache_s
+    lost = post("cat")
+    post("bob")
+    store.delete(TIMELINES, {"user_id": ids["ann"], "post_id": lost})
+    without = [p for p in oracle(edges, posts, ids["ann"]) if p != lost]
+    assert hits_after(without) == 0
+    store.upsert(TIMELINES, {"user_id": ids["ann"], "post_id": lost, "author_id": ids["cat"]})
+    assert hits_after(without) == 1
+    now[0] += 30.01
+    assert hits_after(oracle(edges, posts, ids["ann"])) == 0
     store.close()
 
 
@@ -567,6 +673,14 @@ def test_generate_timelines_writes_only_the_difference(spark, settings: Settings
     again = generate_timelines(spark, w.settings, store, per_user=500)
     assert (again["users"], again["entries"], again["written"], again["deleted"]) == (4, first["entries"], 0, 0)
     assert {u: stored_timeline(w.settings, u) for u in w.users.values()} == want
+    # the job relists the celebrities from the lake: a lowered threshold lists more, the old one fewer again
+    from sixfold.feed.graph import celebrities
+
+    assert celebrities(store) == celebrity_oracle(w.graph, 3) != celebrity_oracle(w.graph, 2)
+    assert generate_timelines(spark, replace(w.settings, feed_celebrity_threshold=2), store)["celebrities_unlisted"] == 0
+    assert celebrities(store) == celebrity_oracle(w.graph, 2)
+    assert generate_timelines(spark, w.settings, store)["celebrities_unlisted"] == 2
+    assert celebrities(store) == celebrity_oracle(w.graph, 3)
     store.close()
 
 

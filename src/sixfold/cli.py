@@ -339,7 +339,8 @@ def feed_generate(
     store = open_store(settings)
     try:
         with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console) as progress:
-            bar = progress.add_task("writing lake and serving rows", total=total_rows(data))
+            total = total_rows(data, settings.feed_celebrity_threshold)
+            bar = progress.add_task("writing lake and serving rows", total=total)
             counts = write(settings, data, store, progress=lambda n: progress.advance(bar, n))
     finally:
         store.close()

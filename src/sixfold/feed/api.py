@@ -6,7 +6,6 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -45,8 +44,8 @@ def _follow_graph(app):
     from sixfold.feed.graph import FollowGraph
 
     return shared(app.state, "follow_graph",
-                  lambda: FollowGraph(app_store(app), app_bus(app), _user_directory(app),
-                                      changed=_author_cache(app).changed))
+                  lambda: FollowGraph(app_store(app), app_bus(app), app.state.settings.feed_celebrity_threshold,
+                                      _user_directory(app), changed=_author_cache(app).celebrity_changed))
 
 
 def _author_cache(app):
@@ -104,14 +103,16 @@ def _post_service(app):
 
     return shared(app.state, "post_service", lambda: PostService(app_store(app), app_bus(app),
                                                                  _user_directory(app), _feed_sequencer(app),
-                                                                 changed=_author_cache(app).changed))
+                                                                 changed=_author_cache(app).posted))
 
 
 def _timeline_reader(app):
     from sixfold.feed.timelines import TimelineReader
 
+    settings = app.state.settings
     return shared(app.state, "timeline_reader", lambda: TimelineReader(
-        app_store(app), app.state.settings.feed_celebrity_threshold, _user_directory(app), _author_cache(app)))
+        app_store(app), settings.feed_celebrity_threshold, _user_directory(app), _author_cache(app),
+        page_cache_s=settings.feed_page_cache_s))
 
 
 @router.post("/v1/posts", status_code=201, summary="Publish a post; followers see it after fanout")
@@ -151,12 +152,11 @@ class TimelineFastGet:
         except ValueError:
             return None
         try:
-            page = _timeline_reader(app).timeline(int(matched.group(1)), limit, params.get("before"))
+            return 200, _timeline_reader(app).timeline_json(int(matched.group(1)), limit, params.get("before"))
         except FeedError as exc:
             return error(exc.status, str(exc))
         except ServiceUnavailable as exc:
             return error(503, str(exc))
-        return 200, orjson.dumps(page)
 
 
 # ---- media (media.py) ---------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def bench_generation(settings: Settings, opts: FeedBenchOptions, say: Say) -> tu
     drawn_s = time.perf_counter() - started
     say(f"drew {len(data.users):,} users, {len(data.follows):,} follows, {len(data.posts):,} posts "
         f"in {drawn_s:.1f} s; writing lake + SQLite ...")
-    total = total_rows(data)
+    total = total_rows(data, settings.feed_celebrity_threshold)
     done = {"rows": 0, "next": 0.1}
 
     def progress(n: int) -> None:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from schemas.records import LAKE_TABLES, SERVING_TABLES
+from sixfold.feed.fanout import is_celebrity
+from sixfold.feed.graph import new_follow_version
 from sixfold.platform.ids import EPOCH_MS, SEQUENCE_BITS, WORKER_BITS
 from sixfold.platform.schema import from_micros
 from sixfold.platform.settings import Settings
@@ -160,7 +162,7 @@ def generate(users: int, posts: int, stories: int = 0, seed: int = 7, end: datet
     return Generated(user_rows, follow_rows, post_rows, story_rows)
 
 
-def serving_rows(data: Generated) -> dict[str, list[dict[str, Any]]]:
+def serving_rows(data: Generated, celebrity_threshold: int) -> dict[str, list[dict[str, Any]]]:
     """Rows per serving table (the feed's write path, done in bulk)."""
     counts = data.follower_counts()
     return {
@@ -169,6 +171,10 @@ def serving_rows(data: Generated) -> dict[str, list[dict[str, Any]]]:
         "followers": data.follows,
         "following": data.follows,
         "follower_counts": [{"user_id": uid, "followers": n} for uid, n in counts.items()],
+        "follow_versions": [{"user_id": uid, "version": new_follow_version()}
+                            for uid in sorted({f["follower_id"] for f in data.follows})],
+        "celebrities": [{"shard": 0, "user_id": uid, "followers": n} for uid, n in sorted(counts.items())
+                        if is_celebrity(n, celebrity_threshold)],
         "posts": data.posts,
         "author_posts": [{"author_id": p["author_id"], "post_id": p["post_id"]} for p in data.posts],
         "stories": data.stories,
@@ -189,7 +195,7 @@ def write(settings: Settings, data: Generated, store: Any, progress: Progress | 
     if progress:
         progress(len(events))
     written: dict[str, int] = {}
-    for name, rows in serving_rows(data).items():
+    for name, rows in serving_rows(data, settings.feed_celebrity_threshold).items():
         table = SERVING_TABLES[name]
         written[name] = 0
         for at in range(0, len(rows), WRITE_BATCH):
@@ -202,7 +208,7 @@ def write(settings: Settings, data: Generated, store: Any, progress: Progress | 
             "top_follower_counts": [{"user_id": uid, "followers": n} for uid, n in top]}
 
 
-def total_rows(data: Generated) -> int:
+def total_rows(data: Generated, celebrity_threshold: int) -> int:
     """How many rows `write` reports through `progress` (for a progress bar's total)."""
-    return len(data.posts) + len(data.follows) + sum(len(r) for r in serving_rows(data).values())
+    return len(data.posts) + len(data.follows) + sum(len(r) for r in serving_rows(data, celebrity_threshold).values())
 

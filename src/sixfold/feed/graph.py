@@ -2,7 +2,11 @@
 
 A follow is one edge stored twice, by followee (`followers`, for fanout) and by follower
 (`following`, for timeline reads), plus a counter in `follower_counts` (what decides push or
-pull). Every follow and unfollow also goes to the `follows` topic as a FOLLOW_EVENT, which lands
+pull). Authors at or above the celebrity threshold are also listed in `celebrities`, one small
+partition a timeline reader reads whole instead of every followee's count; a follow or unfollow
+keeps it in step and the offline timeline job rewrites it from the lake. Each change also gives
+the follower a fresh random stamp in `follow_versions`, so a reader may keep an answer built from
+the follower's list for as long as the stamp stands, on any server. Every follow and unfollow also goes to the `follows` topic as a FOLLOW_EVENT, which lands
 in the lake so the offline timeline job can rebuild the graph as of any time.
 
 Both operations are idempotent: following twice keeps one edge and counts it once, unfollowing
@@ -12,6 +16,7 @@ retry whose first attempt died after the store write); replaying it changes no s
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -27,12 +32,56 @@ from sixfold.platform.store import ServingStore
 FOLLOWERS = SERVING_TABLES["followers"]
 FOLLOWING = SERVING_TABLES["following"]
 FOLLOWER_COUNTS = SERVING_TABLES["follower_counts"]
+CELEBRITIES = SERVING_TABLES["celebrities"]
+FOLLOW_VERSIONS = SERVING_TABLES["follow_versions"]
+CELEBRITY_SHARD = {"shard": 0}
 FOLLOWS_EVENT = EVENTS["follows"]
 
 
 def follower_count(store: ServingStore, user_id: int) -> int:
     row = store.get(FOLLOWER_COUNTS, {"user_id": user_id})
     return int(row["followers"]) if row else 0
+
+
+def celebrities(store: ServingStore) -> dict[int, int]:
+    """The authors listed as celebrities: user id -> follower count when listed."""
+    return {r["user_id"]: r["followers"]
+            for r in store.query(CELEBRITIES, CELEBRITY_SHARD, columns=("user_id", "followers"))}
+
+
+def set_follower_count(store: ServingStore, user_id: int, before: int, after: int, threshold: int) -> bool:
+    """Store `user_id`'s new follower count and keep `celebrities` in step; True when the user
+    crossed the threshold (up or down), which is all a timeline reader needs to hear about."""
+    store.upsert(FOLLOWER_COUNTS, {"user_id": user_id, "followers": after})
+    if after >= threshold:
+        store.upsert(CELEBRITIES, {**CELEBRITY_SHARD, "user_id": user_id, "followers": after})
+    elif before >= threshold:
+        store.delete(CELEBRITIES, {**CELEBRITY_SHARD, "user_id": user_id})
+    return (before >= threshold) != (after >= threshold)
+
+
+def relist_celebrities(store: ServingStore, listed: dict[int, int], *, unlist: bool = True) -> dict[str, int]:
+    """Make `celebrities` hold `listed` (user id -> followers), writing only the difference: the offline
+    job's repair of a crossing a server missed, or of a changed threshold. With `unlist=False` the
+    authors not in `listed` stay (the job lists new celebrities before rewriting timelines and unlists
+    the others after, so no author is neither pushed nor pulled meanwhile)."""
+    now = celebrities(store)
+    gone = sorted(set(now) - set(listed)) if unlist else []
+    for user_id in gone:
+        store.delete(CELEBRITIES, {**CELEBRITY_SHARD, "user_id": user_id})
+    fresh = [{**CELEBRITY_SHARD, "user_id": u, "followers": n} for u, n in sorted(listed.items()) if now.get(u) != n]
+    store.upsert_many(CELEBRITIES, fresh)
+    return {"celebrities": len(listed), "listed": len(fresh), "unlisted": len(gone)}
+
+
+def new_follow_version() -> int:
+    return secrets.randbits(62)
+
+
+def follow_version(store: ServingStore, user_id: int) -> int | None:
+    """The stamp of whom `user_id` follows (None: never changed since a bulk load wrote no stamp)."""
+    row = store.get(FOLLOW_VERSIONS, {"user_id": user_id})
+    return row["version"] if row else None
 
 
 def followees(store: ServingStore, user_id: int) -> set[int]:
@@ -48,11 +97,13 @@ def followers(store: ServingStore, user_id: int) -> list[int]:
 class FollowGraph:
     """Follow and unfollow against the serving store, publishing each change on the bus."""
 
-    def __init__(self, store: ServingStore, bus: EventBus, users: UserDirectory | None = None,
+    def __init__(self, store: ServingStore, bus: EventBus, celebrity_threshold: int,
+                 users: UserDirectory | None = None,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  changed: Callable[[int], None] = lambda _author_id: None) -> None:
         self.store = store
-        self.changed = changed  # told the followee whose follower count moved (readers' caches)
+        self.threshold = celebrity_threshold
+        self.changed = changed  # told a followee who became, or stopped being, a celebrity (readers' caches)
         self.bus = bus
         self.users = users or UserDirectory(store)
         self.clock_ms = clock_ms
@@ -84,9 +135,10 @@ class FollowGraph:
                 row = {**edge, "created_at": at}
                 self.store.upsert(FOLLOWERS, row)
                 self.store.upsert(FOLLOWING, row)
-                self.store.upsert(FOLLOWER_COUNTS, {"user_id": followee_id,
-                                                    "followers": follower_count(self.store, followee_id) + 1})
-                self.changed(followee_id)
+                self.store.upsert(FOLLOW_VERSIONS, {"user_id": follower_id, "version": new_follow_version()})
+                count = follower_count(self.store, followee_id)
+                if set_follower_count(self.store, followee_id, count, count + 1, self.threshold):
+                    self.changed(followee_id)
         self._emit(follower_id, followee_id, "follow", at)
         return {"follower_id": follower_id, "followee_id": followee_id, "following": True}
 
@@ -98,8 +150,9 @@ class FollowGraph:
             if self.store.get(FOLLOWING, edge) is not None:
                 self.store.delete(FOLLOWING, edge)
                 self.store.delete(FOLLOWERS, edge)
-                count = max(follower_count(self.store, followee_id) - 1, 0)
-                self.store.upsert(FOLLOWER_COUNTS, {"user_id": followee_id, "followers": count})
-                self.changed(followee_id)
+                self.store.upsert(FOLLOW_VERSIONS, {"user_id": follower_id, "version": new_follow_version()})
+                count = follower_count(self.store, followee_id)
+                if set_follower_count(self.store, followee_id, count, max(count - 1, 0), self.threshold):
+                    self.changed(followee_id)
         self._emit(follower_id, followee_id, "unfollow", at)
         return {"follower_id": follower_id, "followee_id": followee_id, "following": False}

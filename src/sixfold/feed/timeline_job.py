@@ -56,11 +56,11 @@ def current_follows(follow_events: DataFrame) -> DataFrame:
 
 
 def celebrity_authors(follows: DataFrame, threshold: int) -> DataFrame:
-    """Authors (column `author_id`) with at least `threshold` followers in `follows`."""
+    """Authors (columns `author_id`, `followers`) with at least `threshold` followers in `follows`."""
     from pyspark.sql import functions as F
 
     return (follows.groupBy("followee_id").agg(F.count("*").alias("followers"))
-            .where(F.col("followers") >= threshold).select(F.col("followee_id").alias("author_id")))
+            .where(F.col("followers") >= threshold).select(F.col("followee_id").alias("author_id"), "followers"))
 
 
 def timelines(follows: DataFrame, posts: DataFrame, celebrity_authors: DataFrame, per_user: int) -> DataFrame:
@@ -196,6 +196,7 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
     """
     from pyspark.sql import functions as F
 
+    from sixfold.feed.graph import relist_celebrities
     from sixfold.platform.lake import SparkLake
 
     lake = SparkLake(spark, settings)
@@ -206,8 +207,10 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
     entries = timelines(follows, posts, celebrities, per_user)
     active = events.select(F.col("follower_id").alias("user_id")).distinct()
     rows = user_timeline_rows(active, follows, celebrities, entries)
+    celebrity_counts = {r["author_id"]: r["followers"] for r in celebrities.collect()}
+    relist_celebrities(store, celebrity_counts, unlist=False)
     if say:
-        say(f"graph: {follows.count():,} follows, {celebrities.count():,} celebrities "
+        say(f"graph: {follows.count():,} follows, {len(celebrity_counts):,} celebrities "
             f"(>= {settings.feed_celebrity_threshold:,} followers, pulled at read time)")
     scratch = settings.var / "scratch" / f"timelines-{uuid.uuid4().hex}"
     try:
@@ -218,6 +221,7 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
             cached.unpersist()
         files = sorted(scratch.glob("part-*.parquet"))
         counts = write_user_timelines(store, staged_user_rows(files), per_user, progress)
+        counts["celebrities_unlisted"] = relist_celebrities(store, celebrity_counts)["unlisted"]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if say:

@@ -5,32 +5,35 @@ older than the cursor, drawn from two sources:
 
 - pushed: the user's `timelines` partition (fanout and the offline job write it), keeping only
   entries whose author the user follows now, so an unfollow hides that author at once;
-- pulled: for each followee who is a celebrity (at least `feed_celebrity_threshold` followers in
-  `follower_counts`), their `author_posts` newest first.
+- pulled: for each followee who is a celebrity (listed in `celebrities` with at least
+  `feed_celebrity_threshold` followers), their `author_posts` newest first.
 
 Each source is read from the cursor on, at most `limit + 1` hits each, then merged and cut; the
 extra row says whether there is a next page. The cursor is opaque: the last post id shown,
 base64url encoded.
 
-Every follower of a celebrity reads that celebrity's follower count and newest posts, so a server
-keeps them for `feed_read_cache_s` (`AuthorCache`); a follow, unfollow or post made through the same
-server drops the author's entry at once, and other servers' writes show within that time, which is
-the same order as fanout's own lag. Posts never change once written, so their rows are kept too.
+Every reader needs to know which followees are celebrities, and every follower of a celebrity reads
+that celebrity's newest posts, so a server keeps the celebrity list and those posts for
+`feed_read_cache_s` (`AuthorCache`); a post made through the same server, or a follow that makes or
+unmakes a celebrity, drops what was kept at once, and other servers' writes show within that time,
+which is the same order as fanout's own lag. Posts never change once written, so their rows are kept too.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
-import heapq
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from schemas.records import SERVING_TABLES
 from sixfold.feed.fanout import is_celebrity
-from sixfold.feed.graph import FOLLOWER_COUNTS, followees
+from sixfold.feed.graph import celebrities, follow_version, followees
 from sixfold.feed.users import FeedError, UserDirectory
 from sixfold.platform.schema import to_json_value
 from sixfold.platform.store import ServingStore
@@ -80,16 +83,19 @@ def post_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _newest(store: ServingStore, table: Any, partition: dict[str, Any], before: int | None, wanted: int,
-            keep: Callable[[dict[str, Any]], bool] = lambda _row: True,
-            columns: tuple[str, ...] = ("post_id",)) -> list[int]:
-    """Up to `wanted` post ids of one partition below `before` that `keep` accepts (it sees `columns`),
-    newest first, read page by page from the cursor on."""
+            authors: set[int] | None = None) -> list[int]:
+    """Up to `wanted` post ids of one partition below `before`, newest first, read page by page from
+    the cursor on; with `authors`, only the rows whose `author_id` is one of them."""
     fetch = max(wanted + 1, 32)
+    columns = ("post_id",) if authors is None else ("post_id", "author_id")
     hits: list[int] = []
     after = before
     while len(hits) < wanted:
         rows = store.query(table, partition, limit=fetch, after=after, columns=columns)
-        hits.extend(r["post_id"] for r in rows if keep(r))
+        if authors is None:
+            hits += [r["post_id"] for r in rows]
+        else:
+            hits += [r["post_id"] for r in rows if r["author_id"] in authors]
         if len(rows) < fetch:
             break
         after = rows[-1]["post_id"]
@@ -97,7 +103,7 @@ def _newest(store: ServingStore, table: Any, partition: dict[str, Any], before: 
 
 
 class AuthorCache:
-    """Authors' follower counts and newest post ids, reused for `ttl_s` by the readers of one server."""
+    """Who the celebrities are, and celebrities' newest post ids, reused for `ttl_s` by the readers of one server."""
 
     NEWEST = 128  # post ids kept per author: a few pages of the deepest timeline page size
     MAX_AUTHORS = 200_000
@@ -106,51 +112,55 @@ class AuthorCache:
         self.store = store
         self.ttl_s = ttl_s
         self.clock = clock
-        self._counts: dict[int, tuple[float, int]] = {}
+        self._celebrities: tuple[float, int, frozenset[int]] | None = None  # (good until, threshold, ids)
         self._newest: dict[int, tuple[float, list[int]]] = {}
         self._lock = threading.Lock()
 
-    def changed(self, author_id: int) -> None:
-        """A follow, unfollow or post of `author_id` went through this server: forget what was kept."""
+    def posted(self, author_id: int) -> None:
+        """A post by `author_id` went through this server: forget their newest post ids."""
         with self._lock:
-            self._counts.pop(author_id, None)
             self._newest.pop(author_id, None)
 
-    def follower_counts(self, author_ids: Iterable[int]) -> dict[int, int]:
+    def celebrity_changed(self, author_id: int) -> None:
+        """A follow or unfollow through this server made `author_id` a celebrity or an ordinary author."""
+        with self._lock:
+            self._celebrities = None
+            self._newest.pop(author_id, None)
+
+    def celebrities(self, threshold: int) -> frozenset[int]:
+        """The authors listed in `celebrities` with at least `threshold` followers (one partition read
+        per `ttl_s`; a raised threshold applies at once, a lowered one once the offline job relists)."""
         now = self.clock()
-        out: dict[int, int] = {}
-        missing: list[int] = []
-        for a in author_ids:
-            kept = self._counts.get(a)
-            if kept is not None and kept[0] > now:
-                out[a] = kept[1]
-            else:
-                missing.append(a)
-        if missing:
-            rows = self.store.get_many(FOLLOWER_COUNTS, [{"user_id": a} for a in missing])
-            fresh = {a: int(r["followers"]) if r else 0 for a, r in zip(missing, rows)}
-            out.update(fresh)
+        kept = self._celebrities
+        if kept is None or kept[0] <= now or kept[1] != threshold:
+            ids = frozenset(a for a, n in celebrities(self.store).items() if is_celebrity(n, threshold))
+            kept = (now + self.ttl_s, threshold, ids)
+            if self.ttl_s > 0:
+                self._celebrities = kept
+        return kept[2]
+
+    def newest_ids(self, author_id: int) -> list[int]:
+        """The author's newest post ids (at most NEWEST), newest first, as kept. A re-read that finds
+        the same ids keeps the same list object, so a caller may compare kept lists by identity."""
+        now = self.clock()
+        kept = self._newest.get(author_id)
+        if kept is None or kept[0] <= now:
+            ids = _newest(self.store, AUTHOR_POSTS, {"author_id": author_id}, None, self.NEWEST)
+            if kept is not None and kept[1] == ids:
+                ids = kept[1]
+            kept = (now + self.ttl_s, ids)
             if self.ttl_s > 0:
                 with self._lock:
-                    if len(self._counts) > self.MAX_AUTHORS:
-                        self._counts.clear()
-                    self._counts.update((a, (now + self.ttl_s, c)) for a, c in fresh.items())
-        return out
+                    if len(self._newest) > self.MAX_AUTHORS:
+                        self._newest.clear()
+                    self._newest[author_id] = kept
+        return kept[1]
 
     def newest_posts(self, author_id: int, before: int | None, wanted: int) -> list[int]:
         """Up to `wanted` of the author's post ids below `before`, newest first."""
         if self.ttl_s <= 0:
             return _newest(self.store, AUTHOR_POSTS, {"author_id": author_id}, before, wanted)
-        now = self.clock()
-        kept = self._newest.get(author_id)
-        if kept is None or kept[0] <= now:
-            ids = _newest(self.store, AUTHOR_POSTS, {"author_id": author_id}, None, self.NEWEST)
-            kept = (now + self.ttl_s, ids)
-            with self._lock:
-                if len(self._newest) > self.MAX_AUTHORS:
-                    self._newest.clear()
-                self._newest[author_id] = kept
-        ids = kept[1]
+        ids = self.newest_ids(author_id)
         if before is None:
             hits = ids[:wanted]
         else:  # ids are descending: skip to the first one below the cursor
@@ -181,43 +191,101 @@ class PostRows:
         return [self._rows.get(p) for p in post_ids]
 
 
+@dataclass
+class _KeptPage:
+    """A page a reader answered, with the stamps it was built under (read before it was built)."""
+
+    until: float  # after this (the reader's clock) it is not reused, whatever the stamps say
+    follow_version: int | None  # the follower's stamp in `follow_versions`
+    pushed_head: int | None  # their newest pushed entry below the cursor
+    follows: frozenset[int]
+    pulled: tuple[list[int], ...]  # the newest-ids lists (AuthorCache.newest_ids) of the celebrities followed
+    page: dict[str, Any]
+    body: bytes | None = None  # the page as JSON, once asked for
+
+
 class TimelineReader:
-    """Serves `GET /v1/timeline/{user_id}` from the serving store."""
+    """Serves `GET /v1/timeline/{user_id}` from the serving store.
+
+    With `page_cache_s` > 0 (and an `AuthorCache` that keeps), a page answered once is answered again
+    from memory while nothing it was built from has moved: the check costs two key reads (the
+    follower's stamp, their newest pushed entry) instead of two partition reads, a merge and the post
+    rows. A follow or unfollow through any server and any fanout push show at once, a celebrity's new
+    post as soon as this server's `AuthorCache` sees it, and the offline job's repairs of older entries
+    within `page_cache_s`.
+    """
+
+    MAX_PAGES = 50_000
 
     def __init__(self, store: ServingStore, celebrity_threshold: int, users: UserDirectory | None = None,
-                 authors: AuthorCache | None = None) -> None:
+                 authors: AuthorCache | None = None, page_cache_s: float = 0.0) -> None:
         self.store = store
         self.threshold = celebrity_threshold
         self.users = users or UserDirectory(store)
         self.authors = authors or AuthorCache(store, 0.0)
         self.posts = PostRows(store)
+        self.page_cache_s = page_cache_s if self.authors.ttl_s > 0 else 0.0
+        self._pages: dict[tuple[int, int, int | None], _KeptPage] = {}
+        self.hits = self.misses = 0
 
     def candidate_ids(self, user_id: int, before: int | None, wanted: int,
-                      follows: set[int] | None = None) -> list[int]:
+                      follows: set[int] | frozenset[int] | None = None) -> list[int]:
         """The newest `wanted` post ids of the merged timeline below `before`, newest first."""
         follows = followees(self.store, user_id) if follows is None else follows
         if not follows:
             return []
-        counts = self.authors.follower_counts(follows)
-        celebrities = [a for a in follows if is_celebrity(counts[a], self.threshold)]
-        sources = [_newest(self.store, TIMELINES, {"user_id": user_id}, before, wanted,
-                           lambda r: r["author_id"] in follows, ("post_id", "author_id"))]
-        sources += [self.authors.newest_posts(a, before, wanted) for a in celebrities]
-        merged: list[int] = []
-        for post_id in heapq.merge(*sources, reverse=True):
-            if not merged or merged[-1] != post_id:  # a post pushed before its author became a celebrity
-                merged.append(post_id)
-            if len(merged) == wanted:
-                break
-        return merged
+        pushed = _newest(self.store, TIMELINES, {"user_id": user_id}, before, wanted, follows)
+        pulled = self.authors.celebrities(self.threshold) & follows
+        if not pulled:
+            return pushed
+        # each source holds at most `wanted` ids: a set drops a post pushed before its author became a
+        # celebrity (it is in both), and one sort of a few hundred ints beats a k-way merge in Python
+        merged = set(pushed).union(*(self.authors.newest_posts(a, before, wanted) for a in pulled))
+        return sorted(merged, reverse=True)[:wanted]
 
-    def timeline(self, user_id: int, limit: int = DEFAULT_LIMIT, before: str | None = None) -> dict[str, Any]:
-        check_limit(limit)
-        cursor = decode_cursor(before)
-        follows = followees(self.store, user_id)
+    def _build(self, user_id: int, limit: int, cursor: int | None, follows: frozenset[int]) -> dict[str, Any]:
         if not follows:  # a follow needs both users, so only a user following nobody may not exist
             self.users.require(user_id)
         ids = self.candidate_ids(user_id, cursor, limit + 1, follows)
         posts = [p for p in self.posts.get_many(ids[:limit]) if p is not None]  # gone from serving: skip it
         next_cursor = encode_cursor(ids[limit - 1]) if len(ids) > limit else None
         return {"user_id": user_id, "posts": posts, "next_cursor": next_cursor}
+
+    def _pulled(self, follows: frozenset[int]) -> tuple[list[int], ...]:
+        return tuple(self.authors.newest_ids(a) for a in sorted(self.authors.celebrities(self.threshold) & follows))
+
+    def timeline(self, user_id: int, limit: int = DEFAULT_LIMIT, before: str | None = None) -> dict[str, Any]:
+        return self._answer(user_id, limit, before).page
+
+    def timeline_json(self, user_id: int, limit: int = DEFAULT_LIMIT, before: str | None = None) -> bytes:
+        """`timeline` as JSON bytes; a kept page is encoded once."""
+        kept = self._answer(user_id, limit, before)
+        if kept.body is None:
+            kept.body = orjson.dumps(kept.page)
+        return kept.body
+
+    def _answer(self, user_id: int, limit: int, before: str | None) -> _KeptPage:
+        check_limit(limit)
+        cursor = decode_cursor(before)
+        if self.page_cache_s <= 0:
+            follows = frozenset(followees(self.store, user_id))
+            return _KeptPage(0.0, None, None, follows, (), self._build(user_id, limit, cursor, follows))
+        # the stamps first: whatever changes after them makes the next check fail, never a stale keep
+        version = follow_version(self.store, user_id)
+        head = self.store.query(TIMELINES, {"user_id": user_id}, limit=1, after=cursor, columns=("post_id",))
+        pushed_head = head[0]["post_id"] if head else None
+        key = (user_id, limit, cursor)
+        kept = self._pages.get(key)
+        now = self.authors.clock()
+        if (kept is not None and kept.until > now and kept.follow_version == version
+                and kept.pushed_head == pushed_head and kept.pulled == self._pulled(kept.follows)):
+            self.hits += 1  # (the tuples compare their lists by identity first: no list is walked)
+            return kept
+        self.misses += 1
+        follows = frozenset(followees(self.store, user_id))
+        pulled = self._pulled(follows)
+        page = self._build(user_id, limit, cursor, follows)
+        if len(self._pages) >= self.MAX_PAGES:
+            self._pages.clear()
+        kept = self._pages[key] = _KeptPage(now + self.page_cache_s, version, pushed_head, follows, pulled, page)
+        return kept

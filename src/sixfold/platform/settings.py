@@ -71,6 +71,10 @@ class Settings:
     # how long a server may reuse an author's follower count and newest post ids on the read path;
     # writes through the same server show at once, other servers' within this (0: no reuse)
     feed_read_cache_s: float = 2.0
+    # how long a server may answer a timeline page again from memory; every reuse is first checked
+    # against the follower's follow stamp, their newest pushed entry and their celebrities' newest
+    # posts, so this bounds only what those miss (the offline job's repairs). 0: build every page
+    feed_page_cache_s: float = 30.0
     typeahead_recent_ttl_s: int = 30 * 86_400  # how long a user's own searches stay for personalisation
     # crawler
     crawler_user_agent: str = "SixfoldBot/0.1 (+https://github.com/sixfold/sixfold)"
@@ -162,6 +166,7 @@ class Settings:
             **_crawler_settings(env, defaults),
             feed_celebrity_threshold=int(celebrity),
             feed_read_cache_s=_non_negative(env, "SIXFOLD_FEED_READ_CACHE_S", defaults.feed_read_cache_s),
+            feed_page_cache_s=_non_negative(env, "SIXFOLD_FEED_PAGE_CACHE_S", defaults.feed_page_cache_s),
             profile=profile,  # type: ignore[arg-type]
             home=home,
             kafka_bootstrap=kafka,
@@ -222,6 +227,13 @@ def _number(env: Mapping[str, str], var: str, default: float, *, whole: bool = F
     return int(value) if whole else value
 
 
+def _flag(env: Mapping[str, str], var: str, default: bool) -> bool:
+    raw = env.get(var, "1" if default else "0").strip().lower()
+    if raw not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise SettingsError(f"{var}={raw!r}; expected 1 or 0 (true/false)")
+    return raw in ("1", "true", "yes", "on")
+
+
 def _crawler_settings(env: Mapping[str, str], d: "Settings") -> dict:
     """SIXFOLD_CRAWLER_*: every crawler_* field, by its upper-cased name."""
     whole = {"concurrency", "robots_attempts", "max_body_bytes", "max_redirects", "max_depth", "host_budget",
@@ -235,10 +247,7 @@ def _crawler_settings(env: Mapping[str, str], d: "Settings") -> dict:
         if name == "user_agent":
             out["crawler_user_agent"] = env.get(var, default).strip() or default
         elif isinstance(default, bool):
-            raw = env.get(var, "1" if default else "0").strip().lower()
-            if raw not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise SettingsError(f"{var}={raw!r}; expected 1 or 0 (true/false)")
-            out[f"crawler_{name}"] = raw in ("1", "true", "yes", "on")
+            out[f"crawler_{name}"] = _flag(env, var, default)
         elif name == "allow_hosts":
             raw = env.get(var, "")
             out["crawler_allow_hosts"] = tuple(h.strip() for h in raw.split(",") if h.strip()) or default

@@ -87,8 +87,34 @@ def _key_columns(table: ServingTable, key: dict[str, Any], *, partition_only: bo
     return [table.record.field(c) for c in cols]
 
 
+def _memo(memo: dict[tuple, tuple[Any, Any]], table: ServingTable, shape: tuple, make: Callable[[], Any]) -> Any:
+    """`make()` for this table and call shape, computed once: hot read paths ask the same question
+    thousands of times a second. The entry remembers the very table object it was made for, so two
+    tables that share a name (tests make throwaway ones) never see each other's answers."""
+    entry = memo.get((table.name, shape))
+    if entry is None or entry[0] is not table:
+        entry = (table, make())
+        if len(memo) > 10_000:
+            memo.clear()
+        memo[(table.name, shape)] = entry
+    return entry[1]
+
+
+_KEY_COLUMNS: dict[tuple, tuple[Any, Any]] = {}
+_CHECKED_COLUMNS: dict[tuple, tuple[Any, Any]] = {}
+
+
 def _canonical_key(table: ServingTable, key: dict[str, Any], *, partition_only: bool = False) -> list[tuple[Field, Any]]:
-    return [(f, schema.coerce(f, key[f.name])) for f in _key_columns(table, key, partition_only=partition_only)]
+    fields = _memo(_KEY_COLUMNS, table, (*key, partition_only),
+                   lambda: _key_columns(table, key, partition_only=partition_only))
+    return [(f, schema.coerce(f, key[f.name])) for f in fields]
+
+
+def _check_columns(table: ServingTable, columns: tuple[str, ...]) -> bool:
+    unknown = [c for c in columns if c not in table.record.names]
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {unknown}; it has {list(table.record.names)}")
+    return True
 
 
 def _normalise(table: ServingTable, row: dict[str, Any]) -> dict[str, Any]:
@@ -127,9 +153,7 @@ class _KeyedReads:
         clustering column (a cursor: with a descending order, rows below it). `columns` reads only
         those (hot read paths skip decoding what they do not use)."""
         if columns is not None:
-            unknown = [c for c in columns if c not in table.record.names]
-            if unknown:
-                raise ValueError(f"{table.name} has no column(s) {unknown}; it has {list(table.record.names)}")
+            _memo(_CHECKED_COLUMNS, table, columns, lambda: _check_columns(table, columns))
         key = _canonical_key(table, partition)
         bound = None
         if after is not None:
@@ -149,6 +173,7 @@ class SQLiteStore(_KeyedReads):
         self.clock = clock
         self._local = threading.local()
         self._tables: set[str] = set()
+        self._plans: dict[tuple, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
         self._conn()  # fail now, not on first use, when the path is unusable
 
@@ -208,6 +233,25 @@ class SQLiteStore(_KeyedReads):
                 after: tuple[Field, str, Any] | None = None, columns: tuple[str, ...] | None = None,
                 ) -> list[dict[str, Any]]:
         self.ensure_table(table)
+        shape = (tuple(f.name for f, _ in key), None if after is None else (after[0].name, after[1]), columns,
+                 limit is not None)
+        sql, fields, names = _memo(self._plans, table, shape, lambda: self._plan(table, key, after, columns, limit))
+        params: list[Any] = [schema.to_sqlite(f, v) for f, v in key]
+        if after is not None:
+            params.append(schema.to_sqlite(after[0], after[2]))
+        params.append(self._now_us())
+        if limit is not None:
+            params.append(limit)
+        cur = self._conn().execute(sql, params)
+        if names is not None:
+            return [dict(zip(names, values)) for values in cur.fetchall()]
+        return [_normalise(table, {f.name: schema.from_sqlite(f, v) for f, v in zip(fields, values)})
+                for values in cur.fetchall()]
+
+    @staticmethod
+    def _plan(table: ServingTable, key: list[tuple[Field, Any]], after: tuple[Field, str, Any] | None,
+              columns: tuple[str, ...] | None, limit: int | None) -> tuple[str, tuple[Field, ...], list[str] | None]:
+        """(SQL, fields read, their names when every one comes back as stored) for one shape of select."""
         fields = table.record.fields if columns is None else tuple(table.record.field(c) for c in columns)
         where = " AND ".join(f'"{f.name}" = ?' for f, _ in key) or "1 = 1"
         if after is not None:
@@ -217,19 +261,10 @@ class SQLiteStore(_KeyedReads):
         cols = ", ".join(f'"{f.name}"' for f in fields)
         sql = (f'SELECT {cols} FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR "_expires_at" > ?) '
                f"ORDER BY {order_by}")
-        params: list[Any] = [schema.to_sqlite(f, v) for f, v in key]
-        if after is not None:
-            params.append(schema.to_sqlite(after[0], after[2]))
-        params.append(self._now_us())
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(limit)
-        cur = self._conn().execute(sql, params)
-        if all(f.type in _STORED_AS_IS for f in fields):
-            names = [f.name for f in fields]
-            return [dict(zip(names, values)) for values in cur.fetchall()]
-        return [_normalise(table, {f.name: schema.from_sqlite(f, v) for f, v in zip(fields, values)})
-                for values in cur.fetchall()]
+        as_is = all(f.type in _STORED_AS_IS for f in fields)
+        return sql, fields, [f.name for f in fields] if as_is else None
 
     def insert_if_absent(self, table: ServingTable, row: dict[str, Any]) -> bool:
         """Write `row` only if no live row has its key, atomically across every process on the file
