@@ -220,15 +220,26 @@ def bench_reads(home: Path, data: Any, threshold: int, opts: FeedBenchOptions, w
         raise RuntimeError(f"no user follows an author with >= {threshold:,} followers; use more users")
     env = {**os.environ, "SIXFOLD_HOME": str(home), "SIXFOLD_PROFILE": "embedded",
            "SIXFOLD_FEED_CELEBRITY_THRESHOLD": str(threshold)}
-    figures = benchkit.wrk_against_serve(env, [f"/v1/timeline/{u}?limit=20" for u in users], "posts",
-                                         workers=opts.workers, threads=opts.threads, connections=opts.connections,
-                                         duration_s=opts.duration_s, work=work, say=say,
-                                         what=f", {len(users):,} users following celebrities")
+    paths = [f"/v1/timeline/{u}?limit=20" for u in users]
+
+    def drive(page_cache_s: float, what: str) -> dict:
+        run_env = {**env, "SIXFOLD_FEED_PAGE_CACHE_S": str(page_cache_s)}
+        out = benchkit.wrk_against_serve(run_env, paths, "posts", workers=opts.workers, threads=opts.threads,
+                                         connections=opts.connections, duration_s=opts.duration_s, work=work,
+                                         say=say, what=f", {len(users):,} users following celebrities{what}")
+        say(f"reads{what}: {out['rps']:,.0f} req/s, p50 {out.get('p50_ms', float('nan')):.2f} ms, "
+            f"p99 {out.get('p99_ms', float('nan')):.2f} ms, non-2xx {out['non_2xx']:,}")
+        return out
+
+    figures = drive(Settings.feed_page_cache_s, "")
+    # the same load with every page built from the store: what the kept pages are worth
+    uncached = drive(0.0, ", page cache off")
+    uncached.pop("sample")
     sample = figures.pop("sample")
-    say(f"reads: {figures['rps']:,.0f} req/s, p50 {figures.get('p50_ms', float('nan')):.2f} ms, "
-        f"p99 {figures.get('p99_ms', float('nan')):.2f} ms, non-2xx {figures['non_2xx']:,}")
     return {
         **figures,
+        "page_cache_s": Settings.feed_page_cache_s,
+        "page_cache_off": {k: uncached[k] for k in ("rps", "p50_ms", "p99_ms", "non_2xx") if k in uncached},
         "users_cycled": len(users), "users_following_celebrities": eligible, "celebrity_threshold": threshold,
         "sample_posts_returned": len(sample["posts"]),
         "server": f"{figures['server']}, SIXFOLD_FEED_CELEBRITY_THRESHOLD={threshold}",
@@ -273,6 +284,10 @@ def figures_rows(result: dict) -> list[tuple[str, str, str, str]]:
              f"< {tg['p99_ms']:.0f}: {'met' if tg['p99_met'] else 'NOT met'}"),
             ("timeline reads non-2xx", f"{r['non_2xx']:,}", "", ""),
         ]
+        off = r.get("page_cache_off")
+        if off:
+            rows += [("timeline reads, page cache off, req/s", f"{off['rps']:,.0f}", "", ""),
+                     ("timeline reads, page cache off, p99 ms", f"{off.get('p99_ms', float('nan')):.2f}", "", "")]
     return rows
 
 
@@ -304,7 +319,9 @@ def draw_chart(result: dict, path: Path) -> None:
     axes[2].bar(["p50", "p99"], [r.get("p50_ms", 0.0), r.get("p99_ms", 0.0)], color=colors[0])
     axes[2].axhline(TARGET_P99_MS, color="grey", linestyle="--", label=f"p99 target {TARGET_P99_MS:.0f} ms")
     axes[2].set_ylabel("ms")
-    axes[2].set_title(f"timeline reads: {r['rps']:,.0f} req/s (target {TARGET_RPS:,.0f})")
+    off = r.get("page_cache_off", {}).get("rps")
+    axes[2].set_title(f"timeline reads: {r['rps']:,.0f} req/s (target {TARGET_RPS:,.0f})"
+                      + (f"\npage cache off: {off:,.0f} req/s" if off else ""))
     axes[2].legend()
     axes[3].bar(["generate", "timeline job"], [g["seconds"], t["seconds"]], color=("#6a994e", colors[0]))
     axes[3].set_ylabel("seconds")
