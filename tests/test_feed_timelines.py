@@ -427,8 +427,52 @@ def test_a_servers_author_cache_drops_its_own_writes_at_once_and_others_within_t
     store.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=pytest.mark.integration)])
+def feed_store(request, settings: Settings):
+    """The serving store of a feed test: SQLite, and the real Cassandra (its own keyspace)."""
+    if request.param == "sqlite":
+        store = open_store(settings)
+    else:
+        from sixfold.platform.store import CassandraStore
+
+        store = CassandraStore(replace(request.getfixturevalue("services_running"), cassandra_keyspace="sixfold_feed"))
+    yield store
+    store.close()
+
+
 @pytest.mark.unit
-def test_a_kept_page_is_reused_only_while_nothing_it_was_built_from_moved(settings: Settings) -> None:
+def test_the_graph_stamps_follows_and_lists_celebrities_on_every_store(feed_store, settings: Settings) -> None:
+    import random
+
+    from sixfold.feed.graph import FollowGraph, celebrities, follow_version, relist_celebrities
+    from sixfold.feed.users import UserDirectory
+
+    users = UserDirectory(feed_store)
+    ids = [users.create(f"u{uuid.uuid4().hex[:16]}")["user_id"] for _ in range(4)]
+    graph = FollowGraph(feed_store, open_bus(settings), 2, users)
+    edges: set[tuple[int, int]] = set()
+    rng = random.Random(11)
+    stamps = set()
+    for _ in range(40):
+        follow, (a, b) = rng.random() < 0.6, rng.sample(ids, 2)
+        before = follow_version(feed_store, a)
+        (graph.follow if follow else graph.unfollow)(a, b)
+        moved = ((a, b) not in edges) if follow else ((a, b) in edges)
+        (edges.add if follow else edges.discard)((a, b))
+        after = follow_version(feed_store, a)
+        assert (after != before) == moved and (not moved or after not in stamps)  # a fresh stamp per change
+        stamps.add(after)
+        assert {u: n for u, n in celebrities(feed_store).items() if u in ids} == celebrity_oracle(edges, 2)
+    mine = {u: n for u, n in celebrities(feed_store).items() if u in ids}
+    others = {u: n for u, n in celebrities(feed_store).items() if u not in ids}
+    assert relist_celebrities(feed_store, others)["unlisted"] == len(mine)  # what the offline job would do
+    assert not set(celebrities(feed_store)) & set(ids)
+    relist_celebrities(feed_store, {**others, **mine})
+    assert {u: n for u, n in celebrities(feed_store).items() if u in ids} == celebrity_oracle(edges, 2)
+
+
+@pytest.mark.unit
+def test_a_kept_page_is_reused_only_while_nothing_it_was_built_from_moved(feed_store, settings: Settings) -> None:
     """Every write goes through another server; the oracle is the brute force over the graph and posts."""
     from sixfold.feed.graph import FollowGraph
     from sixfold.feed.posts import PostService
@@ -436,12 +480,13 @@ def test_a_kept_page_is_reused_only_while_nothing_it_was_built_from_moved(settin
     from sixfold.feed.users import UserDirectory
 
     s = replace(settings, feed_celebrity_threshold=3)
-    store, bus = open_store(s), open_bus(s)
+    store, bus = feed_store, open_bus(s)
     now = [1000.0]
     users = UserDirectory(store)
     reader = TimelineReader(store, 3, users, AuthorCache(store, ttl_s=2.0, clock=lambda: now[0]), page_cache_s=30.0)
     graph, poster = FollowGraph(store, bus, 3, users), PostService(store, bus, users)  # the other server
-    ids = {n: users.create(n)["user_id"] for n in ("ann", "bob", "cat", "star", "fan1", "fan2")}
+    suffix = uuid.uuid4().hex[:8]  # fresh names: the Cassandra keyspace outlives a run
+    ids = {n: users.create(f"{n}_{suffix}")["user_id"] for n in ("ann", "bob", "cat", "star", "fan1", "fan2")}
     edges: set[tuple[int, int]] = set()
     posts: list[tuple[int, int]] = []
 
@@ -495,7 +540,13 @@ def test_a_kept_page_is_reused_only_while_nothing_it_was_built_from_moved(settin
     assert hits_after(without) == 1
     now[0] += 30.01
     assert hits_after(oracle(edges, posts, ids["ann"])) == 0
-    store.close()
+    # star stops being a celebrity on another server: pages built with the old list go once this
+    # server re-reads it, and the posts star made as a celebrity (never pushed) wait for the offline job
+    follow("fan2", "star", on=False)
+    assert hits_after(oracle(edges, posts, ids["ann"])) == 1
+    now[0] += 2.01
+    pulled_only = {p for p, a in posts if a == ids["star"]}
+    assert hits_after([p for p in oracle(edges, posts, ids["ann"]) if p not in pulled_only]) == 0
 
 
 @pytest.mark.unit

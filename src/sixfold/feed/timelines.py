@@ -129,11 +129,14 @@ class AuthorCache:
 
     def celebrities(self, threshold: int) -> frozenset[int]:
         """The authors listed in `celebrities` with at least `threshold` followers (one partition read
-        per `ttl_s`; a raised threshold applies at once, a lowered one once the offline job relists)."""
+        per `ttl_s`; a raised threshold applies at once, a lowered one once the offline job relists).
+        A re-read that finds the same authors keeps the same set object, as `newest_ids` does."""
         now = self.clock()
         kept = self._celebrities
         if kept is None or kept[0] <= now or kept[1] != threshold:
             ids = frozenset(a for a, n in celebrities(self.store).items() if is_celebrity(n, threshold))
+            if kept is not None and kept[1] == threshold and kept[2] == ids:
+                ids = kept[2]
             kept = (now + self.ttl_s, threshold, ids)
             if self.ttl_s > 0:
                 self._celebrities = kept
@@ -198,8 +201,9 @@ class _KeptPage:
     until: float  # after this (the reader's clock) it is not reused, whatever the stamps say
     follow_version: int | None  # the follower's stamp in `follow_versions`
     pushed_head: int | None  # their newest pushed entry below the cursor
-    follows: frozenset[int]
-    pulled: tuple[list[int], ...]  # the newest-ids lists (AuthorCache.newest_ids) of the celebrities followed
+    celebrities: frozenset[int]  # the AuthorCache's celebrity set the page was built with
+    pulled: tuple[int, ...]  # the celebrities followed
+    heads: tuple[list[int], ...]  # their newest-ids lists (AuthorCache.newest_ids)
     page: dict[str, Any]
     body: bytes | None = None  # the page as JSON, once asked for
 
@@ -215,7 +219,7 @@ class TimelineReader:
     within `page_cache_s`.
     """
 
-    MAX_PAGES = 50_000
+    MAX_PAGES = 20_000  # a few KB each
 
     def __init__(self, store: ServingStore, celebrity_threshold: int, users: UserDirectory | None = None,
                  authors: AuthorCache | None = None, page_cache_s: float = 0.0) -> None:
@@ -251,8 +255,8 @@ class TimelineReader:
         next_cursor = encode_cursor(ids[limit - 1]) if len(ids) > limit else None
         return {"user_id": user_id, "posts": posts, "next_cursor": next_cursor}
 
-    def _pulled(self, follows: frozenset[int]) -> tuple[list[int], ...]:
-        return tuple(self.authors.newest_ids(a) for a in sorted(self.authors.celebrities(self.threshold) & follows))
+    def _heads(self, pulled: tuple[int, ...]) -> tuple[list[int], ...]:
+        return tuple(self.authors.newest_ids(a) for a in pulled)
 
     def timeline(self, user_id: int, limit: int = DEFAULT_LIMIT, before: str | None = None) -> dict[str, Any]:
         return self._answer(user_id, limit, before).page
@@ -269,7 +273,7 @@ class TimelineReader:
         cursor = decode_cursor(before)
         if self.page_cache_s <= 0:
             follows = frozenset(followees(self.store, user_id))
-            return _KeptPage(0.0, None, None, follows, (), self._build(user_id, limit, cursor, follows))
+            return _KeptPage(0.0, None, None, frozenset(), (), (), self._build(user_id, limit, cursor, follows))
         # the stamps first: whatever changes after them makes the next check fail, never a stale keep
         version = follow_version(self.store, user_id)
         head = self.store.query(TIMELINES, {"user_id": user_id}, limit=1, after=cursor, columns=("post_id",))
@@ -277,15 +281,19 @@ class TimelineReader:
         key = (user_id, limit, cursor)
         kept = self._pages.get(key)
         now = self.authors.clock()
+        celebrities = self.authors.celebrities(self.threshold)
         if (kept is not None and kept.until > now and kept.follow_version == version
-                and kept.pushed_head == pushed_head and kept.pulled == self._pulled(kept.follows)):
+                and kept.pushed_head == pushed_head and kept.celebrities is celebrities
+                and kept.heads == self._heads(kept.pulled)):
             self.hits += 1  # (the tuples compare their lists by identity first: no list is walked)
             return kept
         self.misses += 1
         follows = frozenset(followees(self.store, user_id))
-        pulled = self._pulled(follows)
+        pulled = tuple(sorted(celebrities & follows))
+        heads = self._heads(pulled)
         page = self._build(user_id, limit, cursor, follows)
         if len(self._pages) >= self.MAX_PAGES:
             self._pages.clear()
-        kept = self._pages[key] = _KeptPage(now + self.page_cache_s, version, pushed_head, follows, pulled, page)
+        kept = self._pages[key] = _KeptPage(now + self.page_cache_s, version, pushed_head, celebrities, pulled,
+                                            heads, page)
         return kept
