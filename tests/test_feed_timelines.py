@@ -732,6 +732,13 @@ def test_generate_timelines_writes_only_the_difference(spark, settings: Settings
     assert celebrities(store) == celebrity_oracle(w.graph, 2)
     assert generate_timelines(spark, w.settings, store)["celebrities_unlisted"] == 2
     assert celebrities(store) == celebrity_oracle(w.graph, 3)
+    # and recounts followers: two servers' concurrent follows can leave a count wrong
+    store.upsert(FOLLOWER_COUNTS, {"user_id": w.users["bob"], "followers": 7})
+    store.upsert(FOLLOWER_COUNTS, {"user_id": w.users["dan"], "followers": 2})  # nobody follows dan
+    assert generate_timelines(spark, w.settings, store)["followers_recounted"] == 2
+    counted = {r["user_id"]: r["followers"] for r in store.scan(FOLLOWER_COUNTS) if r["followers"]}
+    assert counted == Counter(b for _a, b in w.graph)
+    assert generate_timelines(spark, w.settings, store)["followers_recounted"] == 0
     store.close()
 
 

@@ -84,6 +84,17 @@ def follow_version(store: ServingStore, user_id: int) -> int | None:
     return row["version"] if row else None
 
 
+def recount_followers(store: ServingStore, totals: dict[int, int]) -> int:
+    """Make `follower_counts` agree with `totals` (user id -> followers in the lake's graph; absent
+    means none), writing only what differs; returns how many counts changed. The offline job's repair
+    of a count two servers' concurrent follows got wrong (each server reads, adds one and writes)."""
+    stored = {r["user_id"]: r["followers"] for r in store.scan(FOLLOWER_COUNTS)}
+    fixes = [{"user_id": u, "followers": n} for u, n in sorted(totals.items()) if stored.get(u, 0) != n]
+    fixes += [{"user_id": u, "followers": 0} for u, n in sorted(stored.items()) if n and u not in totals]
+    store.upsert_many(FOLLOWER_COUNTS, fixes)
+    return len(fixes)
+
+
 def followees(store: ServingStore, user_id: int) -> set[int]:
     """Everyone `user_id` follows now."""
     return {r["followee_id"] for r in store.query(FOLLOWING, {"follower_id": user_id}, columns=("followee_id",))}

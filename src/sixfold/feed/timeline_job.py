@@ -9,7 +9,10 @@ Writing is idempotent and repairing: for each user, the entries missing from `ti
 written and the ones the new graph no longer justifies are deleted (authors unfollowed or turned
 celebrity, and entries older than a full window); a rerun on an unchanged lake writes nothing.
 Entries fanout pushed after the lake snapshot for followed authors stay; the next run includes
-them anyway.
+them anyway. The job also repairs what decides push or pull: every follower count (`follower_counts`,
+which servers update by read-add-write) and the `celebrities` list, listing new celebrities before
+the timelines are rewritten and unlisting former ones after, so no author is neither pushed nor
+pulled meanwhile.
 
 Pure transformations (DataFrame in, DataFrame out) first; the driver-side write and the
 data-quality check (a brute force over a sample of users) after.
@@ -196,7 +199,8 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
     """
     from pyspark.sql import functions as F
 
-    from sixfold.feed.graph import relist_celebrities
+    from sixfold.feed.fanout import is_celebrity
+    from sixfold.feed.graph import recount_followers, relist_celebrities
     from sixfold.platform.lake import SparkLake
 
     lake = SparkLake(spark, settings)
@@ -207,7 +211,10 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
     entries = timelines(follows, posts, celebrities, per_user)
     active = events.select(F.col("follower_id").alias("user_id")).distinct()
     rows = user_timeline_rows(active, follows, celebrities, entries)
-    celebrity_counts = {r["author_id"]: r["followers"] for r in celebrities.collect()}
+    totals = {r["followee_id"]: r["followers"]
+              for r in follows.groupBy("followee_id").agg(F.count("*").alias("followers")).collect()}
+    recounted = recount_followers(store, totals)
+    celebrity_counts = {a: n for a, n in totals.items() if is_celebrity(n, settings.feed_celebrity_threshold)}
     relist_celebrities(store, celebrity_counts, unlist=False)
     if say:
         say(f"graph: {follows.count():,} follows, {len(celebrity_counts):,} celebrities "
@@ -222,6 +229,7 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
         files = sorted(scratch.glob("part-*.parquet"))
         counts = write_user_timelines(store, staged_user_rows(files), per_user, progress)
         counts["celebrities_unlisted"] = relist_celebrities(store, celebrity_counts)["unlisted"]
+        counts["followers_recounted"] = recounted
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if say:
