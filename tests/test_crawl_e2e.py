@@ -92,6 +92,20 @@ def test_crawl_delay_is_kept_between_requests_server_side(crawled) -> None:
         assert min(gaps) >= delay - EPSILON_S, f"{host}: requests {min(gaps):.3f}s apart, Crawl-delay {delay}s"
 
 
+def test_retry_after_of_a_503_holds_its_host_server_side(crawled) -> None:
+    site, *_ = crawled
+    busy = [url for url, status in site.truth.errors.items() if status == 503]
+    assert busy
+    log = site.access_log()
+    for url in busy:
+        host = url.split("/")[2]
+        times = sorted(r["t"] for r in log if r["host"] == host)
+        at = next(r["t"] for r in log if f"http://{r['host']}{r['target']}" == url)
+        after = [t for t in times if t > at]
+        assert after, f"nothing else was asked of {host} after its 503: the test proves nothing"
+        assert after[0] - at >= site.site.spec.retry_after_s - EPSILON_S, f"{host} asked again {after[0] - at:.3f}s later"
+
+
 def test_traps_are_bounded_and_every_drop_has_its_reason(crawled) -> None:
     site, report, settings, _, counts = crawled
     fetched = {family: [u for u in counts if re.search(rx, u)] for family, rx in site.truth.traps.items()}

@@ -26,7 +26,7 @@ from sixfold.crawler.dns import DnsCache
 from sixfold.crawler.extract import canonical_url, extract
 from sixfold.crawler.fetcher import FetcherRegistry, FetchNotEnabled, FtpFetcher
 from sixfold.crawler.frontier import next_interval
-from sixfold.crawler.politeness import AutoThrottle, RobotsCache, politeness_delay
+from sixfold.crawler.politeness import AutoThrottle, RobotsCache, politeness_delay, retry_after_s
 from sixfold.crawler.ssrf import BlockedAddress, SsrfGuard
 from sixfold.crawler.traps import TrapGuard
 from sixfold.platform.settings import Settings, SettingsError
@@ -351,3 +351,15 @@ def test_an_ftp_link_is_recorded_as_a_page_with_the_error(tmp_path) -> None:
     assert report.pages == 1 and report.errors == 1
     (row,) = ArrowLake(settings).read(LAKE_TABLES["crawl_pages"]).to_pylist()
     assert row["status"] == 0 and "ftp:// is not enabled in this build" in row["error"]
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2015, 10, 21, 7, 27, 0, tzinfo=UTC)
+    assert retry_after_s("120", now) == 120.0
+    assert retry_after_s(" 0 ", now) == 0.0
+    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", now) == 60.0  # RFC 9110's own example date
+    assert retry_after_s("Wed, 21 Oct 2015 07:00:00 GMT", now) == 0.0  # already past
+    for unreadable in (None, "", "soon", "-5", "1.5"):
+        assert retry_after_s(unreadable, now) is None

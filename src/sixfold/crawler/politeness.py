@@ -8,7 +8,9 @@ The delay between two fetches of one host is `politeness_delay`: the robots.txt 
 (or `crawler_default_delay_s` without one) is the floor; above it AutoThrottle (Scrapy's
 algorithm) moves the delay toward latency / target concurrency, never lowers it on a non-200
 answer (error pages are fast and would speed the crawl up exactly when it should slow down),
-and doubles it on a 429, 5xx or transport error, up to `crawler_max_delay_s`.
+and doubles it on a 429, 5xx or transport error, up to `crawler_max_delay_s`. A 429 or 503 with
+Retry-After (seconds or an HTTP date, RFC 9110) holds the host at least that long, also capped by
+`crawler_max_delay_s`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from protego import Protego
 
@@ -94,6 +98,23 @@ class RobotsCache:
     def crawl_delay(self, host: str) -> float | None:
         rules = self.rules.get(host)
         return None if rules is None else rules.crawl_delay(self.user_agent)
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a Retry-After header asks for (delay-seconds or an HTTP date), None when absent or
+    unreadable; a date in the past asks for 0."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def politeness_delay(crawl_delay: float | None, default_delay: float, throttled: float | None) -> float:

@@ -50,7 +50,7 @@ from sixfold.crawler.frontier import (
     link_priority,
     utcnow,
 )
-from sixfold.crawler.politeness import AutoThrottle, RobotsCache, politeness_delay
+from sixfold.crawler.politeness import AutoThrottle, RobotsCache, politeness_delay, retry_after_s
 from sixfold.crawler.ssrf import SsrfGuard
 from sixfold.crawler.traps import Drop, TrapGuard
 from sixfold.platform.lake import ArrowLake, partition_of, partition_span
@@ -312,7 +312,12 @@ class Crawl:
             self._record(entry, status=exc.status, error=str(exc), fetch_ms=(time.monotonic() - started) * 1000)
             return
         self.throttle.observe(host, result.elapsed_s, result.status, self._floor(host))
-        self._release(host, self._delay(host))
+        wait = self._delay(host)
+        if result.status in (429, 503):
+            asked = retry_after_s(result.headers.get("retry-after"))
+            if asked is not None:
+                wait = max(wait, min(asked, self.settings.crawler_max_delay_s))
+        self._release(host, wait)
         self._handle(entry, result)
 
     def _floor(self, host: str) -> float:
