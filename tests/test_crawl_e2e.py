@@ -236,3 +236,28 @@ def test_max_pages_is_exact_and_the_next_run_continues(tmp_path) -> None:
     assert second.resumed == first.queued_left
     assert site.truth.pages <= set(counts)
     assert all(n == 1 for u, n in counts.items() if not u.endswith("/robots.txt"))
+
+
+@pytest.mark.integration
+def test_a_crawl_keeps_its_frontier_and_duplicates_in_cassandra(services_running, tmp_path) -> None:
+    """The cluster profile: frontier, checksums, SimHash bands and drops in Cassandra (a fresh keyspace)."""
+    import uuid
+
+    env = {**CRAWL_ENV, "SIXFOLD_HOME": str(tmp_path), "SIXFOLD_PROFILE": "cluster",
+           "SIXFOLD_CASSANDRA_HOST": ":".join(map(str, services_running.cassandra_contact)),
+           "SIXFOLD_CASSANDRA_KEYSPACE": f"sixfold_crawl_{uuid.uuid4().hex[:8]}"}
+    settings = Settings.from_env(env)
+    with serve(SiteSpec(hosts=2, pages_per_host=15, crawl_delay_s=0.0, traps=False)) as site:
+        first = crawl(settings, site.seeds, max_pages=9, allow_hosts=["127.0.0.0/8"], concurrency=4)
+        second = crawl(settings, site.seeds, max_pages=1000, allow_hosts=["127.0.0.0/8"])
+        counts = requested(site)
+        truth = site.truth
+    assert first.pages == 9 and second.resumed == first.queued_left > 0  # the frontier outlived the first run
+    assert truth.pages <= set(counts) and not truth.disallowed & set(counts)
+    assert all(n == 1 for u, n in counts.items() if not u.endswith("/robots.txt"))
+    by_url = {r["url"]: r for r in ArrowLake(settings).read(PAGES).to_pylist()}
+    for kind, groups in (("exact", truth.exact_duplicates), ("near", truth.near_duplicates)):
+        assert groups
+        for group in groups:  # one original per group, across both runs: the checksum and band tables held
+            assert sum(by_url[u]["duplicate_of"] is None for u in group) == 1, (kind, group)
+            assert {by_url[u]["duplicate_kind"] for u in group} == {None, kind}
