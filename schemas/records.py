@@ -306,6 +306,16 @@ CRAWL_SIMHASH_BAND = Record(
      Field("url", "string"), Field("simhash", "long")),
     doc="Banded SimHash index: near duplicates share at least one band exactly.",
 )
+CRAWL_ROBOTS = Record(
+    "crawl_robots",
+    (
+        Field("host", "string"),
+        Field("status", "int", doc="HTTP status of robots.txt (2xx: parsed, 4xx: allow all)"),
+        Field("body", "string", required=False, doc="the robots.txt text of a 2xx answer"),
+        Field("fetched_at", "timestamp"),
+    ),
+    doc="A host's last readable robots.txt answer, so the next crawl run reuses it within its TTL.",
+)
 CRAWL_DROP = Record(
     "crawl_drop",
     (
@@ -380,12 +390,13 @@ SERVING_TABLES: dict[str, ServingTable] = {
     "crawl_checksums": ServingTable("crawl_checksums", CRAWL_CHECKSUM, partition_key=("content_sha256",)),
     "crawl_simhash_bands": ServingTable("crawl_simhash_bands", CRAWL_SIMHASH_BAND,
                                         partition_key=("band", "band_value"), clustering_key=("url",)),
+    "crawl_robots": ServingTable("crawl_robots", CRAWL_ROBOTS, partition_key=("host",)),
     "crawl_drops": ServingTable("crawl_drops", CRAWL_DROP, partition_key=("reason",), clustering_key=("url",)),
 }
 
 RECORDS: dict[str, Record] = {
     r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME,
                         FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, FOLLOW_VERSION, CELEBRITY, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
-                        CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_DROP,
+                        CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_ROBOTS, CRAWL_DROP,
                         CRAWL_DUPLICATE)
 }

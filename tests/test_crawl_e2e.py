@@ -236,6 +236,8 @@ def test_max_pages_is_exact_and_the_next_run_continues(tmp_path) -> None:
     assert second.resumed == first.queued_left
     assert site.truth.pages <= set(counts)
     assert all(n == 1 for u, n in counts.items() if not u.endswith("/robots.txt"))
+    robots = {u: n for u, n in counts.items() if u.endswith("/robots.txt")}
+    assert robots and set(robots.values()) == {1}  # the second run reused the answers the first one kept
 
 
 @pytest.mark.integration

@@ -363,3 +363,24 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_s("Wed, 21 Oct 2015 07:00:00 GMT", now) == 0.0  # already past
     for unreadable in (None, "", "soon", "-5", "1.5"):
         assert retry_after_s(unreadable, now) is None
+
+
+def test_robots_answers_outlive_the_process_within_their_ttl(tmp_path) -> None:
+    settings = Settings.from_env({"SIXFOLD_HOME": str(tmp_path), "SIXFOLD_CRAWLER_ROBOTS_TTL_S": "100"})
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    wall, mono = [1_000_000.0], [50.0]
+    first = RobotsCache(settings, clock=lambda: mono[0], store=store, wall=lambda: wall[0])
+    first.store("a.test", 200, "User-agent: *\nDisallow: /private\nCrawl-delay: 3\n")
+    first.store("b.test", 404, None)
+    first.store("c.test", 503, None)
+    wall[0] += 60
+    mono[0] = 7.0  # a new process: its monotonic clock starts elsewhere
+    second = RobotsCache(settings, clock=lambda: mono[0], store=store, wall=lambda: wall[0])
+    assert not second.needs_fetch("a.test") and not second.needs_fetch("b.test")
+    assert second.allows("a.test", "http://a.test/page") and not second.allows("a.test", "http://a.test/private/x")
+    assert second.crawl_delay("a.test") == 3.0 and second.allows("b.test", "http://b.test/private/x")
+    assert second.needs_fetch("c.test")  # an unreachable answer is asked again, not kept
+    mono[0] += 40.01  # the stored answer's age counts: 60 s old when loaded, 100 s TTL
+    assert second.needs_fetch("a.test")
+    wall[0] += 41
+    assert RobotsCache(settings, store=store, wall=lambda: wall[0]).needs_fetch("a.test")  # too old to reuse

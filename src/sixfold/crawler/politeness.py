@@ -23,7 +23,11 @@ from email.utils import parsedate_to_datetime
 
 from protego import Protego
 
+from schemas.records import SERVING_TABLES
 from sixfold.platform.settings import Settings
+from sixfold.platform.store import ServingStore
+
+ROBOTS = SERVING_TABLES["crawl_robots"]
 
 
 @dataclass
@@ -65,26 +69,52 @@ def rules_from_response(status: int, body: str | None, now: float, previous: Rob
 
 
 class RobotsCache:
-    """Rules per host; `needs_fetch` says when to (re)read a host's robots.txt."""
+    """Rules per host; `needs_fetch` says when to (re)read a host's robots.txt.
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    With a serving store, each readable answer (2xx or 4xx) is also kept in `crawl_robots`, and a
+    host this process has not asked yet starts from the stored answer while it is younger than
+    `crawler_robots_ttl_s`: a resumed or next crawl run does not ask every host again. Unreachable
+    answers are not kept (they are retried within seconds anyway)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic,
+                 store: ServingStore | None = None, wall: Callable[[], float] = time.time) -> None:
         self.ttl_s = settings.crawler_robots_ttl_s
         self.retry_s = settings.crawler_robots_retry_s
         self.attempts = settings.crawler_robots_attempts
         self.user_agent = settings.crawler_user_agent
         self.clock = clock
+        self.wall = wall
+        self.db = store
         self.rules: dict[str, RobotsRules] = {}
 
     def needs_fetch(self, host: str) -> bool:
         rules = self.rules.get(host)
         if rules is None:
-            return True
+            rules = self._stored(host)
+            if rules is None:
+                return True
         age = self.clock() - rules.fetched_at
         return age >= (self.retry_s if rules.kind == "unreachable" else self.ttl_s)
+
+    def _stored(self, host: str) -> RobotsRules | None:
+        if self.db is None:
+            return None
+        row = self.db.get(ROBOTS, {"host": host})
+        if row is None:
+            return None
+        age = self.wall() - row["fetched_at"].timestamp()
+        if not 0 <= age < self.ttl_s:
+            return None
+        rules = rules_from_response(row["status"], row["body"], self.clock() - age, None)
+        self.rules[host] = rules
+        return rules
 
     def store(self, host: str, status: int, body: str | None) -> RobotsRules:
         rules = rules_from_response(status, body, self.clock(), self.rules.get(host))
         self.rules[host] = rules
+        if self.db is not None and rules.kind != "unreachable":
+            self.db.upsert(ROBOTS, {"host": host, "status": status, "body": body if rules.kind == "parsed" else None,
+                                    "fetched_at": datetime.fromtimestamp(self.wall(), UTC)})
         return rules
 
     def gave_up(self, host: str) -> bool:

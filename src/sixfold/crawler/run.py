@@ -156,7 +156,7 @@ class Crawl:
         self.guard = SsrfGuard([*settings.crawler_allow_hosts, *allow_hosts])
         self.dns = DnsCache(settings.crawler_dns_ttl_s)
         self.fetchers = fetchers or default_fetchers(settings, self.dns, self.guard)
-        self.robots = RobotsCache(settings)
+        self.robots = RobotsCache(settings, store=self.store)
         self.throttle = AutoThrottle(settings)
         self.traps = TrapGuard(settings)
         self.frontier = Frontier(self.store, settings)
