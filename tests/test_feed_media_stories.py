@@ -256,6 +256,12 @@ def test_stories_over_http(client: TestClient, settings: Settings) -> None:
     assert client.post("/v1/stories", json={"user_id": 1, "media_id": 42}).status_code == 404
     assert client.post("/v1/stories", json={"user_id": 1}).status_code == 422
     assert client.get("/v1/stories/feed/77").status_code == 404
+    # media and story ids carry this server process's worker bits (Snowflake layout: 10 bits above the
+    # 12-bit sequence), so two server processes never hand out one id in the same millisecond
+    import os
+
+    worker = os.getpid() % 1024
+    assert (mid >> 12) & 1023 == worker and (story["story_id"] >> 12) & 1023 == worker
 
 
 @pytest.mark.unit

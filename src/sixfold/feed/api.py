@@ -26,7 +26,8 @@ class FollowEdge(BaseModel):
     followee_id: int
 
 
-def _feed_sequencer(app):  # one id sequencer per app; the worker id keeps several server processes apart
+def _feed_sequencer(app):  # one id sequencer per app (users, posts, media, stories); the worker id keeps
+    # several server processes apart
     import os
 
     from sixfold.platform.ids import MAX_WORKER, Sequencer
@@ -169,7 +170,8 @@ def _media_library(app):  # one MediaLibrary per app, on the app's one serving s
     from sixfold.feed.media import MediaLibrary, open_blob_store
 
     store = app_store(app)
-    return shared(app.state, "media_library", lambda: MediaLibrary(store, open_blob_store(app.state.settings)))
+    return shared(app.state, "media_library",
+                  lambda: MediaLibrary(store, open_blob_store(app.state.settings), _feed_sequencer(app)))
 
 
 async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, str]]:
@@ -286,7 +288,7 @@ def _story_service(app):  # one StoryService per app (real clock), on the app's 
     from sixfold.feed.stories import StoryService
 
     store = app_store(app)
-    return shared(app.state, "story_service", lambda: StoryService(store))
+    return shared(app.state, "story_service", lambda: StoryService(store, sequencer=_feed_sequencer(app)))
 
 
 @router.post("/v1/stories", status_code=201, summary="Post a story: visible to followers for exactly 24 hours")
