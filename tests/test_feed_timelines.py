@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -350,8 +351,10 @@ def test_two_servers_racing_for_one_username_give_it_to_exactly_one(settings: Se
     import threading
 
     from sixfold.feed.users import FeedError, UserDirectory
+    from sixfold.platform.ids import Sequencer
 
-    servers = [UserDirectory(open_store(settings)) for _ in range(4)]  # each its own store connection
+    # each server its own store connection and, as server processes have, its own sequencer worker id
+    servers = [UserDirectory(open_store(settings), Sequencer(worker=i)) for i in range(4)]
     barrier = threading.Barrier(len(servers) * 2)
     outcomes: list[object] = []
 
@@ -780,3 +783,64 @@ def test_timelines_dag_runs_one_interval(airflow: Settings, monkeypatch: pytest.
     for name, uid in w.users.items():
         assert stored_timeline(w.settings, uid) == pushed_oracle(w.graph, w.posts, uid, 3, 500), name
         w.expect(name)
+
+
+@pytest.mark.unit
+def test_two_servers_racing_on_the_same_edges_count_each_edge_once(feed_store, settings: Settings) -> None:
+    """Threads on two FollowGraphs (two servers) follow and unfollow a few edges at random; the counts
+    must equal the edges left in `followers` (the independent record), and the celebrity list too."""
+    import random
+    import threading
+
+    from sixfold.feed.graph import FOLLOWERS, FollowGraph, celebrities
+    from sixfold.feed.users import UserDirectory
+
+    class Sluggish:
+        """The store with a pause before every call, so racing threads interleave between calls."""
+
+        def __init__(self, store) -> None:
+            self.store = store
+
+        def __getattr__(self, name: str):
+            attr = getattr(self.store, name)
+
+            def slow(*args, **kwargs):
+                time.sleep(0.003)
+                return attr(*args, **kwargs)
+            return slow if callable(attr) else attr
+
+    users = UserDirectory(feed_store)
+    ids = [users.create(f"r{uuid.uuid4().hex[:16]}")["user_id"] for _ in range(4)]
+    servers = [FollowGraph(Sluggish(feed_store), open_bus(settings), 2, users) for _ in range(2)]
+    barrier = threading.Barrier(4)
+    first: list[int] = []
+
+    def churn(seed: int) -> None:
+        rng = random.Random(seed)
+        barrier.wait(timeout=60)
+        servers[seed % 2].follow(ids[1 + seed % 3], ids[0])  # at once: two on one edge, two on others
+        barrier.wait(timeout=60)
+        if seed == 0:
+            first.append(follower_count_of(feed_store, ids[0]))
+        barrier.wait(timeout=60)
+        for _ in range(12):
+            graph = servers[rng.randrange(2)]
+            a, b = rng.sample(ids[:3], 2) if rng.random() < 0.5 else (rng.choice(ids[1:]), ids[0])
+            (graph.follow if rng.random() < 0.65 else graph.unfollow)(a, b)
+
+    threads = [threading.Thread(target=churn, args=(seed,)) for seed in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert first == [3]  # three distinct edges at once: no double count, no lost update
+    edges = {(r["follower_id"], u) for u in ids for r in feed_store.query(FOLLOWERS, {"followee_id": u})}
+    fans = Counter(b for _a, b in edges)
+    for u in ids:
+        assert follower_count_of(feed_store, u) == fans[u], u
+    assert {u: n for u, n in celebrities(feed_store).items() if u in ids} == celebrity_oracle(edges, 2)
+
+
+def follower_count_of(store, user_id: int) -> int:
+    row = store.get(FOLLOWER_COUNTS, {"user_id": user_id})
+    return row["followers"] if row else 0

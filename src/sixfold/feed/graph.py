@@ -6,12 +6,17 @@ pull). Authors at or above the celebrity threshold are also listed in `celebriti
 partition a timeline reader reads whole instead of every followee's count; a follow or unfollow
 keeps it in step and the offline timeline job rewrites it from the lake. Each change also gives
 the follower a fresh random stamp in `follow_versions`, so a reader may keep an answer built from
-the follower's list for as long as the stamp stands, on any server. Every follow and unfollow also goes to the `follows` topic as a FOLLOW_EVENT, which lands
-in the lake so the offline timeline job can rebuild the graph as of any time.
+the follower's list for as long as the stamp stands, on any server. Every follow and unfollow
+also goes to the `follows` topic as a FOLLOW_EVENT, which lands in the lake so the offline
+timeline job can rebuild the graph as of any time.
 
-Both operations are idempotent: following twice keeps one edge and counts it once, unfollowing
-an absent edge changes nothing. The event is emitted every time (at least once, even for a
-retry whose first attempt died after the store write); replaying it changes no state.
+Both operations are idempotent, also across servers racing on one edge: the `following` row is
+claimed with `insert_if_absent` (removed with `delete_if_present`), and only the caller that
+changed it moves the count, with the store's atomic `add`. So following twice keeps one edge and
+counts it once, and unfollowing an absent edge changes nothing. The event is emitted every time
+(at least once, even for a retry whose first attempt died after the store write); replaying it
+changes no state. A count left wrong by a crash between the edge and the count (or a Cassandra
+compare-and-set that timed out) is repaired by the offline job's recount.
 """
 
 from __future__ import annotations
@@ -49,10 +54,9 @@ def celebrities(store: ServingStore) -> dict[int, int]:
             for r in store.query(CELEBRITIES, CELEBRITY_SHARD, columns=("user_id", "followers"))}
 
 
-def set_follower_count(store: ServingStore, user_id: int, before: int, after: int, threshold: int) -> bool:
-    """Store `user_id`'s new follower count and keep `celebrities` in step; True when the user
-    crossed the threshold (up or down), which is all a timeline reader needs to hear about."""
-    store.upsert(FOLLOWER_COUNTS, {"user_id": user_id, "followers": after})
+def list_celebrity(store: ServingStore, user_id: int, before: int, after: int, threshold: int) -> bool:
+    """Keep `celebrities` in step with `user_id`'s follower count moving from `before` to `after`;
+    True when the user crossed the threshold (up or down), all a timeline reader needs to hear about."""
     if after >= threshold:
         store.upsert(CELEBRITIES, {**CELEBRITY_SHARD, "user_id": user_id, "followers": after})
     elif before >= threshold:
@@ -87,7 +91,7 @@ def follow_version(store: ServingStore, user_id: int) -> int | None:
 def recount_followers(store: ServingStore, totals: dict[int, int]) -> int:
     """Make `follower_counts` agree with `totals` (user id -> followers in the lake's graph; absent
     means none), writing only what differs; returns how many counts changed. The offline job's repair
-    of a count two servers' concurrent follows got wrong (each server reads, adds one and writes)."""
+    of a count a server left wrong (it died between writing the edge and counting it)."""
     stored = {r["user_id"]: r["followers"] for r in store.scan(FOLLOWER_COUNTS)}
     fixes = [{"user_id": u, "followers": n} for u, n in sorted(totals.items()) if stored.get(u, 0) != n]
     fixes += [{"user_id": u, "followers": 0} for u, n in sorted(stored.items()) if n and u not in totals]
@@ -118,7 +122,7 @@ class FollowGraph:
         self.bus = bus
         self.users = users or UserDirectory(store)
         self.clock_ms = clock_ms
-        self._lock = threading.Lock()  # edge check + counter update are one step within a process
+        self._lock = threading.Lock()  # for _now
         self._last_ms = 0
 
     def _now(self) -> datetime:
@@ -133,6 +137,11 @@ class FollowGraph:
         self.users.require(follower_id, "follower")
         self.users.require(followee_id, "followee")
 
+    def _counted(self, followee_id: int, delta: int) -> None:
+        after = self.store.add(FOLLOWER_COUNTS, {"user_id": followee_id}, "followers", delta)
+        if list_celebrity(self.store, followee_id, after - delta, after, self.threshold):
+            self.changed(followee_id)
+
     def _emit(self, follower_id: int, followee_id: int, action: str, at: datetime) -> None:
         event = {"follower_id": follower_id, "followee_id": followee_id, "action": action, "at": at}
         self.bus.produce(FOLLOWS_EVENT.topic, schema.validate_event(FOLLOWS_EVENT, event), key=str(follower_id))
@@ -140,30 +149,21 @@ class FollowGraph:
     def follow(self, follower_id: int, followee_id: int) -> dict[str, Any]:
         self._check(follower_id, followee_id)
         at = self._now()
-        with self._lock:
-            edge = {"follower_id": follower_id, "followee_id": followee_id}
-            if self.store.get(FOLLOWING, edge) is None:
-                row = {**edge, "created_at": at}
-                self.store.upsert(FOLLOWERS, row)
-                self.store.upsert(FOLLOWING, row)
-                self.store.upsert(FOLLOW_VERSIONS, {"user_id": follower_id, "version": new_follow_version()})
-                count = follower_count(self.store, followee_id)
-                if set_follower_count(self.store, followee_id, count, count + 1, self.threshold):
-                    self.changed(followee_id)
+        row = {"follower_id": follower_id, "followee_id": followee_id, "created_at": at}
+        if self.store.insert_if_absent(FOLLOWING, row):  # of racing follows of one edge, one counts it
+            self.store.upsert(FOLLOWERS, row)
+            self.store.upsert(FOLLOW_VERSIONS, {"user_id": follower_id, "version": new_follow_version()})
+            self._counted(followee_id, +1)
         self._emit(follower_id, followee_id, "follow", at)
         return {"follower_id": follower_id, "followee_id": followee_id, "following": True}
 
     def unfollow(self, follower_id: int, followee_id: int) -> dict[str, Any]:
         self._check(follower_id, followee_id)
         at = self._now()
-        with self._lock:
-            edge = {"follower_id": follower_id, "followee_id": followee_id}
-            if self.store.get(FOLLOWING, edge) is not None:
-                self.store.delete(FOLLOWING, edge)
-                self.store.delete(FOLLOWERS, edge)
-                self.store.upsert(FOLLOW_VERSIONS, {"user_id": follower_id, "version": new_follow_version()})
-                count = follower_count(self.store, followee_id)
-                if set_follower_count(self.store, followee_id, count, max(count - 1, 0), self.threshold):
-                    self.changed(followee_id)
+        edge = {"follower_id": follower_id, "followee_id": followee_id}
+        if self.store.delete_if_present(FOLLOWING, edge):  # of racing unfollows, one uncounts it
+            self.store.delete(FOLLOWERS, edge)
+            self.store.upsert(FOLLOW_VERSIONS, {"user_id": follower_id, "version": new_follow_version()})
+            self._counted(followee_id, -1)
         self._emit(follower_id, followee_id, "unfollow", at)
         return {"follower_id": follower_id, "followee_id": followee_id, "following": False}

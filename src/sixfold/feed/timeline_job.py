@@ -9,10 +9,10 @@ Writing is idempotent and repairing: for each user, the entries missing from `ti
 written and the ones the new graph no longer justifies are deleted (authors unfollowed or turned
 celebrity, and entries older than a full window); a rerun on an unchanged lake writes nothing.
 Entries fanout pushed after the lake snapshot for followed authors stay; the next run includes
-them anyway. The job also repairs what decides push or pull: every follower count (`follower_counts`,
-which servers update by read-add-write) and the `celebrities` list, listing new celebrities before
-the timelines are rewritten and unlisting former ones after, so no author is neither pushed nor
-pulled meanwhile.
+them anyway. The job also repairs what decides push or pull: every follower count (a server that
+died between an edge and its count leaves one wrong) and the `celebrities` list, listing new
+celebrities before the timelines are rewritten and unlisting former ones after, so no author is
+neither pushed nor pulled meanwhile.
 
 Pure transformations (DataFrame in, DataFrame out) first; the driver-side write and the
 data-quality check (a brute force over a sample of users) after.

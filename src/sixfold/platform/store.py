@@ -7,6 +7,7 @@ Rows are plain dicts in canonical form (see `sixfold.platform.schema.validate`).
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 import time
@@ -32,7 +33,26 @@ class ServingStore(Protocol):
               after: Any = None, columns: tuple[str, ...] | None = None) -> list[dict[str, Any]]: ...
     def scan(self, table: ServingTable) -> list[dict[str, Any]]: ...
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None: ...
+    def delete_if_present(self, table: ServingTable, key: dict[str, Any]) -> bool: ...
+    def add(self, table: ServingTable, key: dict[str, Any], column: str, delta: int) -> int: ...
     def close(self) -> None: ...
+
+
+def _counter(table: ServingTable, key: dict[str, Any], column: str, delta: int) -> tuple[list[tuple[Field, Any]], Field]:
+    """The checked whole key and counter field of an `add`: an integer column outside the key, on a
+    table whose other columns may be left empty (a new row holds only its key and the count)."""
+    if set(key) != set(table.primary_key):
+        raise ValueError(f"{table.name}: add needs the whole primary key {list(table.primary_key)}")
+    f = table.record.field(column)
+    if f.type not in schema.INT_RANGES or column in table.primary_key:
+        raise ValueError(f"{table.name}.{column}: add needs an integer column outside the key")
+    required = [g.name for g in table.record.fields
+                if g.required and g.name != column and g.name not in table.primary_key]
+    if required:
+        raise ValueError(f"{table.name}: add would leave required column(s) {required} empty")
+    if isinstance(delta, bool) or not isinstance(delta, int):
+        raise ValueError(f"add: delta must be an integer, got {delta!r}")
+    return _canonical_key(table, key), f
 
 
 def _check_ttl(ttl_s: int | None) -> None:
@@ -318,6 +338,43 @@ class SQLiteStore(_KeyedReads):
         where = " AND ".join(f'"{f.name}" = ?' for f, _ in canon)
         self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where}', [schema.to_sqlite(f, v) for f, v in canon])
 
+    def delete_if_present(self, table: ServingTable, key: dict[str, Any]) -> bool:
+        """Delete the live row with this whole key; True when this call deleted it (one statement,
+        so of several racing callers exactly one sees True)."""
+        if set(key) != set(table.primary_key):
+            raise ValueError(f"{table.name}: delete_if_present needs the whole primary key {list(table.primary_key)}")
+        self.ensure_table(table)
+        canon = _canonical_key(table, key)
+        where = " AND ".join(f'"{f.name}" = ?' for f, _ in canon)
+        cur = self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR '
+                                   f'"_expires_at" > ?)', [*(schema.to_sqlite(f, v) for f, v in canon), self._now_us()])
+        return cur.rowcount == 1
+
+    def add(self, table: ServingTable, key: dict[str, Any], column: str, delta: int) -> int:
+        """Add `delta` to an integer column and return the new value, atomically across every process
+        on the file (BEGIN IMMEDIATE); an absent or expired row counts as 0."""
+        canon, f = _counter(table, key, column, delta)
+        self.ensure_table(table)
+        where = " AND ".join(f'"{g.name}" = ?' for g, _ in canon)
+        params = [schema.to_sqlite(g, v) for g, v in canon]
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = conn.execute(f'SELECT "{column}" FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR '
+                               f'"_expires_at" > ?)', [*params, self._now_us()]).fetchone()
+            value = schema.coerce(f, (now[0] if now is not None and now[0] is not None else 0) + delta)
+            if now is not None:
+                conn.execute(f'UPDATE "{table.name}" SET "{column}" = ? WHERE {where}', [value, *params])
+            else:
+                cols = ", ".join([*(f'"{g.name}"' for g, _ in canon), f'"{column}"'])
+                marks = ", ".join("?" for _ in range(len(canon) + 1))
+                conn.execute(f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})', [*params, value])
+            conn.execute("COMMIT")
+            return value
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def purge_expired(self, table: ServingTable) -> int:
         """Physically remove expired rows (reads already hide them); returns how many went."""
         self.ensure_table(table)
@@ -361,6 +418,7 @@ class CassandraStore(_KeyedReads):
         )
         self._tables: set[str] = set()
         self._prepared: dict[str, Any] = {}
+        self._add_locks = [threading.Lock() for _ in range(64)]
 
     def _run(self, statement: Any, params: Any = None) -> Any:
         from cassandra import OperationTimedOut, ReadTimeout, WriteTimeout
@@ -500,6 +558,53 @@ class CassandraStore(_KeyedReads):
         self.ensure_table(table)
         where, params = self._where(_canonical_key(table, key))
         self._run(self._prepare(f'DELETE FROM {self.keyspace}."{table.name}" WHERE {where}'), params)
+
+    def delete_if_present(self, table: ServingTable, key: dict[str, Any]) -> bool:
+        """DELETE ... IF EXISTS (a lightweight transaction): True when this call deleted the row."""
+        if set(key) != set(table.primary_key):
+            raise ValueError(f"{table.name}: delete_if_present needs the whole primary key {list(table.primary_key)}")
+        self.ensure_table(table)
+        where, params = self._where(_canonical_key(table, key))
+        stmt = self._prepare(f'DELETE FROM {self.keyspace}."{table.name}" WHERE {where} IF EXISTS')
+        return bool(self._run(stmt, params).was_applied)
+
+    ADD_ATTEMPTS = 100
+
+    def add(self, table: ServingTable, key: dict[str, Any], column: str, delta: int) -> int:
+        """Add `delta` to an integer column and return the new value: compare-and-set with lightweight
+        transactions (INSERT ... IF NOT EXISTS, UPDATE ... IF col = old), retried while another
+        process wins; this process's own adds to one key take turns first, so Paxos only sees other
+        processes contend. (Cassandra's counter type cannot share a table with other columns; this
+        can.) A compare-and-set that times out has an unknown outcome: that raises ServiceUnavailable,
+        never a blind retry that could count twice."""
+        canon, f = _counter(table, key, column, delta)
+        with self._add_locks[hash((table.name, *(v for _, v in canon))) % len(self._add_locks)]:
+            return self._add(table, canon, f, delta)
+
+    def _add(self, table: ServingTable, canon: list[tuple[Field, Any]], f: Field, delta: int) -> int:
+        column = f.name
+        self.ensure_table(table)
+        where, params = self._where(canon)
+        name = f'{self.keyspace}."{table.name}"'
+        read = self._prepare(f'SELECT "{column}" FROM {name} WHERE {where}')
+        cols = ", ".join([*(f'"{g.name}"' for g, _ in canon), f'"{column}"'])
+        insert = self._prepare(f'INSERT INTO {name} ({cols}) VALUES ({", ".join("?" for _ in range(len(canon) + 1))}) '
+                               "IF NOT EXISTS")
+        update = self._prepare(f'UPDATE {name} SET "{column}" = ? WHERE {where} IF "{column}" = ?')
+        for attempt in range(self.ADD_ATTEMPTS):
+            row = next(iter(self._run(read, params)), None)
+            if row is None:
+                value = schema.coerce(f, delta)
+                if self._run(insert, [*params, value]).was_applied:
+                    return value
+            else:
+                old = getattr(row, column)
+                value = schema.coerce(f, (old or 0) + delta)
+                if self._run(update, [value, *params, old]).was_applied:
+                    return value
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # another writer won this round
+        raise ServiceUnavailable("Cassandra", self.where, f"{table.name}.{column}: add lost {self.ADD_ATTEMPTS} "
+                                 "compare-and-set rounds in a row (an extremely hot key)")
 
     def close(self) -> None:
         self._cluster.shutdown()

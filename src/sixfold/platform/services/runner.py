@@ -343,6 +343,12 @@ memtable_heap_space: 128MiB
 memtable_offheap_space: 128MiB
 authenticator: AllowAllAuthenticator
 authorizer: AllowAllAuthorizer
+# a lightweight transaction is several synced commitlog writes: on a shared two-core machine the
+# defaults (2 s, 1 s of contention) time out under a few racing writers, and a timed-out
+# compare-and-set has an unknown outcome
+write_request_timeout: 5000ms
+cas_contention_timeout: 5000ms
+paxos_variant: v2
 """)
         logback = self.root / "logback.xml"
         logback.write_text("""<configuration>
