@@ -175,6 +175,13 @@ FOLLOWER_COUNT = Record(
     (Field("user_id", "long"), Field("followers", "long")),
     doc="How many followers a user has (decides push or pull at fanout).",
 )
+SEQUENCER_WORKER = Record(
+    "sequencer_worker",
+    (Field("worker", "int", doc="0..1023, the 10 worker bits of every id this holder makes"),
+     Field("owner", "string", doc="host:pid:random of the process holding the lease"),
+     Field("claimed_at", "timestamp")),
+    doc="A sequencer worker id leased to one process (the row expires with the lease).",
+)
 FOLLOW_VERSION = Record(
     "follow_version",
     (Field("user_id", "long"),
@@ -370,6 +377,7 @@ SERVING_TABLES: dict[str, ServingTable] = {
     "followers": ServingTable("followers", FOLLOW, partition_key=("followee_id",), clustering_key=("follower_id",)),
     "following": ServingTable("following", FOLLOW, partition_key=("follower_id",), clustering_key=("followee_id",)),
     "follower_counts": ServingTable("follower_counts", FOLLOWER_COUNT, partition_key=("user_id",)),
+    "sequencer_workers": ServingTable("sequencer_workers", SEQUENCER_WORKER, partition_key=("worker",)),
     "follow_versions": ServingTable("follow_versions", FOLLOW_VERSION, partition_key=("user_id",)),
     "celebrities": ServingTable("celebrities", CELEBRITY, partition_key=("shard",), clustering_key=("user_id",)),
     "media": ServingTable("media", MEDIA, partition_key=("media_id",)),
@@ -396,7 +404,7 @@ SERVING_TABLES: dict[str, ServingTable] = {
 
 RECORDS: dict[str, Record] = {
     r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME,
-                        FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, FOLLOW_VERSION, CELEBRITY, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
+                        FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, SEQUENCER_WORKER, FOLLOW_VERSION, CELEBRITY, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
                         CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_ROBOTS, CRAWL_DROP,
                         CRAWL_DUPLICATE)
 }

@@ -256,11 +256,15 @@ def test_stories_over_http(client: TestClient, settings: Settings) -> None:
     assert client.post("/v1/stories", json={"user_id": 1, "media_id": 42}).status_code == 404
     assert client.post("/v1/stories", json={"user_id": 1}).status_code == 422
     assert client.get("/v1/stories/feed/77").status_code == 404
-    # media and story ids carry this server process's worker bits (Snowflake layout: 10 bits above the
-    # 12-bit sequence), so two server processes never hand out one id in the same millisecond
+    # media and story ids carry the worker id this server process leased (Snowflake layout: 10 bits
+    # above the 12-bit sequence), so two server processes never hand out one id in the same millisecond
     import os
 
-    worker = os.getpid() % 1024
+    from sixfold.platform.worker_ids import WORKERS
+
+    leases = [r for r in open_store(settings).scan(WORKERS) if r["owner"].split(":")[1] == str(os.getpid())]
+    assert len(leases) == 1
+    worker = leases[0]["worker"]
     assert (mid >> 12) & 1023 == worker and (story["story_id"] >> 12) & 1023 == worker
 
 

@@ -302,6 +302,19 @@ def test_insert_if_absent_lets_exactly_one_of_many_racing_writers_win(store):
     assert store.insert_if_absent(t, {"id": 8, "name": "free"}) is True
 
 
+def test_insert_if_absent_with_a_ttl_frees_the_key_once_it_expires(store):
+    import time
+
+    t = ServingTable(f"contract_lease_{os.getpid()}_{next(_names)}", KEYED, partition_key=("id",))
+    assert store.insert_if_absent(t, {"id": 5, "name": "first"}, ttl_s=1)
+    assert not store.insert_if_absent(t, {"id": 5, "name": "second"}, ttl_s=1)
+    time.sleep(2.2)  # waiting out the lease (Cassandra counts TTLs in whole seconds)
+    assert store.insert_if_absent(t, {"id": 5, "name": "second"})
+    assert store.get(t, {"id": 5})["name"] == "second"
+    with pytest.raises(ValueError, match="ttl_s"):
+        store.insert_if_absent(t, {"id": 6, "name": "x"}, ttl_s=0)
+
+
 def test_sqlite_insert_if_absent_holds_across_connections_and_ignores_expired_rows(tmp_path):
     now = [1_000_000.0]
     a = SQLiteStore(tmp_path / "s.sqlite3", clock=lambda: now[0])

@@ -26,13 +26,11 @@ class FollowEdge(BaseModel):
     followee_id: int
 
 
-def _feed_sequencer(app):  # one id sequencer per app (users, posts, media, stories); the worker id keeps
-    # several server processes apart
-    import os
+def _feed_sequencer(app):  # one id sequencer per app (users, posts, media, stories), its worker id leased
+    # in the serving store so that no two server processes make ids with the same worker bits
+    from sixfold.platform.worker_ids import LeasedSequencer
 
-    from sixfold.platform.ids import MAX_WORKER, Sequencer
-
-    return shared(app.state, "feed_sequencer", lambda: Sequencer(worker=os.getpid() % (MAX_WORKER + 1)))
+    return shared(app.state, "feed_sequencer", lambda: LeasedSequencer(app_store(app)))
 
 
 def _user_directory(app):

@@ -26,7 +26,7 @@ class ServingStore(Protocol):
     def ensure_table(self, table: ServingTable) -> None: ...
     def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None: ...
     def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int: ...
-    def insert_if_absent(self, table: ServingTable, row: dict[str, Any]) -> bool: ...
+    def insert_if_absent(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> bool: ...
     def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None: ...
     def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]: ...
     def query(self, table: ServingTable, partition: dict[str, Any], limit: int | None = None,
@@ -286,9 +286,10 @@ class SQLiteStore(_KeyedReads):
         as_is = all(f.type in _STORED_AS_IS for f in fields)
         return sql, fields, [f.name for f in fields] if as_is else None
 
-    def insert_if_absent(self, table: ServingTable, row: dict[str, Any]) -> bool:
+    def insert_if_absent(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> bool:
         """Write `row` only if no live row has its key, atomically across every process on the file
         (a write lock from BEGIN IMMEDIATE); True when this call wrote it."""
+        _check_ttl(ttl_s)
         self.ensure_table(table)
         fields = table.record.fields
         canon = schema.validate(table.record, row)
@@ -304,8 +305,9 @@ class SQLiteStore(_KeyedReads):
             if live.fetchone() is not None:
                 conn.execute("ROLLBACK")
                 return False
+            expires = None if ttl_s is None else self._now_us() + ttl_s * 1_000_000
             conn.execute(f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})',
-                         [schema.to_sqlite(f, canon[f.name]) for f in fields] + [None])
+                         [schema.to_sqlite(f, canon[f.name]) for f in fields] + [expires])
             conn.execute("COMMIT")
             return True
         except BaseException:
@@ -503,15 +505,17 @@ class CassandraStore(_KeyedReads):
             raise
         return [r.result_or_exc for r in results]
 
-    def insert_if_absent(self, table: ServingTable, row: dict[str, Any]) -> bool:
+    def insert_if_absent(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> bool:
         """A lightweight transaction (INSERT ... IF NOT EXISTS, Paxos among the replicas): True when
-        this call wrote the row."""
+        this call wrote the row (which then expires after `ttl_s`, if given)."""
+        _check_ttl(ttl_s)
         self.ensure_table(table)
         fields = table.record.fields
         canon = schema.validate(table.record, row)
         cols = ", ".join(f'"{f.name}"' for f in fields)
         marks = ", ".join("?" for _ in fields)
-        stmt = self._prepare(f'INSERT INTO {self.keyspace}."{table.name}" ({cols}) VALUES ({marks}) IF NOT EXISTS')
+        ttl = "" if ttl_s is None else f" USING TTL {int(ttl_s)}"
+        stmt = self._prepare(f'INSERT INTO {self.keyspace}."{table.name}" ({cols}) VALUES ({marks}) IF NOT EXISTS{ttl}')
         return bool(self._run(stmt, [self._to_cql(f, canon[f.name]) for f in fields]).was_applied)
 
     def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
