@@ -11,10 +11,11 @@ import random
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from schemas.records import Field, Record, ServingTable
 from sixfold.platform import schema
@@ -38,11 +39,17 @@ class ServingStore(Protocol):
     def close(self) -> None: ...
 
 
+def _whole_key(table: ServingTable, key: dict[str, Any], operation: str) -> list[tuple[Field, Any]]:
+    """The canonical key of an operation on one row: every primary-key column, nothing else."""
+    if set(key) != set(table.primary_key):
+        raise ValueError(f"{table.name}: {operation} needs the whole primary key {list(table.primary_key)}")
+    return _canonical_key(table, key)
+
+
 def _counter(table: ServingTable, key: dict[str, Any], column: str, delta: int) -> tuple[list[tuple[Field, Any]], Field]:
     """The checked whole key and counter field of an `add`: an integer column outside the key, on a
     table whose other columns may be left empty (a new row holds only its key and the count)."""
-    if set(key) != set(table.primary_key):
-        raise ValueError(f"{table.name}: add needs the whole primary key {list(table.primary_key)}")
+    canon = _whole_key(table, key, "add")
     f = table.record.field(column)
     if f.type not in schema.INT_RANGES or column in table.primary_key:
         raise ValueError(f"{table.name}.{column}: add needs an integer column outside the key")
@@ -52,7 +59,7 @@ def _counter(table: ServingTable, key: dict[str, Any], column: str, delta: int) 
         raise ValueError(f"{table.name}: add would leave required column(s) {required} empty")
     if isinstance(delta, bool) or not isinstance(delta, int):
         raise ValueError(f"add: delta must be an integer, got {delta!r}")
-    return _canonical_key(table, key), f
+    return canon, f
 
 
 def _check_ttl(ttl_s: int | None) -> None:
@@ -154,9 +161,7 @@ class _KeyedReads:
         raise NotImplementedError
 
     def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None:
-        if set(key) != set(table.primary_key):
-            raise ValueError(f"{table.name}: get needs the whole primary key {list(table.primary_key)}")
-        rows = self._select(table, _canonical_key(table, key), 1)
+        rows = self._select(table, _whole_key(table, key, "get"), 1)
         return rows[0] if rows else None
 
     def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
@@ -182,6 +187,15 @@ class _KeyedReads:
             f = table.record.field(table.clustering_key[0])
             bound = (f, "<" if table.clustering_descending else ">", schema.coerce(f, after))
         return self._select(table, key, limit, bound, columns)
+
+
+# An SQLite row is live until its `_expires_at` (microseconds; NULL: never); the `?` is now.
+_LIVE = '("_expires_at" IS NULL OR "_expires_at" > ?)'
+
+
+def _sqlite_match(key: list[tuple[Field, Any]]) -> tuple[str, list[Any]]:
+    """WHERE text and parameters matching a canonical key in SQLite."""
+    return " AND ".join(f'"{f.name}" = ?' for f, _ in key), [schema.to_sqlite(f, v) for f, v in key]
 
 
 class SQLiteStore(_KeyedReads):
@@ -212,6 +226,22 @@ class SQLiteStore(_KeyedReads):
     def _now_us(self) -> int:
         return int(self.clock() * 1_000_000)
 
+    def _expiry(self, ttl_s: int | None) -> int | None:
+        return None if ttl_s is None else self._now_us() + ttl_s * 1_000_000
+
+    @contextmanager
+    def _transaction(self, kind: str = "") -> Iterator[sqlite3.Connection]:
+        """One transaction on this thread's connection: committed when the block ends, rolled back
+        when it raises. "IMMEDIATE" takes the file's write lock at once (read-then-write steps)."""
+        conn = self._conn()
+        conn.execute(f"BEGIN {kind}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     def ensure_table(self, table: ServingTable) -> None:
         if table.name in self._tables:
             return
@@ -229,7 +259,7 @@ class SQLiteStore(_KeyedReads):
         cols = ", ".join(f'"{f.name}"' for f in fields) + ', "_expires_at"'
         marks = ", ".join("?" for _ in range(len(fields) + 1))
         sql = f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})'
-        expires = None if ttl_s is None else self._now_us() + ttl_s * 1_000_000
+        expires = self._expiry(ttl_s)
         ranges = _integer_ranges(table.record)
         params = []
         for row in rows:
@@ -239,14 +269,8 @@ class SQLiteStore(_KeyedReads):
                 values = [schema.to_sqlite(f, canon[f.name]) for f in fields]
             values.append(expires)
             params.append(values)
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
+        with self._transaction() as conn:
             conn.executemany(sql, params)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return len(params)
 
     def _select(self, table: ServingTable, key: list[tuple[Field, Any]], limit: int | None,
@@ -279,8 +303,7 @@ class SQLiteStore(_KeyedReads):
         order = " DESC" if table.clustering_descending else ""
         order_by = ", ".join(f'"{c}"{order}' for c in table.clustering_key) or "rowid"
         cols = ", ".join(f'"{f.name}"' for f in fields)
-        sql = (f'SELECT {cols} FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR "_expires_at" > ?) '
-               f"ORDER BY {order_by}")
+        sql = f'SELECT {cols} FROM "{table.name}" WHERE {where} AND {_LIVE} ORDER BY {order_by}'
         if limit is not None:
             sql += " LIMIT ?"
         as_is = all(f.type in _STORED_AS_IS for f in fields)
@@ -293,26 +316,16 @@ class SQLiteStore(_KeyedReads):
         self.ensure_table(table)
         fields = table.record.fields
         canon = schema.validate(table.record, row)
-        key = _canonical_key(table, {k: canon[k] for k in table.primary_key})
-        where = " AND ".join(f'"{f.name}" = ?' for f, _ in key)
+        where, params = _sqlite_match(_canonical_key(table, {k: canon[k] for k in table.primary_key}))
         cols = ", ".join(f'"{f.name}"' for f in fields) + ', "_expires_at"'
         marks = ", ".join("?" for _ in range(len(fields) + 1))
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            live = conn.execute(f'SELECT 1 FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR '
-                                f'"_expires_at" > ?)', [*(schema.to_sqlite(f, v) for f, v in key), self._now_us()])
-            if live.fetchone() is not None:
-                conn.execute("ROLLBACK")
+        with self._transaction("IMMEDIATE") as conn:
+            if conn.execute(f'SELECT 1 FROM "{table.name}" WHERE {where} AND {_LIVE}',
+                            [*params, self._now_us()]).fetchone() is not None:
                 return False
-            expires = None if ttl_s is None else self._now_us() + ttl_s * 1_000_000
             conn.execute(f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})',
-                         [schema.to_sqlite(f, canon[f.name]) for f in fields] + [expires])
-            conn.execute("COMMIT")
+                         [schema.to_sqlite(f, canon[f.name]) for f in fields] + [self._expiry(ttl_s)])
             return True
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
         if len(table.primary_key) != 1 or len(keys) < 2:
@@ -325,8 +338,7 @@ class SQLiteStore(_KeyedReads):
             chunk = [schema.to_sqlite(f, v) for v in wanted[i:i + 500]]
             marks = ", ".join("?" for _ in chunk)
             cur = self._conn().execute(
-                f'SELECT * FROM "{table.name}" WHERE "{f.name}" IN ({marks}) '
-                f'AND ("_expires_at" IS NULL OR "_expires_at" > ?)', [*chunk, self._now_us()])
+                f'SELECT * FROM "{table.name}" WHERE "{f.name}" IN ({marks}) AND {_LIVE}', [*chunk, self._now_us()])
             names = [d[0] for d in cur.description]
             for values in cur.fetchall():
                 raw = dict(zip(names, values))
@@ -336,20 +348,15 @@ class SQLiteStore(_KeyedReads):
 
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None:
         self.ensure_table(table)
-        canon = _canonical_key(table, key)
-        where = " AND ".join(f'"{f.name}" = ?' for f, _ in canon)
-        self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where}', [schema.to_sqlite(f, v) for f, v in canon])
+        where, params = _sqlite_match(_canonical_key(table, key))
+        self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where}', params)
 
     def delete_if_present(self, table: ServingTable, key: dict[str, Any]) -> bool:
         """Delete the live row with this whole key; True when this call deleted it (one statement,
         so of several racing callers exactly one sees True)."""
-        if set(key) != set(table.primary_key):
-            raise ValueError(f"{table.name}: delete_if_present needs the whole primary key {list(table.primary_key)}")
+        where, params = _sqlite_match(_whole_key(table, key, "delete_if_present"))
         self.ensure_table(table)
-        canon = _canonical_key(table, key)
-        where = " AND ".join(f'"{f.name}" = ?' for f, _ in canon)
-        cur = self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR '
-                                   f'"_expires_at" > ?)', [*(schema.to_sqlite(f, v) for f, v in canon), self._now_us()])
+        cur = self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where} AND {_LIVE}', [*params, self._now_us()])
         return cur.rowcount == 1
 
     def add(self, table: ServingTable, key: dict[str, Any], column: str, delta: int) -> int:
@@ -357,13 +364,10 @@ class SQLiteStore(_KeyedReads):
         on the file (BEGIN IMMEDIATE); an absent or expired row counts as 0."""
         canon, f = _counter(table, key, column, delta)
         self.ensure_table(table)
-        where = " AND ".join(f'"{g.name}" = ?' for g, _ in canon)
-        params = [schema.to_sqlite(g, v) for g, v in canon]
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            now = conn.execute(f'SELECT "{column}" FROM "{table.name}" WHERE {where} AND ("_expires_at" IS NULL OR '
-                               f'"_expires_at" > ?)', [*params, self._now_us()]).fetchone()
+        where, params = _sqlite_match(canon)
+        with self._transaction("IMMEDIATE") as conn:
+            now = conn.execute(f'SELECT "{column}" FROM "{table.name}" WHERE {where} AND {_LIVE}',
+                               [*params, self._now_us()]).fetchone()
             value = schema.coerce(f, (now[0] if now is not None and now[0] is not None else 0) + delta)
             if now is not None:
                 conn.execute(f'UPDATE "{table.name}" SET "{column}" = ? WHERE {where}', [value, *params])
@@ -371,11 +375,7 @@ class SQLiteStore(_KeyedReads):
                 cols = ", ".join([*(f'"{g.name}"' for g, _ in canon), f'"{column}"'])
                 marks = ", ".join("?" for _ in range(len(canon) + 1))
                 conn.execute(f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})', [*params, value])
-            conn.execute("COMMIT")
-            return value
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return value
 
     def purge_expired(self, table: ServingTable) -> int:
         """Physically remove expired rows (reads already hide them); returns how many went."""
@@ -565,10 +565,8 @@ class CassandraStore(_KeyedReads):
 
     def delete_if_present(self, table: ServingTable, key: dict[str, Any]) -> bool:
         """DELETE ... IF EXISTS (a lightweight transaction): True when this call deleted the row."""
-        if set(key) != set(table.primary_key):
-            raise ValueError(f"{table.name}: delete_if_present needs the whole primary key {list(table.primary_key)}")
+        where, params = self._where(_whole_key(table, key, "delete_if_present"))
         self.ensure_table(table)
-        where, params = self._where(_canonical_key(table, key))
         stmt = self._prepare(f'DELETE FROM {self.keyspace}."{table.name}" WHERE {where} IF EXISTS')
         return bool(self._run(stmt, params).was_applied)
 
