@@ -58,12 +58,27 @@ def current_follows(follow_events: DataFrame) -> DataFrame:
     )
 
 
-def celebrity_authors(follows: DataFrame, threshold: int) -> DataFrame:
-    """Authors (columns `author_id`, `followers`) with at least `threshold` followers in `follows`."""
+def follower_totals(follows: DataFrame) -> DataFrame:
+    """(followee_id, followers): how many followers each followed user has in `follows`."""
     from pyspark.sql import functions as F
 
-    return (follows.groupBy("followee_id").agg(F.count("*").alias("followers"))
-            .where(F.col("followers") >= threshold).select(F.col("followee_id").alias("author_id"), "followers"))
+    return follows.groupBy("followee_id").agg(F.count("*").alias("followers"))
+
+
+def celebrity_authors(follows: DataFrame, threshold: int, totals: DataFrame | None = None) -> DataFrame:
+    """Authors (columns `author_id`, `followers`) with at least `threshold` followers in `follows`
+    (from `totals`, the `follower_totals` of `follows`, when the caller has them already)."""
+    from pyspark.sql import functions as F
+
+    totals = follower_totals(follows) if totals is None else totals
+    return totals.where(F.col("followers") >= threshold).select(F.col("followee_id").alias("author_id"), "followers")
+
+
+def pushed_follows(follows: DataFrame, celebrity_authors: DataFrame) -> DataFrame:
+    """The follows whose followee is not a celebrity: the edges fanout pushes along."""
+    from pyspark.sql import functions as F
+
+    return follows.join(celebrity_authors.select(F.col("author_id").alias("followee_id")), "followee_id", "left_anti")
 
 
 def timelines(follows: DataFrame, posts: DataFrame, celebrity_authors: DataFrame, per_user: int) -> DataFrame:
@@ -74,7 +89,7 @@ def timelines(follows: DataFrame, posts: DataFrame, celebrity_authors: DataFrame
 
     if per_user < 1:
         raise ValueError(f"per_user must be at least 1, got {per_user}")
-    pushed = follows.join(celebrity_authors.select(F.col("author_id").alias("followee_id")), "followee_id", "left_anti")
+    pushed = pushed_follows(follows, celebrity_authors)
     authored = posts.select("post_id", F.col("author_id").alias("followee_id")).dropDuplicates(["post_id"])
     newest = Window.partitionBy("user_id").orderBy(F.col("post_id").desc())
     return (
@@ -84,14 +99,6 @@ def timelines(follows: DataFrame, posts: DataFrame, celebrity_authors: DataFrame
         .where(F.col("_rank") <= per_user)
         .select("user_id", "post_id", "author_id")
     )
-
-
-def pushed_followees(follows: DataFrame, celebrity_authors: DataFrame) -> DataFrame:
-    """(user_id, authors): every follower in `follows` with the array of non-celebrity authors they follow."""
-    from pyspark.sql import functions as F
-
-    return (follows.join(celebrity_authors.select(F.col("author_id").alias("followee_id")), "followee_id", "left_anti")
-            .groupBy(F.col("follower_id").alias("user_id")).agg(F.collect_set("followee_id").alias("authors")))
 
 
 def user_timeline_rows(active_users: DataFrame, follows: DataFrame, celebrity_authors: DataFrame,
@@ -104,9 +111,9 @@ def user_timeline_rows(active_users: DataFrame, follows: DataFrame, celebrity_au
     """
     from pyspark.sql import functions as F
 
-    pushed = (follows.join(celebrity_authors.select(F.col("author_id").alias("followee_id")), "followee_id", "left_anti")
-              .select(F.col("follower_id").alias("user_id"), F.lit(None).cast("long").alias("post_id"),
-                      F.col("followee_id").alias("author_id")))
+    pushed = pushed_follows(follows, celebrity_authors).select(
+        F.col("follower_id").alias("user_id"), F.lit(None).cast("long").alias("post_id"),
+        F.col("followee_id").alias("author_id"))
     markers = active_users.select("user_id", F.lit(None).cast("long").alias("post_id"),
                                   F.lit(None).cast("long").alias("author_id"))
     return markers.unionByName(pushed).unionByName(entries.select("user_id", "post_id", "author_id"))
@@ -207,12 +214,12 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
     events = lake.read(LAKE_TABLES["follow_events"]).cache()  # scanned twice: the graph, the active users
     posts = lake.read(LAKE_TABLES["posts"])
     follows = current_follows(events).cache()
-    celebrities = celebrity_authors(follows, settings.feed_celebrity_threshold).cache()
+    counted = follower_totals(follows).cache()  # the recount below and the celebrities both read it
+    celebrities = celebrity_authors(follows, settings.feed_celebrity_threshold, counted).cache()
     entries = timelines(follows, posts, celebrities, per_user)
     active = events.select(F.col("follower_id").alias("user_id")).distinct()
     rows = user_timeline_rows(active, follows, celebrities, entries)
-    totals = {r["followee_id"]: r["followers"]
-              for r in follows.groupBy("followee_id").agg(F.count("*").alias("followers")).collect()}
+    totals = {r["followee_id"]: r["followers"] for r in counted.collect()}
     recounted = recount_followers(store, totals)
     celebrity_counts = {a: n for a, n in totals.items() if is_celebrity(n, settings.feed_celebrity_threshold)}
     relist_celebrities(store, celebrity_counts, unlist=False)
@@ -224,7 +231,7 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
         # Hash partitions keep each user whole in one file (a range partitioning would sample,
         # that is compute the whole plan, once more); the reader needs no order across files.
         rows.repartition("user_id").sortWithinPartitions("user_id").write.parquet(str(scratch))
-        for cached in (events, follows, celebrities):
+        for cached in (events, follows, counted, celebrities):
             cached.unpersist()
         files = sorted(scratch.glob("part-*.parquet"))
         counts = write_user_timelines(store, staged_user_rows(files), per_user, progress)
