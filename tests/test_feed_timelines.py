@@ -792,7 +792,7 @@ def test_two_servers_racing_on_the_same_edges_count_each_edge_once(feed_store, s
     import random
     import threading
 
-    from sixfold.feed.graph import FOLLOWERS, FollowGraph, celebrities
+    from sixfold.feed.graph import FOLLOWERS, FollowGraph, celebrities, follower_count
     from sixfold.feed.users import UserDirectory
 
     class Sluggish:
@@ -821,7 +821,7 @@ def test_two_servers_racing_on_the_same_edges_count_each_edge_once(feed_store, s
         servers[seed % 2].follow(ids[1 + seed % 3], ids[0])  # at once: two on one edge, two on others
         barrier.wait(timeout=60)
         if seed == 0:
-            first.append(follower_count_of(feed_store, ids[0]))
+            first.append(follower_count(feed_store, ids[0]))
         barrier.wait(timeout=60)
         for _ in range(12):
             graph = servers[rng.randrange(2)]
@@ -837,10 +837,5 @@ def test_two_servers_racing_on_the_same_edges_count_each_edge_once(feed_store, s
     edges = {(r["follower_id"], u) for u in ids for r in feed_store.query(FOLLOWERS, {"followee_id": u})}
     fans = Counter(b for _a, b in edges)
     for u in ids:
-        assert follower_count_of(feed_store, u) == fans[u], u
+        assert follower_count(feed_store, u) == fans[u], u
     assert {u: n for u, n in celebrities(feed_store).items() if u in ids} == celebrity_oracle(edges, 2)
-
-
-def follower_count_of(store, user_id: int) -> int:
-    row = store.get(FOLLOWER_COUNTS, {"user_id": user_id})
-    return row["followers"] if row else 0

@@ -124,7 +124,9 @@ class AuthorCache:
     def celebrity_changed(self, author_id: int) -> None:
         """A follow or unfollow through this server made `author_id` a celebrity or an ordinary author."""
         with self._lock:
-            self._celebrities = None
+            kept = self._celebrities
+            if kept is not None:  # due now; a re-read that finds the same authors keeps the same set
+                self._celebrities = (float("-inf"), kept[1], kept[2])
             self._newest.pop(author_id, None)
 
     def celebrities(self, threshold: int) -> frozenset[int]:
