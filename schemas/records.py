@@ -159,6 +159,19 @@ USERNAME = Record(
     (Field("username", "string", max_length=64), Field("user_id", "long")),
     doc="Username -> user id, so a username is taken once.",
 )
+CREDENTIAL = Record(
+    "credential",
+    (
+        Field("credential_id", "string", max_length=32, doc="the public half of a token, before the '.'"),
+        Field("user_id", "long", doc="whose token it is: every request carrying it acts as this user"),
+        Field("kind", "string", max_length=16, doc="user (bearer), api_key (shortener) or device (chat)"),
+        Field("salt", "string", doc="16 random bytes, hex"),
+        Field("digest", "string", doc="HMAC-SHA256(salt, secret), hex; the secret itself is never stored"),
+        Field("label", "string", required=False, max_length=64, doc="e.g. a chat device id"),
+        Field("created_at", "timestamp"),
+    ),
+    doc="A bearer secret issued once (user token, shortener API key, chat device token), kept as a salted hash.",
+)
 FOLLOW = Record(
     "follow",
     (Field("follower_id", "long"), Field("followee_id", "long"), Field("created_at", "timestamp")),
@@ -374,6 +387,7 @@ SERVING_TABLES: dict[str, ServingTable] = {
                                  clustering_key=("window_start", "query"), clustering_descending=True),
     "users": ServingTable("users", USER, partition_key=("user_id",)),
     "usernames": ServingTable("usernames", USERNAME, partition_key=("username",)),
+    "credentials": ServingTable("credentials", CREDENTIAL, partition_key=("credential_id",)),
     "followers": ServingTable("followers", FOLLOW, partition_key=("followee_id",), clustering_key=("follower_id",)),
     "following": ServingTable("following", FOLLOW, partition_key=("follower_id",), clustering_key=("followee_id",)),
     "follower_counts": ServingTable("follower_counts", FOLLOWER_COUNT, partition_key=("user_id",)),
@@ -403,7 +417,7 @@ SERVING_TABLES: dict[str, ServingTable] = {
 }
 
 RECORDS: dict[str, Record] = {
-    r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME,
+    r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME, CREDENTIAL,
                         FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, SEQUENCER_WORKER, FOLLOW_VERSION, CELEBRITY, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
                         CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_ROBOTS, CRAWL_DROP,
                         CRAWL_DUPLICATE)

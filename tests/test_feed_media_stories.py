@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from accounts import Authed
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -35,10 +36,15 @@ def image_bytes(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB") -
     return out.getvalue()
 
 
-def add_user(settings: Settings, user_id: int, name: str | None = None) -> None:
+def add_user(settings: Settings, user_id: int, name: str | None = None) -> str:
+    """Add a user straight to the store; returns a token for them."""
+    from sixfold.platform.identity import Credentials
+
     store = open_store(settings)
     store.upsert(USERS, {"user_id": user_id, "username": name or f"user{user_id}", "created_at": T0})
+    token = Credentials(store).issue(user_id)
     store.close()
+    return token
 
 
 def follow(settings: Settings, follower: int, followee: int) -> None:
@@ -53,9 +59,10 @@ def blob_files(settings: Settings) -> list[Path]:
 
 @pytest.fixture
 def client(settings: Settings):
-    add_user(settings, 1, "ana")
+    """A client acting as user 1, ana."""
+    token = add_user(settings, 1, "ana")
     with TestClient(create_app(settings)) as c:
-        yield c
+        yield Authed(c, token)
 
 
 def upload(client: TestClient, data: bytes, content_type: str = "image/png", user_id: int = 1):
@@ -155,8 +162,11 @@ def test_rejections_carry_the_reason(client: TestClient) -> None:
     assert broken.json()["error"]["code"] == "invalid_request"
     assert "cannot be decoded" in broken.json()["error"]["message"]
 
-    assert upload(client, image_bytes("PNG"), user_id=999).status_code == 404
-    assert client.post("/v1/media", content=image_bytes("PNG"), headers={"Content-Type": "image/png"}).status_code == 422
+    assert upload(client, image_bytes("PNG"), user_id=999).status_code == 403  # not ana
+    # without user_id the uploader is the token's owner
+    own = client.post("/v1/media", content=image_bytes("PNG"), headers={"Content-Type": "image/png"})
+    assert own.status_code == 201
+    assert upload(client, image_bytes("PNG"), user_id="x").status_code == 422
 
 
 @pytest.mark.e2e
@@ -242,20 +252,21 @@ def test_story_feed_groups_by_author_and_paginates(settings: Settings) -> None:
 
 @pytest.mark.e2e
 def test_stories_over_http(client: TestClient, settings: Settings) -> None:
-    add_user(settings, 2, "bo")
+    bo = Authed(client.client, add_user(settings, 2, "bo"))
     follow(settings, 2, 1)
     mid = upload(client, image_bytes("PNG")).json()["media_id"]
     r = client.post("/v1/stories", json={"user_id": 1, "media_id": mid})
     assert r.status_code == 201, r.text
     story = r.json()
     assert set(story) == {"story_id", "expires_at"}
-    feed = client.get("/v1/stories/feed/2").json()
+    feed = bo.get("/v1/stories/feed/2").json()
     assert feed["authors"][0]["username"] == "ana"
     assert feed["authors"][0]["stories"][0]["story_id"] == story["story_id"]
     assert client.post("/v1/stories", json={"user_id": 2, "media_id": mid}).status_code == 403
     assert client.post("/v1/stories", json={"user_id": 1, "media_id": 42}).status_code == 404
     assert client.post("/v1/stories", json={"user_id": 1}).status_code == 422
-    assert client.get("/v1/stories/feed/77").status_code == 404
+    assert client.get("/v1/stories/feed/2").status_code == 403  # bo's story feed is bo's
+    assert client.client.get("/v1/stories/feed/1").status_code == 401  # no token
     # media and story ids carry the worker id this server process leased (Snowflake layout: 10 bits
     # above the 12-bit sequence), so two server processes never hand out one id in the same millisecond
     import os

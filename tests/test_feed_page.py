@@ -1,8 +1,7 @@
 """End to end: the feed page in headless Chromium against the real app on a free 127.0.0.1 port.
 
-The page shows whatever the real `/v1/timeline/{user_id}` answers: when the route answers posts,
-the page must render exactly those (and the next page on "load more"); when it answers an error
-(for instance while the route does not exist yet), the page must say so. Hashtag links open the
+The page shows whatever the real `/v1/timeline/{user_id}` answers with the user's token: exactly
+those posts (and the next page on "load more"); without a token it says why and offers sign-up. Hashtag links open the
 page in search mode, checked against hashtag rows written here by a brute force over the posts.
 """
 
@@ -38,6 +37,12 @@ def data(home: Path):
     tag_rows = [{"tag": t, "post_id": p["post_id"], "author_id": p["author_id"]}
                 for p in generated.posts for t in p["hashtags"]]
     store.upsert_many(SERVING_TABLES["hashtag_posts"], tag_rows)
+    followers: dict[int, list[int]] = {}  # pushed timelines, by brute force: every followee's posts
+    for f in generated.follows:
+        followers.setdefault(f["followee_id"], []).append(f["follower_id"])
+    store.upsert_many(SERVING_TABLES["timelines"], [
+        {"user_id": u, "post_id": p["post_id"], "author_id": p["author_id"]}
+        for p in generated.posts for u in followers.get(p["author_id"], [])])
     store.close()
     return generated
 
@@ -82,31 +87,38 @@ def wait_loaded(page) -> None:
     page.wait_for_function("() => document.body.dataset.loaded === 'true' && !document.getElementById('more').disabled")
 
 
+def token_for(user: int) -> str:
+    """A token for a generated user (generated users never signed up, so nobody holds one yet)."""
+    from sixfold.platform.identity import Credentials
+
+    store = SQLiteStore(Settings.from_env().sqlite_path)
+    try:
+        return Credentials(store).issue(user)
+    finally:
+        store.close()
+
+
 def test_feed_page_shows_what_the_timeline_api_answers(page, server: Server, data) -> None:
     user = reader(data)
-    answer = httpx.get(f"{server.url}/v1/timeline/{user}", params={"limit": 10})
-    page.goto(f"{server.url}/feed/{user}")
+    token = token_for(user)
+    auth = {"Authorization": f"Bearer {token}"}
+    answer = httpx.get(f"{server.url}/v1/timeline/{user}", params={"limit": 10}, headers=auth)
+    assert answer.status_code == 200, answer.text
+    page.goto(f"{server.url}/feed/{user}#token={token}")
     wait_loaded(page)
-    if answer.status_code == 200:
-        body = answer.json()
-        expected = [p.get("caption") or "" for p in body["posts"]]
-        wait_for_count(page, len(expected))
-        assert shown_captions(page) == [c for c in expected if c]
-        assert page.locator("#status.error").count() == 0
-        if body["next_cursor"]:
-            second = httpx.get(f"{server.url}/v1/timeline/{user}",
-                               params={"limit": 10, "before": body["next_cursor"]}).json()
-            page.click("#more")
-            wait_for_count(page, len(expected) + len(second["posts"]))
-            assert shown_captions(page)[len(expected):] == [p["caption"] for p in second["posts"] if p.get("caption")]
-    else:
-        # the route is missing (404/405 from routing) or failing: the page must say so, not stay blank
-        assert answer.status_code >= 400 and "error" in answer.json()
-        status = page.text_content("#status")
-        assert page.locator("#status.error").count() == 1
-        assert status.startswith("Could not load the timeline: ") and f"HTTP {answer.status_code}" in status
-        assert page.locator("#posts .post").count() == 0
-        assert page.locator("#more").is_hidden()
+    assert "token" not in page.url  # the fragment is taken off the address bar
+    body = answer.json()
+    expected = [p.get("caption") or "" for p in body["posts"]]
+    wait_for_count(page, len(expected))
+    assert shown_captions(page) == [c for c in expected if c]
+    assert page.locator("#status.error").count() == 0
+    assert expected and body["next_cursor"]  # the reader follows enough authors for a second page
+    if body["next_cursor"]:
+        second = httpx.get(f"{server.url}/v1/timeline/{user}", headers=auth,
+                           params={"limit": 10, "before": body["next_cursor"]}).json()
+        page.click("#more")
+        wait_for_count(page, len(expected) + len(second["posts"]))
+        assert shown_captions(page)[len(expected):] == [p["caption"] for p in second["posts"] if p.get("caption")]
 
 
 def test_hashtag_links_open_the_search_and_load_more_pages_to_the_end(page, server: Server, data) -> None:
@@ -143,3 +155,19 @@ def test_search_errors_are_shown(page, server: Server) -> None:
     wait_loaded(page)
     status = page.text_content("#status")
     assert page.locator("#status.error").count() == 1 and "HTTP 422" in status and "tag must be" in status
+
+
+def test_without_a_token_the_page_says_why_and_signs_up(page, server: Server, data) -> None:
+    user = reader(data)
+    page.goto(f"{server.url}/feed/{user}")
+    wait_loaded(page)
+    assert "HTTP 401" in page.text_content("#status") and page.locator("#status.error").count() == 1
+    page.fill("#username", "newcomer")
+    page.click("#signup button")
+    page.wait_for_url(lambda url: "/feed/" in url and not url.endswith(f"/feed/{user}"))
+    wait_loaded(page)
+    assert page.text_content("#status") == "No posts yet."  # the new user's own (empty) timeline, with their token
+    stored = page.evaluate("() => JSON.parse(localStorage.getItem('sixfold.tokens'))")
+    new_id = page.url.rsplit("/", 1)[1]
+    assert httpx.get(f"{server.url}/v1/timeline/{new_id}",
+                     headers={"Authorization": f"Bearer {stored[new_id]}"}).status_code == 200

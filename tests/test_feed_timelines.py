@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
+from accounts import Authed, signup
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -63,28 +64,31 @@ class World:
     client: TestClient
     settings: Settings
     users: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
     graph: set[tuple[int, int]] = field(default_factory=set)
     posts: list[tuple[int, int]] = field(default_factory=list)
 
     def user(self, name: str) -> int:
-        r = self.client.post("/v1/users", json={"username": name})
-        assert r.status_code == 201, r.text
-        self.users[name] = r.json()["user_id"]
+        self.users[name], self.tokens[name] = signup(self.client, name)
         return self.users[name]
 
+    def as_(self, name: str) -> Authed:
+        """The client acting as `name` (with their token)."""
+        return Authed(self.client, self.tokens[name])
+
     def follow(self, a: str, b: str) -> None:
-        r = self.client.post("/v1/follows", json={"follower_id": self.users[a], "followee_id": self.users[b]})
+        r = self.as_(a).post("/v1/follows", json={"follower_id": self.users[a], "followee_id": self.users[b]})
         assert r.status_code == 201, r.text
         self.graph.add((self.users[a], self.users[b]))
 
     def unfollow(self, a: str, b: str) -> None:
-        r = self.client.request("DELETE", "/v1/follows",
+        r = self.as_(a).request("DELETE", "/v1/follows",
                                 json={"follower_id": self.users[a], "followee_id": self.users[b]})
         assert r.status_code == 200, r.text
         self.graph.discard((self.users[a], self.users[b]))
 
     def post(self, author: str, caption: str = "", **extra) -> int:
-        r = self.client.post("/v1/posts", json={"user_id": self.users[author], "caption": caption, **extra})
+        r = self.as_(author).post("/v1/posts", json={"user_id": self.users[author], "caption": caption, **extra})
         assert r.status_code == 201, r.text
         self.posts.append((r.json()["post_id"], self.users[author]))
         return r.json()["post_id"]
@@ -104,7 +108,7 @@ class World:
         cursor = None
         for _ in range(1000):
             params = {"limit": limit, **({"before": cursor} if cursor else {})}
-            r = self.client.get(f"/v1/timeline/{self.users[name]}", params=params)
+            r = self.as_(name).get(f"/v1/timeline/{self.users[name]}", params=params)
             assert r.status_code == 200, r.text
             body = r.json()
             assert body["user_id"] == self.users[name]
@@ -157,7 +161,7 @@ def test_users_and_follows_answer_with_the_right_status(settings: Settings) -> N
     w = make_world(settings, threshold=100)
     ann, bob = w.user("ann.lee"), w.user("bob_2")
     assert ann != bob
-    c = w.client
+    c = w.as_("ann.lee")
     taken = c.post("/v1/users", json={"username": "Ann.Lee"})
     assert taken.status_code == 409 and "taken" in taken.json()["error"]["message"]
     for bad in ("", "has space", "x" * 65, "émoji😀", 5):
@@ -165,7 +169,7 @@ def test_users_and_follows_answer_with_the_right_status(settings: Settings) -> N
         assert r.status_code == 422, bad
         assert r.json()["error"]["code"] == "invalid_request"
     assert c.post("/v1/follows", json={"follower_id": ann, "followee_id": 42}).status_code == 404
-    assert c.post("/v1/follows", json={"follower_id": 42, "followee_id": ann}).status_code == 404
+    assert c.post("/v1/follows", json={"follower_id": 42, "followee_id": ann}).status_code == 403  # not ann
     selfie = c.post("/v1/follows", json={"follower_id": ann, "followee_id": ann})
     assert selfie.status_code == 422 and "themselves" in selfie.json()["error"]["message"]
 
@@ -229,7 +233,7 @@ def png() -> bytes:
 def test_posts_are_validated_written_and_published(settings: Settings) -> None:
     w = make_world(settings, threshold=100)
     ann, bob = w.user("ann"), w.user("bob")
-    c = w.client
+    c = w.as_("ann")
     w.follow("bob", "ann")
     media = c.post(f"/v1/media?user_id={ann}", content=png(), headers={"content-type": "image/png"})
     assert media.status_code == 201, media.text
@@ -243,16 +247,19 @@ def test_posts_are_validated_written_and_published(settings: Settings) -> None:
     assert later["post_id"] > post_id and later["created_at"] >= created_at
 
     rejected = {
-        "unknown user": ({"user_id": 7, "caption": "x"}, 404),
+        "another user": ({"user_id": 7, "caption": "x"}, 403),
         "lat": ({"user_id": ann, "geo": {"lat": 90.5, "lon": 0}}, 422),
         "lon": ({"user_id": ann, "geo": {"lat": 0, "lon": -181}}, 422),
         "geo shape": ({"user_id": ann, "geo": {"lat": 1}}, 422),
         "hashtag": ({"user_id": ann, "hashtags": ["two words"]}, 422),
         "caption": ({"user_id": ann, "caption": "x" * 2201}, 422),
         "media unknown": ({"user_id": ann, "media_ids": [123]}, 404),
-        "media of another": ({"user_id": bob, "media_ids": [media_id]}, 403),
+        "as another": ({"user_id": bob, "media_ids": [media_id]}, 403),
         "no user": ({"caption": "x"}, 422),
     }
+    # bob may not use ann's media: a 403 from the media check, not from the token
+    answer = w.as_("bob").post("/v1/posts", json={"user_id": bob, "media_ids": [media_id]})
+    assert answer.status_code == 403 and "media" in answer.json()["error"]["message"]
     for why, (payload, status) in rejected.items():
         answer = c.post("/v1/posts", json=payload)
         assert answer.status_code == status, why
@@ -271,7 +278,7 @@ def test_posts_are_validated_written_and_published(settings: Settings) -> None:
 
     # the follower's timeline shows both, newest first, with media and hashtags
     w.pump()
-    page = c.get(f"/v1/timeline/{bob}").json()
+    page = w.as_("bob").get(f"/v1/timeline/{bob}").json()
     assert [p["post_id"] for p in page["posts"]] == [later["post_id"], post_id]
     first = page["posts"][1]
     assert first == {"post_id": post_id, "author_id": ann, "created_at": created_at, "caption": "sunset",
@@ -313,7 +320,7 @@ def test_celebrities_are_pulled_and_merged(settings: Settings) -> None:
     # star's posts were never pushed; ann's timeline mixes pushed and pulled posts
     for n in w.users:
         assert star not in {a for _p, a in stored_timeline(w.settings, w.users[n])}
-    ann_page = w.client.get(f"/v1/timeline/{w.users['ann']}", params={"limit": 100}).json()["posts"]
+    ann_page = w.as_("ann").get(f"/v1/timeline/{w.users['ann']}", params={"limit": 100}).json()["posts"]
     assert {p["author_id"] for p in ann_page} == {w.users["bob"], w.users["cat"], star}
     post = ann_page[0]
     assert set(post) == {"post_id", "author_id", "created_at", "caption", "media", "hashtags"}
@@ -350,7 +357,8 @@ def test_unfollow_hides_at_once_and_new_posts_follow_the_graph(settings: Setting
 def test_two_servers_racing_for_one_username_give_it_to_exactly_one(settings: Settings) -> None:
     import threading
 
-    from sixfold.feed.users import FeedError, UserDirectory
+    from sixfold.feed.users import UserDirectory
+    from sixfold.platform.errors import RequestError
     from sixfold.platform.ids import Sequencer
 
     # each server its own store connection and, as server processes have, its own sequencer worker id
@@ -362,7 +370,7 @@ def test_two_servers_racing_for_one_username_give_it_to_exactly_one(settings: Se
         barrier.wait()
         try:
             outcomes.append(directory.create(spelling)["user_id"])
-        except FeedError as exc:
+        except RequestError as exc:
             outcomes.append(exc.status)
 
     threads = [threading.Thread(target=claim, args=(d, spelling)) for d in servers for spelling in ("Zed", "zed")]
@@ -556,14 +564,14 @@ def test_a_kept_page_is_reused_only_while_nothing_it_was_built_from_moved(feed_s
 def test_timeline_rejects_bad_limits_cursors_and_users(settings: Settings) -> None:
     w = make_world(settings, threshold=100)
     ann = w.user("ann")
-    c = w.client
+    c = w.as_("ann")
     for limit in (0, 101, -1):
         r = c.get(f"/v1/timeline/{ann}", params={"limit": limit})
         assert r.status_code == 422 and "limit" in r.json()["error"]["message"]
     for cursor in ("zz", base64.urlsafe_b64encode(b"p:12").decode(), "!!!", base64.urlsafe_b64encode(b"t:x").decode()):
         r = c.get(f"/v1/timeline/{ann}", params={"before": cursor})
         assert r.status_code == 422 and "cursor" in r.json()["error"]["message"], cursor
-    assert c.get("/v1/timeline/12345").status_code == 404
+    assert c.get("/v1/timeline/12345").status_code == 403  # another user's home timeline
     assert c.get(f"/v1/timeline/{ann}").json() == {"user_id": ann, "posts": [], "next_cursor": None}
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from accounts import Authed, signup
 from fastapi.testclient import TestClient
 
 from schemas.records import LAKE_TABLES, SERVING_TABLES
@@ -45,10 +46,11 @@ def test_search_events_once_lands_the_good_and_rejects_the_bad(settings: Setting
 
 def test_post_fanout_pushes_to_followers_and_stops_on_sigterm(settings: Settings) -> None:
     client = TestClient(create_app(settings))
-    ann, bob, cat = (client.post("/v1/users", json={"username": n}).json()["user_id"] for n in ("ann", "bob", "cat"))
-    for follower in (bob, cat):
-        assert client.post("/v1/follows", json={"follower_id": follower, "followee_id": ann}).status_code == 201
-    posts = [client.post("/v1/posts", json={"user_id": ann, "caption": f"p{i}"}).json()["post_id"] for i in range(2)]
+    (ann, ann_token), (bob, bob_token), (cat, cat_token) = (signup(client, n) for n in ("ann", "bob", "cat"))
+    for follower, token in ((bob, bob_token), (cat, cat_token)):
+        assert Authed(client, token).post("/v1/follows", json={"follower_id": follower, "followee_id": ann}).status_code == 201
+    posts = [Authed(client, ann_token).post("/v1/posts", json={"user_id": ann, "caption": f"p{i}"}).json()["post_id"]
+             for i in range(2)]
     proc = stream(settings, "post_fanout.py", "--idle", "0.2")
     store = open_store(settings)
     deadline = time.monotonic() + 90

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from accounts import Authed, signup
 from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
@@ -134,11 +135,19 @@ def client(settings: Settings):
         yield c
 
 
-def test_post_lands_in_its_window_and_the_users_recent_queries(client, settings: Settings) -> None:
+@pytest.fixture
+def alice(client) -> tuple[str, Authed]:
+    """A signed-up user: (their user_id as search events carry it, a client acting as them)."""
+    user_id, token = signup(client, "alice")
+    return str(user_id), Authed(client, token)
+
+
+def test_post_lands_in_its_window_and_the_users_recent_queries(alice, settings: Settings) -> None:
+    me, client = alice
     at = TS.replace(minute=37, second=12)
-    answer = client.post("/v1/search-events", json=event(user_id="alice", query="  Weather\tTOMORROW", ts=iso(at)))
+    answer = client.post("/v1/search-events", json=event(user_id=me, query="  Weather\tTOMORROW", ts=iso(at)))
     assert answer.status_code == 202 and answer.json() == {"accepted": 1}
-    batch = [event(user_id=f"u{i}", query=f"q{i}", ts=iso(at + timedelta(minutes=i))) for i in range(3)]
+    batch = [event(user_id=me, query=f"q{i}", ts=iso(at + timedelta(minutes=i))) for i in range(3)]
     answer = client.post("/v1/search-events", json=batch)
     assert answer.status_code == 202 and answer.json() == {"accepted": 3}
     assert ArrowLake(settings).partitions(EVENTS) == []  # accepted, not landed synchronously
@@ -149,13 +158,25 @@ def test_post_lands_in_its_window_and_the_users_recent_queries(client, settings:
     assert window in report.partitions
     start = at.replace(minute=30, second=0)
     rows = ArrowLake(settings).read(EVENTS, start, start + timedelta(minutes=15)).to_pylist()
-    assert {"user_id": "alice", "query": "weather tomorrow", "region": "us", "ts": at} in rows
+    assert {"user_id": me, "query": "weather tomorrow", "region": "us", "ts": at} in rows
     assert land_search_events(settings, idle_timeout_s=0.2).received == 0  # committed: nothing replays
 
     store = open_store(settings)
-    recent = store.query(RECENT, {"user_id": "alice"})
+    recent = store.query(RECENT, {"user_id": me})
     store.close()
-    assert [(r["query"], r["region"], r["ts"]) for r in recent] == [("weather tomorrow", "us", at)]
+    sent = [("weather tomorrow", "us", at)] + [(f"q{i}", "us", at + timedelta(minutes=i)) for i in range(3)]
+    assert [(r["query"], r["region"], r["ts"]) for r in recent] == sorted(sent, key=lambda r: (r[2], r[0]),
+                                                                          reverse=True)
+
+
+def test_post_acts_only_for_the_tokens_owner(client, alice, settings: Settings) -> None:
+    me, as_alice = alice
+    assert client.post("/v1/search-events", json=event(user_id=me)).status_code == 401
+    forged = client.post("/v1/search-events", json=event(user_id=me), headers={"Authorization": "Bearer sfu_x.y"})
+    assert forged.status_code == 401 and forged.headers["www-authenticate"].startswith("Bearer")
+    other = as_alice.post("/v1/search-events", json=[event(user_id=me), event(user_id="12345")])
+    assert other.status_code == 403 and "12345" in other.json()["error"]["message"]
+    assert land_search_events(settings, idle_timeout_s=0.1).received == 0  # nothing of a refused batch
 
 
 @pytest.mark.parametrize("body, reason", [
@@ -166,15 +187,16 @@ def test_post_lands_in_its_window_and_the_users_recent_queries(client, settings:
     ([event(), event(region=None)], "events[1]: search_event: region: required"),
     ([], "non-empty list"),
 ])
-def test_post_rejects_bad_events_with_the_reason(client, settings: Settings, body, reason) -> None:
-    answer = client.post("/v1/search-events", json=body)
+def test_post_rejects_bad_events_with_the_reason(alice, settings: Settings, body, reason) -> None:
+    answer = alice[1].post("/v1/search-events", json=body)
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "invalid_request"
     assert reason in answer.json()["error"]["message"]
     assert land_search_events(settings, idle_timeout_s=0.1).received == 0  # all or nothing
 
 
-def test_post_rejects_malformed_json_and_too_many_events(client) -> None:
+def test_post_rejects_malformed_json_and_too_many_events(alice) -> None:
+    client = alice[1]
     answer = client.post("/v1/search-events", content=b"{not json", headers={"content-type": "application/json"})
     assert answer.status_code == 422 and "error" in answer.json()
     answer = client.post("/v1/search-events", json=[event()] * 1001)

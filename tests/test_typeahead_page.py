@@ -199,7 +199,6 @@ def test_region_eu_shows_the_eu_list_and_an_unknown_region_says_why(page) -> Non
 
 def test_submitted_queries_come_back_as_recent(page, server: Server) -> None:
     box = page.locator("#q")
-    assert page.evaluate("() => localStorage.getItem('sixfold.typeahead.user_id')")  # generated and kept
 
     type_into_box(page, "ne")
     expected = oracle(SCORED, "ne")
@@ -239,6 +238,34 @@ def test_submitted_queries_come_back_as_recent(page, server: Server) -> None:
     page.reload()
     page.locator("#q").focus()
     wait_for_list(page, ["pyspark", picked], [True, True])
+
+
+def test_a_signed_in_user_gets_their_searches_back_and_recorded(page, server: Server) -> None:
+    """With a session (the feed page's sign-up keeps one), suggestions carry user_id and the token,
+    and a submitted search is recorded as that user's search event."""
+    import httpx
+
+    from sixfold.platform.bus import open_bus
+
+    answer = httpx.post(server.url + "/v1/users", json={"username": "searcher"}).json()
+    seen: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: seen.append((r.url, r.headers.get("authorization"))))
+    session = {"user_id": str(answer["user_id"]), "token": answer["token"]}  # as the feed page keeps it:
+    page.evaluate("s => localStorage.setItem('sixfold.session', JSON.stringify(s))", session)  # 64-bit ids as text
+    page.reload()
+    type_into_box(page, "ne")
+    wait_for_list(page, oracle(SCORED, "ne"))  # no recent searches of theirs yet: the trie's answer
+    page.locator("#q").press("Enter")
+    page.wait_for_function("() => !document.getElementById('searched').hidden")
+    asked = [(url, auth) for url, auth in seen if "/v1/suggestions?" in url]
+    assert asked and all(f"user_id={answer['user_id']}" in url and auth == f"Bearer {answer['token']}"
+                         for url, auth in asked)
+    consumer = open_bus(server.app.state.settings).consumer("search-events", "page-test")
+    for _ in range(50):
+        events = [m.json() for m in consumer.poll(timeout_s=0.1)]
+        if events:
+            break
+    assert [(e["user_id"], e["query"]) for e in events] == [(str(answer["user_id"]), "ne")]
 
 
 def test_out_of_order_answers_are_dropped(page) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from accounts import bearer, signup
 from fastapi.testclient import TestClient
 
 from sixfold.api.app import create_app, create_asgi
@@ -65,19 +66,23 @@ def test_a_users_recent_queries_lead_their_suggestions(built):
     from schemas.records import SERVING_TABLES
     from sixfold.platform.store import SQLiteStore
 
+    client = TestClient(create_asgi())
+    (ann, ann_token), (bob, bob_token) = signup(client, "ann"), signup(client, "bob")
     store = SQLiteStore(built.sqlite_path)
     now = datetime.now(timezone.utc)
     for minutes, query in [(5, "nasa"), (4, "new york"), (3, "nebula cat"), (2, "zebra"), (1, "new york")]:
         store.upsert(SERVING_TABLES["user_recent_queries"],
-                     {"user_id": "ann", "ts": now - timedelta(minutes=minutes), "query": query, "region": "eu"})
-    client = TestClient(create_asgi())
-    mine = client.get("/v1/suggestions?prefix=n&user_id=ann").json()["suggestions"]
+                     {"user_id": str(ann), "ts": now - timedelta(minutes=minutes), "query": query, "region": "eu"})
+    # a user's recent searches are theirs: personalised answers need that user's own token
+    assert client.get(f"/v1/suggestions?prefix=n&user_id={ann}").status_code == 401
+    assert client.get(f"/v1/suggestions?prefix=n&user_id={ann}", headers=bearer(bob_token)).status_code == 403
+    mine = client.get(f"/v1/suggestions?prefix=n&user_id={ann}", headers=bearer(ann_token)).json()["suggestions"]
     # the oracle: recent matches newest first, deduplicated, at most 3; then the brute force without them
     lead = ["new york", "nebula cat", "nasa"]
     rest = [s for s in brute_force("n") if s["phrase"] not in lead]
     assert [s["phrase"] for s in mine] == (lead + [s["phrase"] for s in rest])[:10]
     assert mine[1] == {"phrase": "nebula cat", "score": 0.0}  # not a suggestion in the trie (yet)
-    others = client.get("/v1/suggestions?prefix=n&user_id=bob").json()["suggestions"]
+    others = client.get(f"/v1/suggestions?prefix=n&user_id={bob}", headers=bearer(bob_token)).json()["suggestions"]
     assert others == brute_force("n")
 
 

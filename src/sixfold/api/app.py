@@ -15,7 +15,7 @@ from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sixfold import __version__
-from sixfold.platform.errors import ServiceUnavailable, error_body
+from sixfold.platform.errors import RequestError, ServiceUnavailable, error_body
 from sixfold.platform.settings import Settings, load_settings
 
 log = logging.getLogger("sixfold.api")
@@ -53,6 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def validation_error(_request: Request, exc: RequestValidationError) -> ORJSONResponse:
         return ORJSONResponse(error_body(422, _describe_validation(exc)), status_code=422)
 
+    @app.exception_handler(RequestError)
+    async def refused(_request: Request, exc: RequestError) -> ORJSONResponse:
+        return ORJSONResponse(error_body(exc.status, str(exc)), status_code=exc.status, headers=exc.headers)
+
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(_request: Request, exc: ServiceUnavailable) -> ORJSONResponse:
         return ORJSONResponse(error_body(503, str(exc)), status_code=503, headers={"Retry-After": "5"})
@@ -64,6 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               status_code=500)
 
     app.include_router(health)
+    from sixfold.api.identity import router as identity_router
+
+    app.include_router(identity_router)
     from sixfold.typeahead.api import router as typeahead_router
 
     app.include_router(typeahead_router)

@@ -1,6 +1,6 @@
 """Answering the hottest GETs without the framework's per-request machinery.
 
-A `FastGet` recognises one path and answers `(status, body)` from the app's shared state, with
+A `FastGet` recognises one path and answers `(status, body[, headers])` from the app's shared state, with
 the same answers and error shapes as its FastAPI route, which stays the reference and the OpenAPI
 entry. Anything a FastGet does not take (another path, a parameter it would have to explain) goes
 on to FastAPI. `sixfold serve` puts `FastPaths` outermost, in front of FastAPI's middleware stack.
@@ -14,19 +14,28 @@ import orjson
 
 from sixfold.platform.errors import error_body
 
-Answer = tuple[int, bytes]
+Answer = tuple[int, bytes] | tuple[int, bytes, dict[str, str]]
 
 
 class FastGet(Protocol):
     def match(self, path: str) -> Any | None:
         """Something truthy when this handler owns `path` (passed on to `answer`), else None."""
 
-    def answer(self, matched: Any, query_string: bytes, app: Any) -> Answer | None:
-        """The response, or None to let FastAPI answer (and explain) this request."""
+    def answer(self, matched: Any, scope: dict, app: Any) -> Answer | None:
+        """The response to this ASGI request, or None to let FastAPI answer (and explain) it."""
 
 
-def error(status: int, message: str) -> Answer:
-    return status, orjson.dumps(error_body(status, message))
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> Answer:
+    body = orjson.dumps(error_body(status, message))
+    return (status, body, headers) if headers else (status, body)
+
+
+def unknown_parameters(params: dict[str, str], known: set[str]) -> Answer | None:
+    """The 422 FastAPI gives a route that forbids extra query parameters, or None when all are known."""
+    extra = [name for name in params if name not in known]
+    if not extra:
+        return None
+    return error(422, "; ".join(f"query.{name}: Extra inputs are not permitted" for name in extra))
 
 
 class FastPaths:
@@ -44,12 +53,13 @@ class FastPaths:
                 matched = route.match(path)
                 if matched is None:
                     continue
-                result = route.answer(matched, scope.get("query_string", b""), self.fastapi or scope["app"])
+                result = route.answer(matched, scope, self.fastapi or scope["app"])
                 if result is not None:
-                    status, body = result
-                    await send({"type": "http.response.start", "status": status,
-                                "headers": [(b"content-type", b"application/json"),
-                                            (b"content-length", str(len(body)).encode())]})
+                    status, body = result[0], result[1]
+                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                    if len(result) > 2:
+                        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result[2].items()]
+                    await send({"type": "http.response.start", "status": status, "headers": headers})
                     await send({"type": "http.response.body", "body": body})
                     return
                 break

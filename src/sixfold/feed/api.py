@@ -6,19 +6,16 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from sixfold.platform.app_state import app_bus, app_store, shared
+from sixfold.platform.app_state import app_bus, app_sequencer, app_store, shared
+from sixfold.platform.auth import acting_user, app_users, require_self, token_owner, unauthorized, writing_user
+from sixfold.platform.errors import RequestError
 
 router = APIRouter(tags=["feed"])
 
 # ---- users and follows (users.py, graph.py) -----------------------------------------------------
-
-
-class NewUser(BaseModel):
-    username: str = Field(..., description="1 to 64 letters, digits, '.' or '_'; unique, case-insensitively",
-                                examples=["ada.lovelace"])
 
 
 class FollowEdge(BaseModel):
@@ -26,17 +23,12 @@ class FollowEdge(BaseModel):
     followee_id: int
 
 
-def _feed_sequencer(app):  # one id sequencer per app (users, posts, media, stories), its worker id leased
-    # in the serving store so that no two server processes make ids with the same worker bits
-    from sixfold.platform.worker_ids import LeasedSequencer
-
-    return shared(app.state, "feed_sequencer", lambda: LeasedSequencer(app_store(app)))
+def _feed_sequencer(app):  # the app's one sequencer (users, posts, media, stories)
+    return app_sequencer(app)
 
 
 def _user_directory(app):
-    from sixfold.feed.users import UserDirectory
-
-    return shared(app.state, "user_directory", lambda: UserDirectory(app_store(app), _feed_sequencer(app)))
+    return app_users(app)
 
 
 def _follow_graph(app):
@@ -58,26 +50,21 @@ def _feed_call(fn, *args, **kwargs) -> Any:
     """Run a domain call, turning its FeedError into the HTTP error it names."""
     from fastapi import HTTPException
 
-    from sixfold.feed.users import FeedError
-
     try:
         return fn(*args, **kwargs)
-    except FeedError as exc:
-        raise HTTPException(exc.status, str(exc)) from None
+    except RequestError as exc:
+        raise HTTPException(exc.status, str(exc), headers=exc.headers) from None
 
 
-@router.post("/v1/users", status_code=201, summary="Create a user; the username must be free")
-def post_user(request: Request, user: NewUser) -> Any:
-    return _feed_call(_user_directory(request.app).create, user.username)
-
-
-@router.post("/v1/follows", status_code=201, summary="follower_id follows followee_id (idempotent)")
-def post_follow(request: Request, edge: FollowEdge) -> Any:
+@router.post("/v1/follows", status_code=201, summary="follower_id (the token's owner) follows followee_id (idempotent)")
+def post_follow(request: Request, edge: FollowEdge, acting: int = Depends(writing_user)) -> Any:
+    require_self(acting, edge.follower_id, "follower_id")
     return _feed_call(_follow_graph(request.app).follow, edge.follower_id, edge.followee_id)
 
 
-@router.delete("/v1/follows", status_code=200, summary="follower_id stops following followee_id (idempotent)")
-def delete_follow(request: Request, edge: FollowEdge) -> Any:
+@router.delete("/v1/follows", status_code=200, summary="follower_id (the token's owner) stops following followee_id")
+def delete_follow(request: Request, edge: FollowEdge, acting: int = Depends(writing_user)) -> Any:
+    require_self(acting, edge.follower_id, "follower_id")
     return _feed_call(_follow_graph(request.app).unfollow, edge.follower_id, edge.followee_id)
 
 
@@ -114,17 +101,20 @@ def _timeline_reader(app):
         page_cache_s=settings.feed_page_cache_s))
 
 
-@router.post("/v1/posts", status_code=201, summary="Publish a post; followers see it after fanout")
-def post_post(request: Request, post: NewPost) -> Any:
+@router.post("/v1/posts", status_code=201, summary="Publish a post as the token's owner; followers see it after fanout")
+def post_post(request: Request, post: NewPost, acting: int = Depends(writing_user)) -> Any:
+    require_self(acting, post.user_id)
     geo = post.geo.model_dump() if post.geo is not None else None
     return _feed_call(_post_service(request.app).create, post.user_id, post.caption, list(post.media_ids),
                       list(post.hashtags), geo)
 
 
-@router.get("/v1/timeline/{user_id}", summary="A user's home timeline, newest first (pushed + pulled)")
+@router.get("/v1/timeline/{user_id}", summary="Your home timeline, newest first (pushed + pulled); owner's token")
 def get_timeline(request: Request, user_id: int,
                  limit: int = Query(20, description="posts per page, 1..100"),
-                 before: str | None = Query(None, description="next_cursor of the previous page")) -> Any:
+                 before: str | None = Query(None, description="next_cursor of the previous page"),
+                 acting: int = Depends(acting_user)) -> Any:
+    require_self(acting, user_id)
     return _feed_call(_timeline_reader(request.app).timeline, user_id, limit, before)
 
 
@@ -137,12 +127,11 @@ class TimelineFastGet:
     def match(self, path: str) -> Any | None:
         return self.PATH.fullmatch(path)
 
-    def answer(self, matched: Any, query_string: bytes, app: Any) -> tuple[int, bytes] | None:
+    def answer(self, matched: Any, scope: dict, app: Any) -> Any:
         from sixfold.api.fastpath import error
-        from sixfold.feed.users import FeedError
         from sixfold.platform.errors import ServiceUnavailable
 
-        params = {key: values[-1] for key, values in parse_qs(query_string.decode("latin-1"),
+        params = {key: values[-1] for key, values in parse_qs(scope.get("query_string", b"").decode("latin-1"),
                                                               keep_blank_values=True).items()}
         if set(params) - {"limit", "before"}:
             return None
@@ -151,9 +140,14 @@ class TimelineFastGet:
         except ValueError:
             return None
         try:
-            return 200, _timeline_reader(app).timeline_json(int(matched.group(1)), limit, params.get("before"))
-        except FeedError as exc:
-            return error(exc.status, str(exc))
+            acting, token = token_owner(app, scope["headers"])
+            if acting is None:
+                raise unauthorized(token)
+            user_id = int(matched.group(1))
+            require_self(acting, user_id)
+            return 200, _timeline_reader(app).timeline_json(user_id, limit, params.get("before"))
+        except RequestError as exc:
+            return error(exc.status, str(exc), exc.headers)
         except ServiceUnavailable as exc:
             return error(503, str(exc))
 
@@ -168,8 +162,11 @@ def _media_library(app):  # one MediaLibrary per app, on the app's one serving s
     from sixfold.feed.media import MediaLibrary, open_blob_store
 
     store = app_store(app)
+    settings = app.state.settings
     return shared(app.state, "media_library",
-                  lambda: MediaLibrary(store, open_blob_store(app.state.settings), _feed_sequencer(app)))
+                  lambda: MediaLibrary(store, open_blob_store(settings), _feed_sequencer(app),
+                                       max_pixels=settings.media_max_pixels,
+                                       decode_concurrency=settings.media_decode_concurrency))
 
 
 async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, str]]:
@@ -200,6 +197,7 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, s
         return body, content_type.split(";")[0].strip() or None, {}
 
     from starlette.datastructures import UploadFile
+    from python_multipart.exceptions import MultipartParseError
     from starlette.formparsers import MultiPartException, MultiPartParser
 
     async def replay():
@@ -207,8 +205,9 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, s
 
     try:
         form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=10).parse()
-    except MultiPartException as exc:
-        raise HTTPException(422, f"malformed multipart body: {exc.message}; send one image file field") from None
+    except (MultiPartException, MultipartParseError) as exc:
+        reason = getattr(exc, "message", None) or str(exc)
+        raise HTTPException(422, f"malformed multipart body: {reason}; send one image file field") from None
     files = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
     fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     if not files:
@@ -230,7 +229,9 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, s
     }}},
 )
 async def post_media(request: Request,
-                     user_id: int | None = Query(None, description="the uploader (or a `user_id` form field)")):
+                     user_id: int | None = Query(None, description="the uploader, if given (or a `user_id` form "
+                                                 "field): must be the token's owner, who is the default"),
+                     acting: int = Depends(writing_user)):
     from fastapi import HTTPException
     from starlette.concurrency import run_in_threadpool
 
@@ -244,7 +245,8 @@ async def post_media(request: Request,
         except ValueError:
             raise HTTPException(422, f"user_id: {raw!r} is not an integer") from None
     if user_id is None:
-        raise HTTPException(422, "user_id is required: a query parameter or a form field")
+        user_id = acting
+    require_self(acting, user_id)
     library = _media_library(request.app)
     try:  # decoding and resizing take CPU: keep them off the event loop
         return await run_in_threadpool(library.upload, user_id, data, declared)
@@ -290,14 +292,17 @@ def _story_service(app):  # one StoryService per app (real clock), on the app's 
 
 
 @router.post("/v1/stories", status_code=201, summary="Post a story: visible to followers for exactly 24 hours")
-def post_story(request: Request, story: NewStory):
+def post_story(request: Request, story: NewStory, acting: int = Depends(writing_user)):
+    require_self(acting, story.user_id)
     return _feed_call(_story_service(request.app).post, story.user_id, story.media_id)
 
 
-@router.get("/v1/stories/feed/{user_id}", summary="Live stories of the people a user follows and their own, by author")
-def get_story_feed(request: Request, user_id: int,
+@router.get("/v1/stories/feed/{user_id}",
+            summary="Live stories of the people you follow and your own, by author; owner's token")
+def get_story_feed(request: Request, user_id: int, acting: int = Depends(acting_user),
                    limit: int = Query(20, description="authors per page, 1..100"),
                    cursor: str | None = Query(None, description="next_cursor of the previous page")):
+    require_self(acting, user_id)
     return _feed_call(_story_service(request.app).feed, user_id, limit, cursor)
 
 

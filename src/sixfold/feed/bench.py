@@ -220,7 +220,14 @@ def bench_reads(home: Path, data: Any, threshold: int, opts: FeedBenchOptions, w
         raise RuntimeError(f"no user follows an author with >= {threshold:,} followers; use more users")
     env = {**os.environ, "SIXFOLD_HOME": str(home), "SIXFOLD_PROFILE": "embedded",
            "SIXFOLD_FEED_CELEBRITY_THRESHOLD": str(threshold)}
-    paths = [f"/v1/timeline/{u}?limit=20" for u in users]
+    # each reader's own token, as a client would send it (a timeline is its owner's)
+    from sixfold.platform.identity import Credentials
+    from sixfold.platform.store import SQLiteStore
+
+    store = SQLiteStore(Settings.from_env(env).sqlite_path)
+    credentials = Credentials(store)
+    paths = [(f"/v1/timeline/{u}?limit=20", credentials.issue(u)) for u in users]
+    store.close()
 
     def drive(page_cache_s: float, what: str) -> dict:
         run_env = {**env, "SIXFOLD_FEED_PAGE_CACHE_S": str(page_cache_s)}
@@ -244,7 +251,7 @@ def bench_reads(home: Path, data: Any, threshold: int, opts: FeedBenchOptions, w
         "sample_posts_returned": len(sample["posts"]),
         "server": f"{figures['server']}, SIXFOLD_FEED_CELEBRITY_THRESHOLD={threshold}",
         "load_generator": f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration_s}s --latency, Lua script "
-                          f"cycling GET /v1/timeline/{{id}}?limit=20 over {len(users):,} users",
+                          f"cycling GET /v1/timeline/{{id}}?limit=20 over {len(users):,} users, each with its owner's bearer token",
         "targets": {"rps": TARGET_RPS, "p99_ms": TARGET_P99_MS, "rps_met": figures["rps"] >= TARGET_RPS,
                     "p99_met": figures.get("p99_ms", math.inf) < TARGET_P99_MS},
     }

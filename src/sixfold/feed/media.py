@@ -12,9 +12,12 @@ import hashlib
 import io
 import json
 import os
+import re
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +30,6 @@ from sixfold.platform.settings import Settings
 from sixfold.platform.store import ServingStore
 
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
-MAX_PIXELS = 50_000_000  # a larger "image" is a decompression bomb, not a photo
 RENDITIONS: dict[str, int] = {"thumb": 150, "feed": 1080}  # name -> longest side in px
 Size = Literal["original", "feed", "thumb"]
 
@@ -170,6 +172,16 @@ def open_blob_store(settings: Settings) -> BlobStore:
 
 
 # ---- images -----------------------------------------------------------------------------------
+# Memory, not CPU, is what a hostile upload attacks: a 200 KB PNG can claim 7000 x 7000 pixels, and a
+# decoded bitmap costs 4 bytes a pixel whatever the file's size. So the header is checked before any
+# pixel is decoded, a JPEG is decoded at the smallest scale that still covers the feed size, every
+# other format is decoded once and shrunk tile by tile (no full-size copy), and a semaphore bounds
+# how many uploads hold a decoded bitmap at once.
+REDUCING_GAP = 2  # shrink by whole factors to >= 2x the feed size, then resample: Pillow's thumbnail default
+TILE_PX = 1024  # source pixels per tile side when shrinking: a tile's copies stay a few MB
+DECODE_WAIT_S = 30.0  # an upload waits this long for a free decoder before it is told to retry
+
+
 def _sniff(data: bytes) -> str | None:
     """The accepted format the bytes claim by their magic number, or None."""
     if data.startswith(b"\xff\xd8\xff"):
@@ -184,16 +196,36 @@ def _sniff(data: bytes) -> str | None:
 
 
 @dataclass(frozen=True)
-class Decoded:
+class Probe:
+    """What an upload's header says, read without decoding a pixel."""
+
     format: str
     content_type: str
     width: int
     height: int
-    image: Any  # PIL.Image.Image, fully loaded
 
 
-def decode_image(data: bytes, declared_type: str | None = None) -> Decoded:
-    """Sniff and fully decode an upload; 415 for a type we do not take, 422 for broken bytes."""
+@dataclass(frozen=True)
+class Rendition:
+    body: bytes
+    content_type: str
+    width: int
+    height: int
+
+
+def _undecodable(fmt: str, exc: BaseException) -> MediaError:
+    return MediaError(422, f"the bytes look like {ACCEPTED[fmt]} but cannot be decoded ({exc}); "
+                           "upload the complete, uncorrupted file")
+
+
+def _too_many_pixels(what: str, max_pixels: int) -> MediaError:
+    return MediaError(413, f"the image is {what}; the limit is {max_pixels:,} pixels: resize it before "
+                           f"uploading (the feed shows at most {RENDITIONS['feed']} px on the long side)")
+
+
+def probe(data: bytes, declared_type: str | None, max_pixels: int) -> Probe:
+    """Type and size from the magic number and the header alone: 415 for a type we do not take, 413 past
+    `max_pixels`, 422 for a header that does not parse. Nothing is decoded, so a bomb costs nothing here."""
     from PIL import Image, UnidentifiedImageError
 
     fmt = _sniff(data)
@@ -202,49 +234,121 @@ def decode_image(data: bytes, declared_type: str | None = None) -> Decoded:
         raise MediaError(415, f"unsupported media type ({what}; the bytes are not an image we accept); "
                               f"upload one of {ACCEPTED_LIST}")
     try:
-        image = Image.open(io.BytesIO(data), formats=[fmt])
-        width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise MediaError(422, f"image is {width}x{height} px; at most {MAX_PIXELS:,} pixels are accepted")
-        image.load()  # decodes every byte of the first frame: a truncated file fails here
-    except MediaError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise MediaError(422, f"the bytes look like {ACCEPTED[fmt]} but cannot be decoded ({exc}); "
-                              "upload the complete, uncorrupted file") from None
-    return Decoded(fmt, ACCEPTED[fmt], width, height, image)
+        with Image.open(io.BytesIO(data), formats=[fmt]) as image:  # lazy: parses the header only
+            width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow refuses at open past twice MAX_IMAGE_PIXELS (our limit), before we see the size; its
+        # message carries the pixel count
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        what = f"{int(claimed[1]):,} pixels" if claimed else f"too large to decode ({exc})"
+        raise _too_many_pixels(what, max_pixels) from None
+    except (UnidentifiedImageError, OSError, EOFError, SyntaxError, ValueError) as exc:
+        raise _undecodable(fmt, exc) from None
+    if width * height > max_pixels:
+        raise _too_many_pixels(f"{width} x {height} = {width * height:,} pixels", max_pixels)
+    return Probe(fmt, ACCEPTED[fmt], width, height)
 
 
-def render(image: Any, longest_side: int) -> tuple[bytes, str, int, int]:
-    """A compressed rendition at most `longest_side` px: JPEG, or WebP when the image has transparency."""
-    from PIL import Image, ImageOps
+def _fit(size: tuple[int, int], longest_side: int) -> tuple[int, int]:
+    """`size` scaled down (never up) to at most `longest_side` on its long side, aspect kept."""
+    scale = min(1.0, longest_side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
-    frame = ImageOps.exif_transpose(image)  # also takes the first frame of an animation
-    has_alpha = frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in frame.info)
-    frame = frame.convert("RGBA" if has_alpha else "RGB")
-    frame.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS)
+
+def _shrink(image: Any, factor: int, mode: str) -> Any:
+    """`image` in `mode`, box-averaged `factor` times smaller, one tile at a time: converting the mode
+    or premultiplying alpha (Pillow's `reduce` does, for RGBA) on the whole bitmap would copy all of it."""
+    from PIL import Image
+
+    if factor == 1:
+        return image.convert(mode)
+    width, height = image.size
+    shrunk = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    step = factor * max(1, TILE_PX // factor)  # a multiple of factor: each tile lands on whole pixels
+    for top in range(0, height, step):
+        for left in range(0, width, step):
+            tile = image.crop((left, top, min(left + step, width), min(top + step, height)))
+            shrunk.paste(tile.convert(mode).reduce(factor), (left // factor, top // factor))
+    return shrunk
+
+
+def _encode(frame: Any) -> Rendition:
+    """JPEG, or WebP when the frame has transparency."""
     out = io.BytesIO()
-    if has_alpha:
+    if frame.mode == "RGBA":
         frame.save(out, "WEBP", quality=80, method=4)
         content_type = "image/webp"
     else:
         frame.save(out, "JPEG", quality=82, optimize=True, progressive=True)
         content_type = "image/jpeg"
-    return out.getvalue(), content_type, frame.width, frame.height
+    return Rendition(out.getvalue(), content_type, frame.width, frame.height)
+
+
+def make_renditions(data: bytes, fmt: str) -> dict[str, Rendition]:
+    """Every rendition of the first frame, decoded once: a JPEG at the smallest scale covering the largest
+    rendition, anything else at full size and shrunk at once; each rendition is made from the one above
+    it, largest first. 422 when the bytes do not decode. Holds at most one full-size bitmap."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    largest = max(RENDITIONS.values())
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as image:
+            if fmt == "JPEG":  # libjpeg decodes at 1/2, 1/4 or 1/8 scale for free
+                image.draft(None, _fit(image.size, largest))
+            image.load()  # decodes every byte of the first frame: a truncated file fails here
+            factor = max(1, max(image.size) // (largest * REDUCING_GAP))
+            has_alpha = image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info
+            frame = _shrink(image, factor, "RGBA" if has_alpha else "RGB")
+            frame.info.update(image.info)  # the EXIF orientation, applied below on the small frame
+    except (UnidentifiedImageError, OSError, EOFError, SyntaxError, ValueError) as exc:
+        raise _undecodable(fmt, exc) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # an oversized GIF frame
+        raise MediaError(413, f"a frame of the image is too large to decode ({exc}); "
+                              "resize it before uploading") from None
+    ImageOps.exif_transpose(frame, in_place=True)
+    made: dict[str, Rendition] = {}
+    for name, side in sorted(RENDITIONS.items(), key=lambda item: -item[1]):
+        frame.thumbnail((side, side), Image.Resampling.LANCZOS)  # in place: the next one starts from this
+        made[name] = _encode(frame)
+    frame.close()
+    return {name: made[name] for name in RENDITIONS}
 
 
 # ---- the media library ------------------------------------------------------------------------
+_PROCESS_SEQUENCER = Sequencer()  # for libraries given no sequencer and no clock: apps pass their leased one
+
+
 class MediaLibrary:
-    """Uploads and reads of media: metadata rows in the serving store, bytes in the blob store."""
+    """Uploads and reads of media: metadata rows in the serving store, bytes in the blob store.
+
+    At most `decode_concurrency` uploads of this library decode at once (each holds one bitmap of at
+    most `max_pixels`), so memory stays bounded however many arrive together."""
 
     def __init__(self, store: ServingStore, blobs: BlobStore, sequencer: Sequencer | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, *,
+                 max_pixels: int = Settings.media_max_pixels,
+                 decode_concurrency: int = Settings.media_decode_concurrency) -> None:
         import time
+
+        from PIL import Image
 
         self.store = store
         self.blobs = blobs
         self.clock = clock or time.time
+        if sequencer is None and clock is None:  # libraries built without one share the process's
+            sequencer = _PROCESS_SEQUENCER  # (two own sequencers hand out the same id in one millisecond)
         self.sequencer = sequencer or Sequencer(clock_ms=lambda: int(self.clock() * 1000))
+        self.max_pixels = max_pixels
+        self.decode_concurrency = decode_concurrency
+        self.decoders = threading.BoundedSemaphore(decode_concurrency)
+        # the decoding itself runs on these few threads, not on whichever request thread got a slot: glibc
+        # gives each thread its own malloc arena and keeps memory freed there, so bitmaps decoded on many
+        # threads leave a bitmap's worth in each (six concurrent 7000 x 7000 PNGs: a peak of 840 MiB
+        # above idle when decoded on the request threads, 460 MiB on two decoder threads)
+        self.decode_threads = ThreadPoolExecutor(decode_concurrency, thread_name_prefix="sixfold-media-decode")
+        # Pillow's own bomb check (a warning past this, an error past twice this) is process-wide; keep it
+        # in step with ours, which answers first with the image's size
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
     def upload(self, owner_id: int, data: bytes, declared_type: str | None = None) -> dict[str, Any]:
         if len(data) > MAX_UPLOAD_BYTES:
@@ -253,23 +357,35 @@ class MediaLibrary:
             raise MediaError(422, "the upload is empty; send the image bytes")
         if self.store.get(USERS, {"user_id": owner_id}) is None:
             raise MediaError(404, f"user {owner_id} does not exist; create it with POST /v1/users first")
-        decoded = decode_image(data, declared_type)
-        sha = self.blobs.put(data)
+        probed = probe(data, declared_type, self.max_pixels)
+        sha = hashlib.sha256(data).hexdigest()
         manifest = self.blobs.manifest(sha)
         if manifest is None or any(not self.blobs.exists(m["sha256"]) for m in manifest.values()):
-            manifest = {}
-            for name, side in RENDITIONS.items():
-                body, content_type, w, h = render(decoded.image, side)
-                manifest[name] = {"sha256": self.blobs.put(body), "content_type": content_type,
-                                  "width": w, "height": h, "size_bytes": len(body)}
+            made = self._decode(data, probed.format)
+            self.blobs.put(data)
+            manifest = {name: {"sha256": self.blobs.put(r.body), "content_type": r.content_type,
+                               "width": r.width, "height": r.height, "size_bytes": len(r.body)}
+                        for name, r in made.items()}
             self.blobs.put_manifest(sha, manifest)
+        else:  # these very bytes decoded before: their renditions stand
+            self.blobs.put(data)
         row = {
             "media_id": self.sequencer.next_id(), "owner_id": owner_id, "sha256": sha,
-            "content_type": decoded.content_type, "width": decoded.width, "height": decoded.height,
+            "content_type": probed.content_type, "width": probed.width, "height": probed.height,
             "size_bytes": len(data), "created_at": datetime.fromtimestamp(self.clock(), tz=UTC),
         }
         self.store.upsert(MEDIA, row)
         return {**describe(row), "renditions": manifest}
+
+    def _decode(self, data: bytes, fmt: str) -> dict[str, Rendition]:
+        """make_renditions on a decoder thread once a slot is free; 503 when none frees up in time."""
+        if not self.decoders.acquire(timeout=DECODE_WAIT_S):
+            raise MediaError(503, f"all {self.decode_concurrency} image decoders stayed busy for "
+                                  f"{DECODE_WAIT_S:.0f} s; retry the upload in a few seconds")
+        try:  # a slot per decoder thread: the job never queues behind another
+            return self.decode_threads.submit(make_renditions, data, fmt).result()
+        finally:
+            self.decoders.release()
 
     def get_row(self, media_id: int) -> dict[str, Any]:
         row = self.store.get(MEDIA, {"media_id": media_id})

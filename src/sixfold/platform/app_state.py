@@ -33,3 +33,11 @@ def app_bus(app: Any) -> Any:
     from sixfold.platform.bus import open_bus
 
     return shared(app.state, "bus", lambda: open_bus(app.state.settings))
+
+
+def app_sequencer(app: Any) -> Any:
+    """The app's one id sequencer (users, posts, media, stories, ...), its worker id leased in the serving
+    store so that no two server processes make ids with the same worker bits."""
+    from sixfold.platform.worker_ids import LeasedSequencer
+
+    return shared(app.state, "sequencer", lambda: LeasedSequencer(app_store(app)))

@@ -84,13 +84,17 @@ function setup(thread)
   table.insert(threads, thread)
 end
 function init(args)
-  paths = {}
-  for line in io.lines("%(paths)s") do paths[#paths + 1] = line end
+  paths, auth = {}, {}
+  for line in io.lines("%(paths)s") do
+    local path, token = line:match("^([^\t]*)\t?(.*)$")
+    paths[#paths + 1] = path
+    auth[#paths] = token ~= "" and {["Authorization"] = "Bearer " .. token} or nil
+  end
   i = (id * 7919) %% #paths
 end
 function request()
   i = i %% #paths + 1
-  return wrk.format("GET", paths[i])
+  return wrk.format("GET", paths[i], auth[i])
 end
 function done(summary, latency, requests)
   io.write(string.format("SIXFOLD requests=%%d duration_us=%%d status_errors=%%d connect=%%d read=%%d write=%%d timeout=%%d\n",
@@ -201,19 +205,22 @@ def new_result(system: str, options: Any, note: str = SHARED_CORES_NOTE) -> dict
     }
 
 
-def wrk_against_serve(env: dict[str, str], paths: list[str], expect: str, *, workers: int, threads: int,
+def wrk_against_serve(env: dict[str, str], paths: list[str] | list[tuple[str, str]], expect: str, *,
+                      workers: int, threads: int,
                       connections: int, duration_s: int, work: Path, say: Say, what: str = "") -> dict[str, Any]:
     """Start `sixfold serve --workers N` with `env`, wait for /v1/health and for the first of `paths`
     to answer JSON with a non-empty `expect` field (that first request loads the worker's data), warm
     up with wrk for 2 s (every worker loaded), then drive it with wrk cycling `paths`.
 
+    A path may come with a bearer token, `(path, token)`, sent with every request for it.
     Returns wrk's figures (`parse_wrk`) with the first answer (`sample`), whether the server was still
     alive after the run, a description of the server, and wrk's raw output."""
     import uvicorn  # only for the version it ran with
 
     wrk = require("wrk")
     paths_file = work / "wrk-paths.txt"
-    paths_file.write_text("".join(f"{p}\n" for p in paths))
+    pairs = [(p, "") if isinstance(p, str) else p for p in paths]
+    paths_file.write_text("".join(f"{path}\t{token}\n" for path, token in pairs))
     script = work / "wrk-paths.lua"
     script.write_text(WRK_SCRIPT % {"paths": str(paths_file)})
     port = free_port()
@@ -226,13 +233,15 @@ def wrk_against_serve(env: dict[str, str], paths: list[str], expect: str, *, wor
         sample: dict[str, Any] = {}
 
         def answers() -> bool:
-            with urllib.request.urlopen(base + paths[0], timeout=20) as r:
+            first = urllib.request.Request(base + pairs[0][0], headers={"Authorization": f"Bearer {pairs[0][1]}"}
+                                           if pairs[0][1] else {})
+            with urllib.request.urlopen(first, timeout=20) as r:
                 sample.update(json.loads(r.read()))
             return True
 
-        wait_until(answers, proc, f"sixfold serve (first {paths[0]})", log_path, timeout_s=90)
+        wait_until(answers, proc, f"sixfold serve (first {pairs[0][0]})", log_path, timeout_s=90)
         if not sample.get(expect):
-            raise RuntimeError(f"sixfold serve answered {paths[0]} with no {expect}: {sample}")
+            raise RuntimeError(f"sixfold serve answered {pairs[0][0]} with no {expect}: {sample}")
         warm = subprocess.run([wrk, "-t1", "-c8", "-d2s", "-s", str(script), base],
                               capture_output=True, text=True, check=False)
         if warm.returncode != 0:

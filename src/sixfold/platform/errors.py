@@ -22,3 +22,12 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 def error_body(status: int, message: str, code: str | None = None) -> dict:
     """The one JSON shape of every HTTP error: {"error": {"code", "message"}}."""
     return {"error": {"code": code or _HTTP_CODES.get(status, "error"), "message": message}}
+
+
+class RequestError(ValueError):
+    """A refused request; `status` is the HTTP status that says why (401, 403, 404, 409, 422, 429, ...)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers

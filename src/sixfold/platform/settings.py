@@ -75,7 +75,19 @@ class Settings:
     # against the follower's follow stamp, their newest pushed entry and their celebrities' newest
     # posts, so this bounds only what those miss (the offline job's repairs). 0: build every page
     feed_page_cache_s: float = 30.0
+    # uploads: an image claiming more pixels is refused (413) from its header, before decoding; at most
+    # this many uploads per server process hold a decoded bitmap (4 bytes a pixel) at once
+    media_max_pixels: int = 50_000_000  # a 48 MP phone photo (8000 x 6000) passes
+    media_decode_concurrency: int = 2
     typeahead_recent_ttl_s: int = 30 * 86_400  # how long a user's own searches stay for personalisation
+    # identity and abuse limits (every system)
+    auth_cache_s: float = 60.0  # a verified token is trusted this long without a store read (0: read every time)
+    # `limits` storage: memory:// is per process (embedded); several API processes share redis://HOST:PORT
+    rate_limit_storage: str = "memory://"
+    # `limits` strings ("N per minute", several joined by ';'); an empty string turns a limit off
+    limit_signup_per_client: str = "20/minute;200/day"
+    limit_writes_per_user: str = "300/minute"
+    limit_writes_per_client: str = "1200/minute"
     # crawler
     crawler_user_agent: str = "SixfoldBot/0.1 (+https://github.com/sixfold/sixfold)"
     crawler_concurrency: int = 16  # fetches in flight at once (never more than one per host)
@@ -163,10 +175,15 @@ class Settings:
             raise SettingsError("SIXFOLD_FEED_CELEBRITY_THRESHOLD must be a whole number of followers")
         return cls(
             **typeahead,
+            **_identity_settings(env, defaults),
             **_crawler_settings(env, defaults),
             feed_celebrity_threshold=int(celebrity),
             feed_read_cache_s=_non_negative(env, "SIXFOLD_FEED_READ_CACHE_S", defaults.feed_read_cache_s),
             feed_page_cache_s=_non_negative(env, "SIXFOLD_FEED_PAGE_CACHE_S", defaults.feed_page_cache_s),
+            media_max_pixels=int(_number(env, "SIXFOLD_MEDIA_MAX_PIXELS", defaults.media_max_pixels,
+                                         whole=True, positive=True)),
+            media_decode_concurrency=int(_number(env, "SIXFOLD_MEDIA_DECODE_CONCURRENCY",
+                                                 defaults.media_decode_concurrency, whole=True, positive=True)),
             profile=profile,  # type: ignore[arg-type]
             home=home,
             kafka_bootstrap=kafka,
@@ -177,6 +194,28 @@ class Settings:
             cassandra_version=env.get("SIXFOLD_CASSANDRA_VERSION", defaults.cassandra_version),
             connect_timeout_s=timeout,
         )
+
+
+def _identity_settings(env: Mapping[str, str], d: "Settings") -> dict:
+    """SIXFOLD_AUTH_CACHE_S, SIXFOLD_RATE_LIMIT_STORAGE and SIXFOLD_LIMIT_*: checked here, not at the first request."""
+    from limits import parse_many
+
+    out: dict = {"auth_cache_s": _non_negative(env, "SIXFOLD_AUTH_CACHE_S", d.auth_cache_s)}
+    storage = env.get("SIXFOLD_RATE_LIMIT_STORAGE", d.rate_limit_storage).strip()
+    if not storage.startswith(("memory://", "redis://", "rediss://")):
+        raise SettingsError(f"SIXFOLD_RATE_LIMIT_STORAGE={storage!r}; expected memory:// or redis://HOST:PORT")
+    out["rate_limit_storage"] = storage
+    for name in ("signup_per_client", "writes_per_user", "writes_per_client"):
+        var, value = f"SIXFOLD_LIMIT_{name.upper()}", env.get(f"SIXFOLD_LIMIT_{name.upper()}")
+        value = getattr(d, f"limit_{name}") if value is None else value.strip()
+        if value:
+            try:
+                parse_many(value)
+            except ValueError:
+                raise SettingsError(f"{var}={value!r} is not a rate; write e.g. '20/minute' or "
+                                    "'20 per minute;200 per day' (empty: no limit)") from None
+        out[f"limit_{name}"] = value
+    return out
 
 
 def _non_negative(env: Mapping[str, str], var: str, default: float) -> float:

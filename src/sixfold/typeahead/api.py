@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import orjson
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import ORJSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sixfold.platform.app_state import app_bus, app_store, shared
-from sixfold.platform.errors import error_body
-from sixfold.typeahead.serving import MAX_PREFIX, Suggester, SuggestionError
+from sixfold.platform.auth import (bearer_from_headers, optional_user, require_self, token_owner, unauthorized,
+                                   writing_user)
+from sixfold.platform.errors import RequestError
+from sixfold.typeahead.serving import MAX_PREFIX, Suggester, SuggestionError, normalize_prefix, region_name
 from sixfold.typeahead.trie import DEFAULT_K
 
 router = APIRouter(tags=["typeahead"])
@@ -32,10 +34,12 @@ class Accepted(BaseModel):
 
 
 @router.post("/v1/search-events", status_code=202, response_model=Accepted,
-             summary="Record searches: one event or a list of at most 1000; landed in the lake asynchronously")
+             summary="Record your searches (user_id is the token's owner): one event or a list of at most 1000; "
+                     "landed in the lake asynchronously")
 def post_search_events(
     request: Request,
-    payload: Any = Body(..., examples=[{"user_id": "u42", "query": "new york weather", "region": "us",
+    acting: int = Depends(writing_user),
+    payload: Any = Body(..., examples=[{"user_id": "1234", "query": "new york weather", "region": "us",
                                         "ts": "2026-11-26T10:03:00Z"}]),
 ) -> Any:
     from sixfold.typeahead.collection import check_search_event, publish
@@ -53,6 +57,8 @@ def post_search_events(
             problems.append(f"events[{i}]: {exc}" if isinstance(payload, list) else str(exc))
     if problems:  # all or nothing: a client fixes and resends the whole request
         raise HTTPException(422, "; ".join(problems[:20]) + ("; ..." if len(problems) > 20 else ""))
+    for row in rows:
+        require_self(acting, row["user_id"])
     return {"accepted": publish(bus_for(request.app), rows)}
 
 
@@ -79,63 +85,93 @@ class Suggestions(BaseModel):
     suggestions: list[dict[str, Any]]
 
 
+MAX_USER_ID, MAX_REGION = 128, 32
+
+
+class SuggestionQuery(BaseModel):
+    """The parameters of GET /v1/suggestions; any other parameter is refused (422), not ignored."""
+
+    model_config = {"extra": "forbid"}
+    prefix: str = Field(..., max_length=MAX_PREFIX, description="what the user has typed so far")
+    k: int = Field(DEFAULT_K, description="how many suggestions, 1..10")
+    user_id: str | None = Field(None, max_length=MAX_USER_ID,
+                                description="blend in this user's recent queries (needs that user's token)")
+    region: str | None = Field(None, max_length=MAX_REGION, description="regional trending instead of global")
+
+
 @router.get("/v1/suggestions", response_model=Suggestions,
-            summary="Top suggestions for a typed prefix (precomputed per trie node)")
-def get_suggestions(
-    request: Request,
-    prefix: str = Query(..., max_length=MAX_PREFIX, description="what the user has typed so far"),
-    k: int = Query(DEFAULT_K, description="how many suggestions, 1..10"),
-    user_id: str | None = Query(None, max_length=128, description="blend in this user's recent queries"),
-    region: str | None = Query(None, max_length=32, description="regional trending instead of global"),
-) -> Any:
+            summary="Top suggestions for a typed prefix (precomputed per trie node); personalised with your token")
+def get_suggestions(request: Request, query: Annotated[SuggestionQuery, Query()],
+                    acting: int | None = Depends(optional_user)) -> Any:
+    if query.user_id:
+        if acting is None:
+            raise unauthorized(None)
+        require_self(acting, query.user_id)
     try:
-        return ORJSONResponse(suggester_for(request.app).suggest(prefix, k, region, user_id))
+        return ORJSONResponse(suggester_for(request.app).suggest(query.prefix, query.k, query.region,
+                                                                 query.user_id or None))
     except SuggestionError as exc:
         raise HTTPException(exc.status, str(exc)) from None
 
 
 class SuggestionsFastGet:
-    """GET /v1/suggestions for `sixfold.api.fastpath`: answers without a user_id are cached per trie
-    version (hot prefixes dominate typing traffic)."""
+    """GET /v1/suggestions for `sixfold.api.fastpath`. It answers only requests the route would
+    accept as they are (anything to explain goes on to the route), and keeps anonymous answers
+    per trie version under the normalised `(prefix, k, region)`, so spellings of one request share
+    an entry and junk parameters cannot fill the cache."""
 
     CACHE_SIZE = 50_000
+    KNOWN = {"prefix", "k", "user_id", "region"}
 
     def __init__(self) -> None:
-        self._cache: dict[bytes, tuple[int, bytes]] = {}
+        self._cache: dict[tuple[str, int, str], bytes] = {}
         self._cache_version: str | None = None
 
     def match(self, path: str) -> Any | None:
         return True if path == "/v1/suggestions" else None
 
-    def answer(self, _matched: Any, query_string: bytes, app: Any) -> tuple[int, bytes] | None:
+    def answer(self, _matched: Any, scope: dict, app: Any) -> Any:
+        from sixfold.api.fastpath import error
+
+        params = {key: values[-1] for key, values in parse_qs(scope.get("query_string", b"").decode("latin-1"),
+                                                              keep_blank_values=True).items()}
+        prefix, k_raw = params.get("prefix"), params.get("k", str(DEFAULT_K))
+        user, region = params.get("user_id") or None, params.get("region")
+        if (set(params) - self.KNOWN or prefix is None or len(prefix) > MAX_PREFIX or not k_raw.isascii()
+                or not k_raw.isdigit() or len(params.get("user_id", "")) > MAX_USER_ID
+                or len(region or "") > MAX_REGION):
+            return None  # the route explains it, in FastAPI's words
         try:
             suggester = suggester_for(app)
-        except Exception as exc:  # noqa: BLE001 - e.g. the store is unreachable
-            return 503, orjson.dumps(error_body(503, str(exc)))
-        if suggester.version != self._cache_version:
-            self._cache.clear()
-            self._cache_version = suggester.version
-        cached = self._cache.get(query_string)
-        if cached is not None:
-            return cached
-        params = {key: values[-1] for key, values in parse_qs(query_string.decode("latin-1"),
-                                                              keep_blank_values=True).items()}
-        try:
-            if "prefix" not in params:
-                raise SuggestionError(422, "query.prefix: Field required")
-            try:
-                k = int(params.get("k", DEFAULT_K))
-            except ValueError:
-                raise SuggestionError(422, "query.k: Input should be a valid integer") from None
-            user = params.get("user_id") or None
-            result = 200, orjson.dumps(suggester.suggest(params["prefix"], k, params.get("region"), user))
+            if user is not None or bearer_from_headers(scope["headers"]) is not None:
+                acting, token = token_owner(app, scope["headers"])
+                if acting is None:
+                    raise unauthorized(token)
+                if user is not None:
+                    require_self(acting, user)
+                return 200, orjson.dumps(suggester.suggest(prefix, int(k_raw), region, user))
+        except RequestError as exc:
+            return error(exc.status, str(exc), exc.headers)
         except SuggestionError as exc:
-            return exc.status, orjson.dumps(error_body(exc.status, str(exc)))
-        if user is None and suggester.version == self._cache_version:
-            if len(self._cache) >= self.CACHE_SIZE:
-                self._cache.clear()
-            self._cache[query_string] = result
-        return result
+            return error(exc.status, str(exc))
+        except Exception as exc:  # noqa: BLE001 - e.g. the store is unreachable
+            return error(503, str(exc))
+        version = suggester.version
+        if version != self._cache_version:
+            self._cache.clear()
+            self._cache_version = version
+        key = (normalize_prefix(prefix), int(k_raw), region_name(region))
+        found = self._cache.get(key)
+        if found is None:
+            try:
+                found = orjson.dumps(suggester.suggest(prefix, int(k_raw), region)["suggestions"])
+            except SuggestionError as exc:
+                return error(exc.status, str(exc))
+            if suggester.version == version:
+                if len(self._cache) >= self.CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = found
+        return 200, b'{"prefix":' + orjson.dumps(prefix) + b',"suggestions":' + found + b"}"
 
 
 # ---- page: GET /typeahead -----------------------------------------------------------------------

@@ -45,6 +45,11 @@ def normalize_prefix(text: str) -> str:
     return prefix
 
 
+def region_name(region: str | None) -> str:
+    """The trie region a `region` parameter asks for (absent or empty: the global one)."""
+    return GLOBAL if region is None or region == "" else normalize_prefix(region).strip()
+
+
 class ArtifactStore:
     """Versioned trie artifacts and the primary/secondary pointer."""
 
@@ -160,7 +165,7 @@ class Suggester:
         if len(prefix) > MAX_PREFIX:
             raise SuggestionError(422, f"prefix is longer than {MAX_PREFIX} characters")
         normalized = normalize_prefix(prefix)
-        name = GLOBAL if region is None or region == "" else normalize_prefix(region).strip()
+        name = region_name(region)
         regional = trie.regions.get(name)
         if regional is None:
             known = ", ".join(sorted(trie.regions))

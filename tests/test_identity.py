@@ -1,0 +1,239 @@
+"""Identity and abuse limits: every write and personal read acts only as its token's owner.
+
+The route table comes from the app's own OpenAPI document, so a route added later without a
+token check fails here until it has one (or is listed as public on purpose).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from accounts import Authed, bearer, signup
+from fastapi.testclient import TestClient
+
+from schemas.records import SERVING_TABLES
+from sixfold.api.app import create_app
+from sixfold.platform.settings import Settings, SettingsError
+from sixfold.platform.store import open_store
+
+pytestmark = pytest.mark.unit
+
+# writes anyone may make without a token: signing up is how one gets a token
+PUBLIC_WRITES = {("post", "/v1/users")}
+# reads that need a token only for a personal variant, given by these query parameters
+PERSONAL_VARIANTS = {("get", "/v1/suggestions"): {"prefix": "a", "user_id": "{other}"}}
+# a body (or query) for every route that names a user: the named user is someone else, so a valid
+# token of the caller must still be refused with 403
+NAMING_ANOTHER = {
+    ("post", "/v1/follows"): {"json": {"follower_id": "{other}", "followee_id": "{me}"}},
+    ("delete", "/v1/follows"): {"json": {"follower_id": "{other}", "followee_id": "{me}"}},
+    ("post", "/v1/posts"): {"json": {"user_id": "{other}", "caption": "not mine"}},
+    ("post", "/v1/stories"): {"json": {"user_id": "{other}", "media_id": 1}},
+    ("post", "/v1/media"): {"params": {"user_id": "{other}"}, "content": b"\x89PNG", "headers": {"content-type": "image/png"}},
+    ("post", "/v1/search-events"): {"json": {"user_id": "{other:str}", "query": "q", "region": "us",
+                                             "ts": "2026-11-30T10:00:00Z"}},
+    ("get", "/v1/timeline/{user_id}"): {},
+    ("get", "/v1/stories/feed/{user_id}"): {},
+    ("get", "/v1/suggestions"): {"params": {"prefix": "a", "user_id": "{other:str}"}},
+}
+FORGED = [
+    "sfu_" + "0" * 24 + "." + "A" * 43,  # well formed, never issued
+    "not-a-token",
+    "sfk_" + "0" * 24 + "." + "A" * 43,  # the shape of an API key
+    "",
+]
+
+
+def fill(value, me: int, other: int):
+    if isinstance(value, str):
+        return {"{me}": me, "{other}": other, "{other:str}": str(other)}.get(value, value)
+    if isinstance(value, dict):
+        return {k: fill(v, me, other) for k, v in value.items()}
+    return value
+
+
+@pytest.fixture
+def client(settings: Settings):
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def operations(client: TestClient) -> list[tuple[str, str, dict]]:
+    spec = client.get("/openapi.json").json()
+    return [(method, path, op) for path, item in spec["paths"].items() for method, op in item.items()]
+
+
+def url_for(path: str, user: int) -> str:
+    return path.replace("{user_id}", str(user)).replace("{media_id}", "1").replace("{tag}", "x")
+
+
+def test_every_write_and_personal_read_needs_a_valid_token(client: TestClient) -> None:
+    ann, _ = signup(client, "ann")
+    checked = []
+    for method, path, op in operations(client):
+        needs = method != "get" or "security" in op
+        if (method, path) in PUBLIC_WRITES or not needs:
+            assert "security" not in op or (method, path) in PERSONAL_VARIANTS, (method, path)
+            continue
+        # a route that acts for someone declares the bearer scheme (so clients and fuzzers see it)
+        assert op.get("security") == [{"bearer": []}], f"{method.upper()} {path} declares no bearer token"
+        params = fill(PERSONAL_VARIANTS.get((method, path), {}), ann, ann)
+        for token in [None, *FORGED]:
+            headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+            answer = client.request(method.upper(), url_for(path, ann), params=params, headers=headers)
+            assert answer.status_code == 401, (method, path, token, answer.text)
+            assert answer.json()["error"]["code"] == "unauthorized"
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+        checked.append((method, path))
+    assert ("post", "/v1/posts") in checked and ("get", "/v1/timeline/{user_id}") in checked
+    assert len(checked) >= 9
+
+
+def test_a_token_never_acts_for_another_user(client: TestClient) -> None:
+    (me, my_token), (other, _) = signup(client, "me"), signup(client, "other")
+    as_me = Authed(client, my_token)
+    covered = set()
+    for method, path, op in operations(client):
+        if "security" not in op:
+            continue
+        assert (method, path) in NAMING_ANOTHER or (method, path) == ("post", "/v1/api-keys"), \
+            f"{method.upper()} {path} takes a token: add a request naming another user to NAMING_ANOTHER"
+        if (method, path) not in NAMING_ANOTHER:
+            continue
+        answer = as_me.request(method.upper(), url_for(path, other), **fill(NAMING_ANOTHER[(method, path)], me, other))
+        assert answer.status_code == 403, (method, path, answer.text)
+        assert f"acts for user {me}" in answer.json()["error"]["message"]
+        covered.add((method, path))
+    assert covered == set(NAMING_ANOTHER)
+
+
+def test_the_store_keeps_only_a_salted_hash_of_each_token(client: TestClient, settings: Settings) -> None:
+    user, token = signup(client, "hashed")
+    _, twin = signup(client, "twin")
+    prefix, rest = token.split("_", 1)
+    credential_id, secret = rest.split(".")
+    assert prefix == "sfu" and len(secret) >= 43  # 256 random bits
+    store = open_store(settings)
+    everything = repr([store.scan(table) for table in SERVING_TABLES.values()])
+    assert secret not in everything and token not in everything
+    row = store.get(SERVING_TABLES["credentials"], {"credential_id": credential_id})
+    # the oracle: HMAC-SHA256 keyed with the row's salt, computed here
+    assert row["digest"] == hmac.new(bytes.fromhex(row["salt"]), secret.encode(), hashlib.sha256).hexdigest()
+    assert row["user_id"] == user and row["kind"] == "user"
+    twin_row = store.get(SERVING_TABLES["credentials"], {"credential_id": twin.split("_", 1)[1].split(".")[0]})
+    assert twin_row["salt"] != row["salt"]
+    # a token with one character changed is refused
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert client.get(f"/v1/timeline/{user}", headers=bearer(flipped)).status_code == 401
+    assert client.get(f"/v1/timeline/{user}", headers=bearer(token)).status_code == 200
+
+
+def test_api_keys_belong_to_the_bearer_and_are_not_tokens(client: TestClient, settings: Settings) -> None:
+    from sixfold.platform.identity import Credentials
+
+    user, token = signup(client, "shortener.user")
+    assert client.post("/v1/api-keys").status_code == 401
+    answer = Authed(client, token).post("/v1/api-keys")
+    assert answer.status_code == 201
+    key = answer.json()["api_key"]
+    assert key.startswith("sfk_") and key != token
+    credentials = Credentials(open_store(settings), cache_s=0)
+    assert credentials.owner(key, "api_key") == user
+    assert credentials.owner(key, "user") is None and credentials.owner(token, "api_key") is None
+    assert client.get(f"/v1/timeline/{user}", headers=bearer(key)).status_code == 401
+
+
+def test_sign_ups_past_the_limit_get_429_with_retry_after(settings: Settings, monkeypatch) -> None:
+    monkeypatch.setenv("SIXFOLD_LIMIT_SIGNUP_PER_CLIENT", "3/minute")
+    with TestClient(create_app(Settings.from_env())) as client:
+        for i in range(3):
+            signup(client, f"early{i}")
+        refused = client.post("/v1/users", json={"username": "late"})
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_requests"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert "SIXFOLD_LIMIT_SIGNUP_PER_CLIENT" in refused.json()["error"]["message"]
+        assert open_store(settings).get(SERVING_TABLES["usernames"], {"username": "late"}) is None
+
+
+def test_writes_past_the_per_user_limit_get_429_and_other_users_go_on(settings: Settings, monkeypatch) -> None:
+    monkeypatch.setenv("SIXFOLD_LIMIT_WRITES_PER_USER", "4/minute")
+    with TestClient(create_app(Settings.from_env())) as client:
+        (ann, ann_token), (bob, bob_token) = signup(client, "ann"), signup(client, "bob")
+        as_ann, as_bob = Authed(client, ann_token), Authed(client, bob_token)
+        codes = [as_ann.post("/v1/posts", json={"user_id": ann, "caption": str(i)}).status_code for i in range(6)]
+        assert codes == [201] * 4 + [429] * 2
+        late = as_ann.post("/v1/posts", json={"user_id": ann, "caption": "late"})
+        assert 1 <= int(late.headers["retry-after"]) <= 60
+        assert as_bob.post("/v1/posts", json={"user_id": bob, "caption": "mine"}).status_code == 201
+        posts = open_store(settings).query(SERVING_TABLES["author_posts"], {"author_id": ann})
+        assert len(posts) == 4  # the refused writes wrote nothing
+
+
+def test_writes_past_the_per_client_limit_get_429_whoever_writes(settings: Settings, monkeypatch) -> None:
+    monkeypatch.setenv("SIXFOLD_LIMIT_WRITES_PER_CLIENT", "5/minute")
+    with TestClient(create_app(Settings.from_env())) as client:
+        users = [signup(client, f"u{i}") for i in range(3)]
+        codes = [Authed(client, token).post("/v1/posts", json={"user_id": uid}).status_code
+                 for uid, token in users for _ in range(2)]
+        assert codes == [201] * 5 + [429]
+
+
+@pytest.mark.parametrize("var, value", [
+    ("SIXFOLD_LIMIT_WRITES_PER_USER", "lots"),
+    ("SIXFOLD_LIMIT_SIGNUP_PER_CLIENT", "5 per fortnight"),
+    ("SIXFOLD_RATE_LIMIT_STORAGE", "mongodb://x"),
+    ("SIXFOLD_AUTH_CACHE_S", "-1"),
+])
+def test_bad_limit_settings_fail_at_start_naming_the_variable(var: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=var):
+        Settings.from_env({var: value})
+
+
+def test_an_empty_limit_turns_it_off(monkeypatch, settings: Settings) -> None:
+    monkeypatch.setenv("SIXFOLD_LIMIT_SIGNUP_PER_CLIENT", "")
+    with TestClient(create_app(Settings.from_env())) as client:
+        for i in range(25):  # past the default 20/minute
+            signup(client, f"many{i}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.integration
+def test_two_servers_share_one_count_in_redis(settings: Settings, monkeypatch, tmp_path) -> None:
+    """Several API processes behind one address: with Redis storage the limit holds across them."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        pytest.skip("redis-server is not installed (scripts/system-deps.sh installs it)")
+    port = _free_port()
+    proc = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        import redis
+
+        for _ in range(100):
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        monkeypatch.setenv("SIXFOLD_RATE_LIMIT_STORAGE", f"redis://127.0.0.1:{port}")
+        monkeypatch.setenv("SIXFOLD_LIMIT_SIGNUP_PER_CLIENT", "4/minute")
+        one, two = TestClient(create_app(Settings.from_env())), TestClient(create_app(Settings.from_env()))
+        codes = [(one if i % 2 else two).post("/v1/users", json={"username": f"r{i}"}).status_code for i in range(6)]
+        assert codes == [201] * 4 + [429] * 2
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # the storage gone: a clear 503 naming it, never a 500 or a write let through unchecked
+    down = TestClient(create_app(Settings.from_env())).post("/v1/users", json={"username": "after"})
+    assert down.status_code == 503 and "rate-limit storage" in down.json()["error"]["message"]
