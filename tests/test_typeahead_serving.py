@@ -46,9 +46,11 @@ def test_fast_path_and_route_answer_the_same_as_a_brute_force(built, monkeypatch
 @pytest.mark.parametrize("query, status, words", [
     ("k=3", 422, "prefix"), ("prefix=a&k=0", 422, "between 1 and 10"), ("prefix=a&k=x", 422, "integer"),
     ("prefix=a&region=mars", 404, "known regions: global"), ("prefix=" + "a" * 201, 422, "200"),
+    ("prefix=a&color=red", 422, "query.color: Extra inputs are not permitted"),
+    ("prefix=a&user_id=" + "u" * 129, 422, "128"), ("prefix=a&user_id=42", 401, "no bearer token"),
 ])
 def test_bad_requests_get_a_reason(built, query, status, words):
-    for client in (TestClient(create_asgi()), TestClient(create_app(built))):
+    for client in (TestClient(create_asgi()), route_only(built)):
         answer = client.get(f"/v1/suggestions?{query}")
         assert answer.status_code == status
         assert words in answer.json()["error"]["message"]
@@ -125,3 +127,51 @@ def test_the_streams_producer_replays_a_log_onto_the_topic(settings, tmp_path):
     sent = [m.json() for m in bus.consumer("search-events", "t").poll()]
     assert [(e["query"], e["region"]) for e in sent] == [("hello world", "eu")]
     assert len(bus.consumer("search-events.dlq", "t").poll()) == 2
+
+
+def route_only(settings) -> TestClient:
+    """The app with its FastAPI routes alone (no fast path anywhere): the reference the fast path copies."""
+    from sixfold.api.fastpath import FastPaths
+
+    app = create_app(settings)
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not FastPaths]
+    return TestClient(app)
+
+
+ODD_QUERIES = [
+    "prefix=ne", "prefix=NE&k=3", "prefix=ne&k=3&k=4", "prefix=ne&color=red", "prefix=ne&K=3", "k=3",
+    "prefix=ne&k=0", "prefix=ne&k=11", "prefix=ne&k=x", "prefix=ne&k=%203", "prefix=ne&k=+3", "prefix=ne&k=",
+    "prefix=" + "a" * 200, "prefix=" + "a" * 201, "prefix=ne&region=" + "r" * 32, "prefix=ne&region=" + "r" * 33,
+    "prefix=ne&user_id=" + "9" * 129, "prefix=ne&user_id=", "prefix=ne&region=", "prefix=ne&region=mars",
+    "prefix=%00", "prefix=ne&user_id={me}", "prefix=ne&user_id={other}", "prefix=caf%C3%A9&region=GLOBAL",
+]
+
+
+@pytest.mark.parametrize("query", ODD_QUERIES)
+@pytest.mark.parametrize("token", ["mine", "none", "forged"])
+def test_the_fast_path_answers_every_request_as_the_route_does(built, query, token):
+    outer, reference = TestClient(create_asgi()), route_only(built)
+    me, my_token = signup(reference, "me")
+    other, _ = signup(reference, "other")
+    url = "/v1/suggestions?" + query.replace("{me}", str(me)).replace("{other}", str(other))
+    headers = {"mine": bearer(my_token), "none": {}, "forged": bearer("sfu_" + "0" * 24 + "." + "A" * 43)}[token]
+    want = reference.get(url, headers=headers)
+    for _ in range(2):  # the second answer may come from the fast path's cache
+        got = outer.get(url, headers=headers)
+        assert (got.status_code, got.json()) == (want.status_code, want.json()), url
+    assert want.status_code != 500
+
+
+def test_the_cache_keys_on_the_normalised_request_and_echoes_the_prefix_as_typed(built):
+    from sixfold.typeahead.api import SuggestionsFastGet
+
+    client = TestClient(create_asgi())
+    spellings = ["NE", "ne", "Ｎｅ", "ne&k=10", "ne&region=", "nE&k=10&region=global"]
+    answers = [client.get(f"/v1/suggestions?prefix={s}").json() for s in spellings]
+    assert [a["prefix"] for a in answers] == ["NE", "ne", "Ｎｅ", "ne", "ne", "nE"]
+    assert all(a["suggestions"] == brute_force("ne") for a in answers)
+    fast = next(r for r in client.app.routes if isinstance(r, SuggestionsFastGet))
+    assert list(fast._cache) == [("ne", 10, "global")]  # one entry for every spelling
+    for i in range(20):  # junk never reaches the cache: refused before it
+        assert client.get(f"/v1/suggestions?prefix=ne&junk{i}=1").status_code == 422
+    assert len(fast._cache) == 1
