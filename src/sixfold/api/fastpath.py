@@ -10,10 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import orjson
-
-from sixfold.platform.errors import error_body
-
 Answer = tuple[int, bytes] | tuple[int, bytes, dict[str, str]]
 
 
@@ -25,17 +21,6 @@ class FastGet(Protocol):
         """The response to this ASGI request, or None to let FastAPI answer (and explain) it."""
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> Answer:
-    body = orjson.dumps(error_body(status, message))
-    return (status, body, headers) if headers else (status, body)
-
-
-def unknown_parameters(params: dict[str, str], known: set[str]) -> Answer | None:
-    """The 422 FastAPI gives a route that forbids extra query parameters, or None when all are known."""
-    extra = [name for name in params if name not in known]
-    if not extra:
-        return None
-    return error(422, "; ".join(f"query.{name}: Extra inputs are not permitted" for name in extra))
 
 
 class FastPaths:
@@ -67,7 +52,8 @@ class FastPaths:
 
 
 def default_routes() -> list[FastGet]:
-    from sixfold.feed.api import TimelineFastGet
-    from sixfold.typeahead.api import SuggestionsFastGet
+    """Every system's fast GETs, handed over the way each hands over its router (`fast_gets`)."""
+    from sixfold.feed.api import fast_gets as feed_fast_gets
+    from sixfold.typeahead.api import fast_gets as typeahead_fast_gets
 
-    return [SuggestionsFastGet(), TimelineFastGet()]
+    return [*typeahead_fast_gets(), *feed_fast_gets()]
