@@ -2,19 +2,18 @@
 
 A thin door: the work is `sixfold.typeahead.collection.land_search_events`; offsets are committed
 only after each batch's partitions (and users' recent queries) are durable. Ctrl-C or SIGTERM
-stops it between batches.
+stops it between batches. On the embedded profile `sixfold serve` runs the same work in a thread.
 """
 
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
 from datetime import UTC, datetime
+from functools import partial
 
-from sixfold.platform.consumer import Pass, run_consumer
+from sixfold.platform.consumer import run_consumer
 from sixfold.platform.landing import LandingReport
-from sixfold.platform.settings import Settings
-from sixfold.typeahead.collection import LANDING_GROUP, land_search_events
+from sixfold.typeahead.collection import LANDING_GROUP, landing_work
 
 
 def say(report: LandingReport) -> None:
@@ -22,13 +21,5 @@ def say(report: LandingReport) -> None:
           f"rejected {report.rejected} partitions {sorted(report.partitions)}", flush=True)
 
 
-def landing(settings: Settings, group: str, idle_s: float, _resources: ExitStack) -> Pass:
-    def one_pass() -> dict[str, int]:
-        report = land_search_events(settings, group=group, idle_timeout_s=idle_s, on_batch=say)
-        return {"received": report.received, "landed": report.landed, "rejected": report.rejected}
-
-    return one_pass
-
-
 if __name__ == "__main__":
-    sys.exit(run_consumer(__doc__, LANDING_GROUP, landing))
+    sys.exit(run_consumer(__doc__, LANDING_GROUP, partial(landing_work, on_batch=say)))

@@ -73,8 +73,13 @@ def services_status(only: Optional[list[str]] = ONLY) -> None:
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
           port: int = typer.Option(8000, help="TCP port"),
-          workers: int = typer.Option(1, help="uvicorn worker processes")) -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json)."""
+          workers: int = typer.Option(1, help="uvicorn worker processes"),
+          consumers: bool = typer.Option(True, "--consumers/--no-consumers",
+                                         help="embedded profile: run every stream consumer (post fanout and "
+                                              "search indexing, follow and search-event landing) in this process, "
+                                              "so writes show up live; the cluster profile runs them as their own "
+                                              "processes (streams/*.py, compose services)")) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json), with the stream consumers on the embedded profile."""
     import uvicorn
 
     settings = settings_or_exit()
@@ -84,8 +89,19 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
 
         open_store(settings).close()
         open_bus(settings).close()
-    uvicorn.run("sixfold.api.app:create_asgi", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+    live = None
+    if consumers and settings.profile == "embedded":
+        from sixfold.live import start_consumers
+
+        live = start_consumers(settings)  # in this process: one consumer per group, whatever --workers says
+        console.print(f"consumers running: {', '.join(c.name for c in live.consumers)} (--no-consumers turns "
+                      "them off)", highlight=False)
+    try:
+        uvicorn.run("sixfold.api.app:create_asgi", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False)
+    finally:
+        if live is not None:
+            live.stop()
 
 
 @app.command()

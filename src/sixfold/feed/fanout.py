@@ -132,3 +132,30 @@ def land_follow_events(settings: Settings, bus: EventBus, *, group: str = FOLLOW
     """Land pending `follows` events into the lake (`feed/follow_events`), the graph's history."""
     return land(bus, ArrowLake(settings), FOLLOWS, LAKE_TABLES["follow_events"], group,
                 idle_timeout_s=idle_timeout_s, on_batch=on_batch)
+
+
+def fanout_work(settings: Settings, group: str, idle_s: float, resources: Any,
+                on_batch: Callable[[FanoutReport], None] | None = None) -> Callable[[], dict[str, int]]:
+    """One consumer's work (`sixfold.platform.consumer`): fan out `post-created`, land `follows`."""
+    from contextlib import closing
+
+    from sixfold.platform.bus import open_bus
+    from sixfold.platform.store import open_store
+
+    store = resources.enter_context(closing(open_store(settings)))
+    bus = resources.enter_context(closing(open_bus(settings)))
+
+    def one_pass() -> dict[str, int]:
+        posts = run_fanout(settings, store, bus, group=group, idle_timeout_s=idle_s, on_batch=on_batch)
+        follows = land_follow_events(settings, bus, idle_timeout_s=min(idle_s, 0.2))
+        return {"received": posts.received + follows.received, "posts": posts.received, "pushed": posts.pushed,
+                "follow events": follows.received, "rejected": posts.rejected + follows.rejected}
+
+    return one_pass
+
+
+def consumers() -> list[Any]:
+    """The feed's stream consumers, for `sixfold serve` (each also runs alone from `streams/`)."""
+    from sixfold.platform.consumer import Consumer
+
+    return [Consumer("post-fanout", FANOUT_GROUP, fanout_work)]

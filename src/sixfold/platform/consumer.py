@@ -1,25 +1,41 @@
-"""The run loop every stream consumer in `streams/` shares: arguments, settings, stopping cleanly.
+"""The run loop every stream consumer shares: as its own process (`streams/`) or inside `sixfold serve`.
 
 A consumer names its default consumer group and gives `work`, which opens what it needs (closed
 on exit through the ExitStack it is handed) and returns one pass: consume until idle, land or
-apply, commit, and say how many events it handled. The loop repeats passes until Ctrl-C or
-SIGTERM (between passes, never inside a batch), or once with `--once`.
+apply, commit, and say how many events it handled. `run_consumer` repeats passes until Ctrl-C or
+SIGTERM (between passes, never inside a batch), or once with `--once`; `ConsumerThreads` runs
+every system's consumers in threads of one process (the embedded profile's live server), each
+stopped between passes and restarted after a failure (offsets were not committed, so the batch
+is consumed again).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 from sixfold.platform.settings import Settings, SettingsError
 
 Pass = Callable[[], dict[str, int]]  # one pass; its counts include "received"
 Work = Callable[[Settings, str, float, ExitStack], Pass]
+log = logging.getLogger("sixfold.consumers")
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A stream consumer as a system declares it: its name, default group and work."""
+
+    name: str
+    group: str
+    work: Work
 
 
 def run_consumer(doc: str, default_group: str, work: Work, argv: list[str] | None = None,
@@ -56,3 +72,45 @@ def run_consumer(doc: str, default_group: str, work: Work, argv: list[str] | Non
             pass
     print("done: " + ", ".join(f"{k} {v:,}" for k, v in total.items()), flush=True)
     return 0
+
+
+class ConsumerThreads:
+    """Every consumer in a daemon thread of this process, polling with `idle_s` (short: live latency)."""
+
+    def __init__(self, settings: Settings, consumers: list[Consumer], idle_s: float = 0.2,
+                 retry_s: float = 2.0) -> None:
+        self.settings, self.consumers, self.idle_s, self.retry_s = settings, consumers, idle_s, retry_s
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.totals: dict[str, Counter[str]] = {c.name: Counter() for c in consumers}
+        self.failures: dict[str, str] = {}
+
+    def start(self) -> "ConsumerThreads":
+        for consumer in self.consumers:
+            thread = threading.Thread(target=self._run, args=(consumer,), name=f"consumer-{consumer.name}",
+                                      daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def _run(self, consumer: Consumer) -> None:
+        while not self.stopping.is_set():
+            try:
+                with ExitStack() as resources:
+                    one_pass = consumer.work(self.settings, consumer.group, self.idle_s, resources)
+                    while not self.stopping.is_set():
+                        counts = one_pass()
+                        self.totals[consumer.name].update(counts)
+                        if not counts.get("received"):
+                            self.stopping.wait(self.idle_s)
+            except Exception as exc:  # noqa: BLE001 - a consumer must not take the server down
+                self.failures[consumer.name] = f"{type(exc).__name__}: {exc}"
+                log.exception("consumer %s failed; retrying in %.0f s", consumer.name, self.retry_s)
+                self.stopping.wait(self.retry_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop between passes (a batch in flight finishes and commits) and wait for every thread."""
+        self.stopping.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -195,3 +195,21 @@ def ingest_lines(bus: EventBus, lines: Iterable[bytes | str]) -> IngestReport:
 def read_lines(path: str) -> Iterator[bytes]:
     with open(path, "rb") as f:
         yield from f
+
+
+def landing_work(settings: Settings, group: str, idle_s: float, _resources: Any,
+                 on_batch: Callable[[LandingReport], None] | None = None) -> Callable[[], dict[str, int]]:
+    """One consumer's work (`sixfold.platform.consumer`): land `search-events` and users' recent queries."""
+
+    def one_pass() -> dict[str, int]:
+        report = land_search_events(settings, group=group, idle_timeout_s=idle_s, on_batch=on_batch)
+        return {"received": report.received, "landed": report.landed, "rejected": report.rejected}
+
+    return one_pass
+
+
+def consumers() -> list[Any]:
+    """Typeahead's stream consumers, for `sixfold serve` (each also runs alone from `streams/`)."""
+    from sixfold.platform.consumer import Consumer
+
+    return [Consumer("search-events-landing", LANDING_GROUP, landing_work)]

@@ -1,0 +1,119 @@
+"""One live system: `sixfold serve` on the embedded profile runs the stream consumers itself.
+
+Driven as a user drives it: the real command in its own process, HTTP only, no other command.
+The oracle is what was written: the follower's timeline and the hashtag and geo searches must
+come to hold exactly the post made, and the lake the search made.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from accounts import Authed, signup
+
+from sixfold.platform.benchkit import free_port, running, wait_until
+
+pytestmark = pytest.mark.e2e
+SIXFOLD = str(Path(sys.executable).parent / "sixfold")
+PATIENCE_S = 30.0  # a failure bound on a loaded machine, not a performance target
+
+
+def eventually(probe: Callable[[], object]) -> tuple[object, float]:
+    """(the probe's first truthy answer, seconds it took), or fail after PATIENCE_S."""
+    start = time.monotonic()
+    while time.monotonic() - start < PATIENCE_S:
+        found = probe()
+        if found:
+            return found, time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"not seen within {PATIENCE_S} s: {probe()!r}")
+
+
+@pytest.fixture
+def serve(home: Path, tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen, httpx.Client]]]:
+    started: list = []
+
+    def start(*args: str) -> tuple[subprocess.Popen, httpx.Client]:
+        port = free_port()
+        log = tmp_path / f"serve-{port}.log"
+        context = running([SIXFOLD, "serve", "--port", str(port), *args], dict(os.environ), log)
+        proc = context.__enter__()
+        started.append(context)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+        def healthy() -> bool:
+            try:
+                return client.get("/v1/health").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, proc, "sixfold serve", log)
+        return proc, client
+
+    yield start
+    for context in started:
+        context.__exit__(None, None, None)
+
+
+def test_a_post_reaches_timelines_and_search_with_no_other_command(serve) -> None:
+    proc, client = serve()
+    (ann, ann_token), (bob, bob_token) = signup(client, "ann"), signup(client, "bob")
+    as_ann, as_bob = Authed(client, ann_token), Authed(client, bob_token)
+    assert as_bob.post("/v1/follows", json={"follower_id": bob, "followee_id": ann}).status_code == 201
+    posted = as_ann.post("/v1/posts", json={"user_id": ann, "caption": "live #now", "hashtags": ["livetest"],
+                                            "geo": {"lat": 52.52, "lon": 13.405}})
+    assert posted.status_code == 201, posted.text
+    post_id = posted.json()["post_id"]
+
+    timeline, took = eventually(lambda: [p["post_id"] for p in as_bob.get(f"/v1/timeline/{bob}").json()["posts"]])
+    assert timeline == [post_id]
+    tagged, _ = eventually(lambda: [p["post_id"] for p in client.get("/v1/search/hashtags/livetest").json()["posts"]])
+    assert tagged == [post_id]
+    near, _ = eventually(lambda: [p["post_id"] for p in client.get(
+        "/v1/search/geo", params={"lat": 52.52, "lon": 13.40, "radius_km": 5}).json()["posts"]])
+    assert near == [post_id]
+    print(f"post on the follower's timeline after {took:.2f} s")
+
+    # searches made through the API land in the lake too (the typeahead's consumer)
+    me = str(ann)
+    sent = as_ann.post("/v1/search-events", json={"user_id": me, "query": "live search", "region": "eu",
+                                                  "ts": "2026-12-01T00:01:00Z"})
+    assert sent.status_code == 202
+
+    def landed() -> list:
+        from schemas.records import LAKE_TABLES
+        from sixfold.platform.lake import ArrowLake
+        from sixfold.platform.settings import Settings
+
+        lake = ArrowLake(Settings.from_env())
+        table = LAKE_TABLES["search_events"]
+        return [(r["user_id"], r["query"]) for r in lake.read(table).to_pylist()] if lake.partitions(table) else []
+
+    rows, _ = eventually(landed)
+    assert rows == [(me, "live search")]
+
+    # Ctrl-C stops the server and its consumers cleanly
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+
+
+def test_no_consumers_leaves_the_post_to_the_stream_process(serve, home: Path) -> None:
+    _, client = serve("--no-consumers")
+    (ann, ann_token), (bob, bob_token) = signup(client, "ann"), signup(client, "bob")
+    as_bob = Authed(client, bob_token)
+    assert as_bob.post("/v1/follows", json={"follower_id": bob, "followee_id": ann}).status_code == 201
+    post_id = Authed(client, ann_token).post("/v1/posts", json={"user_id": ann, "caption": "x"}).json()["post_id"]
+    time.sleep(1.5)  # what a live server would have needed; nothing consumes here
+    assert as_bob.get(f"/v1/timeline/{bob}").json()["posts"] == []
+    done = subprocess.run([sys.executable, "streams/post_fanout.py", "--once", "--idle", "0.3"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [p["post_id"] for p in as_bob.get(f"/v1/timeline/{bob}").json()["posts"]] == [post_id]
