@@ -27,6 +27,8 @@ HOST_SETTINGS = ("SIXFOLD_KAFKA_BOOTSTRAP", "SIXFOLD_CASSANDRA_HOST", "SIXFOLD_S
 # Services whose containers talk to Kafka, Cassandra or Spark and so need the cluster settings.
 CLIENT_SERVICES = (
     "api",
+    "stream-post-fanout",
+    "stream-search-events",
     "airflow-init",
     "airflow-api-server",
     "airflow-scheduler",
@@ -234,3 +236,25 @@ def test_settings_accept_the_compose_environment_and_point_at_services(services,
     for host, port in (settings.kafka_bootstrap, settings.cassandra_contact, (spark_host, spark_port)):
         assert host in services, f"Settings point at {host!r}, which is not a compose service"
         assert port in listening_ports(services[host])
+
+
+def consumer_streams() -> list[str]:
+    """Every continuous consumer in streams/ (a door that runs the shared consumer loop)."""
+    return sorted(p.name for p in (REPO / "streams").glob("*.py") if "run_consumer(" in p.read_text())
+
+
+def test_every_stream_consumer_runs_as_its_own_service(services) -> None:
+    streams = consumer_streams()
+    assert {"post_fanout.py", "search_events.py"} <= set(streams)
+    for stream in streams:
+        running = [name for name, service in services.items()
+                   if f"streams/{stream}" in " ".join(map(str, service.get("command") or []))]
+        assert running, f"streams/{stream} has no service in docker/compose.yaml; add one like stream-post-fanout"
+        for name in running:
+            env = _env(services[name])
+            assert env.get("SIXFOLD_PROFILE") == "cluster", name
+            assert "sixfold-var:/opt/sixfold/var" in services[name].get("volumes", []), f"{name} cannot reach the lake"
+    # the API leaves consuming to these services, and says so (serve consumes only on the embedded profile)
+    assert "--no-consumers" in services["api"]["command"]
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert "COPY streams/ ./streams/" in dockerfile
