@@ -105,24 +105,48 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
 
 
 @app.command()
-def demo(events: int = typer.Option(20_000, min=1, help="synthetic search events to generate"),
+def demo(events: int = typer.Option(20_000, min=1, help="typeahead: synthetic search events to generate"),
          serve_after: bool = typer.Option(True, "--serve/--no-serve", help="serve on 127.0.0.1:8000 afterwards"),
          port: int = typer.Option(8000, help="port to serve on"),
          sample: bool = typer.Option(False, "--sample", help="also run the platform's sample job via spark-submit")) -> None:
-    """Generate data, run every pipeline once on the configured profile, then serve."""
-    from sixfold.demo import run_sample_pipeline, run_typeahead
+    """Run every built system once on generated data (typeahead, feed, crawler), say what each did, then serve."""
+    import json
+
+    from sixfold.demo import run_crawler, run_feed, run_sample_pipeline, run_typeahead
+    from sixfold.platform.spark import get_session
 
     settings = settings_or_exit()
     console.print(f"[bold]Sixfold demo[/bold] in {settings.home} (profile {settings.profile})")
-    say = lambda m: console.print(f"  [green]✓[/green] {m}")  # noqa: E731
-    with console.status("running the pipelines (the first Spark start takes a while) ..."):
-        run_typeahead(settings, events, say=say)
+    say = lambda m: console.print(f"  [green]✓[/green] {m}", highlight=False)  # noqa: E731
+    summary: dict = {}
+    with console.status("typeahead: collect, aggregate (Spark), build and swap the trie ..."):
+        summary["typeahead"] = run_typeahead(settings, events, say=say)
         if sample:
-            run_sample_pipeline(settings, min(events, 5000), say=say)
+            summary["sample"] = run_sample_pipeline(settings, min(events, 5000), say=say)
+    spark = get_session(settings, app_name="sixfold-demo")
+    try:
+        with console.status("feed: graph, photos, posts, stories, timelines job, search index ..."):
+            summary["feed"] = run_feed(settings, spark, say=say)
+        with console.status("crawler: local site, crawl, Spark dedup ..."):
+            summary["crawler"] = run_crawler(settings, spark, say=say)
+    finally:
+        spark.stop()
+    out = settings.var / "demo" / "summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=str))
+    feed = summary["feed"]
+    base = f"http://127.0.0.1:{port}"
+    console.print(f"[bold]Done.[/bold] Summary of every system in {out}:\n"
+                  f"  typeahead  {summary['typeahead']['landed']:,} searches landed, trie {summary['typeahead']['version']}"
+                  f"  -> {base}/typeahead\n"
+                  f"  feed       {feed['users']:,} users, {feed['posts']:,} posts, celebrity user {feed['celebrity']}"
+                  f"  -> {base}/feed/{feed['demo_user']}#token={feed['demo_token']} (you, signed in)\n"
+                  f"  crawler    {summary['crawler']['pages']:,} pages, {summary['crawler']['dedup']['exact']} exact + "
+                  f"{summary['crawler']['dedup']['near']} near duplicates  -> var/lake/crawl/\n"
+                  f"  Airflow UI: `sixfold airflow standalone`, then http://127.0.0.1:8080", highlight=False)
     if serve_after:
-        console.print(f"serving on http://127.0.0.1:{port}: try http://127.0.0.1:{port}/typeahead "
-                      f"(API docs: /docs); Ctrl-C stops")
-        serve(host="127.0.0.1", port=port, workers=1)
+        console.print(f"serving on {base} (landing page: {base}/, API docs: {base}/docs); Ctrl-C stops")
+        serve(host="127.0.0.1", port=port, workers=1, consumers=True)
 
 
 @app.command()
@@ -394,11 +418,19 @@ def feed_index(
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def airflow(ctx: typer.Context) -> None:
-    """Run the `airflow` CLI with this project's DAGs and connections, e.g. `sixfold airflow standalone`."""
-    from sixfold.platform.airflow_env import airflow_env
+    """Run the `airflow` CLI with this project's DAGs and connections, e.g. `sixfold airflow standalone`
+    (the UI on http://127.0.0.1:8080; Ctrl-C stops every Airflow process it started)."""
+    from sixfold.platform.airflow_env import airflow_env, airflow_exe, standalone
 
-    env = {**os.environ, **airflow_env(settings_or_exit())}
-    exe = os.path.join(os.path.dirname(sys.executable), "airflow")
+    settings = settings_or_exit()
+    try:
+        if ctx.args == ["standalone"]:
+            raise typer.Exit(standalone(settings, say=lambda m: console.print(m, style="bold", markup=False)))
+        env = {**os.environ, **airflow_env(settings)}
+    except ValueError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    exe = airflow_exe()
     os.execve(exe, [exe, *ctx.args], env)
 
 

@@ -2,9 +2,11 @@
 
 Typeahead: a synthetic search log goes through collection (bus, then the lake by 15-minute
 window), aggregation with decay (Spark), the trie build, validation and the swap; the server
-then answers /v1/suggestions and the /typeahead page. `run_sample_pipeline` is the platform's
-smaller sample (spark-submit of jobs/sample_window_counts.py), kept for `--sample`.
-Each system adds its own step here as it lands.
+then answers /v1/suggestions and the /typeahead page. Feed: a power-law graph with real photos,
+posts, a celebrity and stories, the offline timelines job and the search index, and a signed-up
+demo user. Crawler: the local test site in this process, a crawl, the Spark dedup job.
+`run_sample_pipeline` is the platform's smaller sample (spark-submit of
+jobs/sample_window_counts.py), kept for `--sample`. Each system adds its own step here as it lands.
 """
 
 from __future__ import annotations
@@ -89,3 +91,120 @@ def run_typeahead(settings: Settings, events: int = 20_000, say: Callable[[str],
     result = build_until(settings, end, say=lambda m: say(f"typeahead: {m}"))
     return {"events": events, "landed": landed.landed, "rejected": sent.rejected + landed.rejected,
             "version": result["version"], "windows": len(result["windows"])}
+
+
+# ---- feed ----------------------------------------------------------------------------------------
+def demo_images(n: int, seed: int = 11) -> list[bytes]:
+    """`n` distinct JPEG photos (gradients with a sun and a horizon), made with Pillow."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    images = []
+    for _ in range(n):
+        top, bottom = [tuple(rng.randrange(40, 250) for _ in range(3)) for _ in range(2)]
+        image = Image.new("RGB", (960, 720))
+        draw = ImageDraw.Draw(image)
+        for y in range(720):
+            t = y / 719
+            draw.line([(0, y), (959, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+        x, y, r = rng.randrange(120, 840), rng.randrange(80, 360), rng.randrange(40, 110)
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, rng.randrange(170, 240), rng.randrange(40, 120)))
+        draw.rectangle([0, rng.randrange(430, 600), 959, 719], fill=tuple(rng.randrange(0, 90) for _ in range(3)))
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=85)
+        images.append(out.getvalue())
+    return images
+
+
+def run_feed(settings: Settings, spark: Any, users: int = 300, posts: int = 1500, stories: int = 40,
+             say: Callable[[str], None] = print) -> dict[str, Any]:
+    """A small power-law graph with real images, posts and stories; the celebrity threshold set so the
+    most-followed user is pulled, not pushed; the offline timelines job and the search index; a signed-up
+    demo user (a token) following the celebrity and a few others."""
+    import dataclasses
+    import os
+
+    from sixfold.feed.fanout import land_follow_events, run_fanout
+    from sixfold.feed.generate import generate, write
+    from sixfold.feed.graph import FollowGraph
+    from sixfold.feed.media import MediaLibrary, open_blob_store
+    from sixfold.feed.search import build_search_index
+    from sixfold.feed.timeline_job import generate_timelines
+    from sixfold.platform.identity import UserDirectory
+    from sixfold.platform.worker_ids import LeasedSequencer
+
+    data = generate(users, posts, stories, seed=5)
+    counts = data.follower_counts()
+    celebrity, followers = max(counts.items(), key=lambda kv: (kv[1], -kv[0]))
+    if "SIXFOLD_FEED_CELEBRITY_THRESHOLD" not in os.environ:  # the server started after the demo reads it too
+        os.environ["SIXFOLD_FEED_CELEBRITY_THRESHOLD"] = str(followers)
+        settings = dataclasses.replace(settings, feed_celebrity_threshold=followers)
+    store, bus = open_store(settings), open_bus(settings)
+    try:
+        sequencer = LeasedSequencer(store)
+        library = MediaLibrary(store, open_blob_store(settings), sequencer)
+        store.upsert_many(SERVING_TABLES["users"], data.users)  # the photos' owners exist before their uploads
+        photos = demo_images(16)
+        authors = sorted({p["author_id"] for p in data.posts})
+        media = [library.upload(authors[i % len(authors)], photo, "image/jpeg")["media_id"]
+                 for i, photo in enumerate(photos)]
+        rng = random.Random(5)
+        for post in data.posts:
+            post["media_ids"] = [str(rng.choice(media))]
+        for story in data.stories:
+            story["media_id"] = rng.choice(media)
+        written = write(settings, data, store)
+        say(f"feed: {users:,} users, {len(data.follows):,} follows (power law; user {celebrity} has {followers} "
+            f"followers and is the celebrity: SIXFOLD_FEED_CELEBRITY_THRESHOLD={settings.feed_celebrity_threshold}), "
+            f"{len(data.posts):,} posts with {len(photos)} real photos, {len(data.stories)} stories")
+        directory = UserDirectory(store, sequencer)
+        you = directory.create(f"demo_{rng.randrange(10**6)}")
+        graph = FollowGraph(store, bus, settings.feed_celebrity_threshold, directory)
+        followed = [celebrity, *sorted(counts, key=lambda u: -counts[u])[1:6]]
+        for followee in followed:
+            graph.follow(you["user_id"], followee)
+        posted = run_fanout(settings, store, bus, idle_timeout_s=0.2)
+        land_follow_events(settings, bus, idle_timeout_s=0.2)
+        timelines = generate_timelines(spark, settings, store)
+        say(f"feed: offline timelines job: {timelines['users']:,} timelines, {timelines['entries']:,} entries "
+            f"({timelines['written']:,} written); the celebrity's posts are pulled at read time")
+        index = build_search_index(spark, settings, store)
+        say(f"feed: search index {index['hashtag_rows']:,} hashtag rows, {index['geo_rows']:,} geo rows")
+    finally:
+        store.close()
+        bus.close()
+    return {"users": users, "follows": len(data.follows), "posts": len(data.posts), "stories": len(data.stories),
+            "photos": len(photos), "celebrity": celebrity, "celebrity_followers": followers,
+            "serving_rows": {k: v for k, v in written.items() if isinstance(v, int)}, "pushed": posted.pushed,
+            "demo_user": you["user_id"], "demo_token": you["token"], "follows_of_demo_user": followed,
+            "timelines": timelines, "search_index": index}
+
+
+# ---- crawler -------------------------------------------------------------------------------------
+def run_crawler(settings: Settings, spark: Any, max_pages: int = 400,
+                say: Callable[[str], None] = print) -> dict[str, Any]:
+    """The local test site in this process (five hosts on 127.0.0.2-6, traps included), a crawl of at
+    most `max_pages`, then the Spark near-duplicate job over what landed."""
+    import dataclasses
+
+    from sixfold.crawler.run import crawl
+    from sixfold.crawler.site import SiteSpec
+    from sixfold.crawler.site_server import serve as serve_site
+    from sixfold.crawler.spark_dedup import run_dedup
+
+    spec = SiteSpec(hosts=5, pages_per_host=50, seed=7, crawl_delay_s=0.0)
+    # the site is ours and local: no per-host wait (a real crawl keeps SIXFOLD_CRAWLER_DEFAULT_DELAY_S, 1 s)
+    crawl_settings = dataclasses.replace(settings, crawler_default_delay_s=0.0)
+    with serve_site(spec, 0, state_dir=settings.var / "demo" / "crawl-site") as site:
+        report = crawl(crawl_settings, site.seeds, max_pages, ["127.0.0.0/8"])
+        truth_pages = len(site.truth.pages)
+    say(f"crawler: fetched {report.pages:,} pages from 5 local hosts in {report.seconds:.1f} s "
+        f"(the site has {truth_pages} real pages; {sum(report.dropped.values()):,} URLs dropped as traps, "
+        f"off-site or disallowed: {', '.join(f'{k} {v}' for k, v in sorted(report.dropped.items()))})")
+    dedup = run_dedup(spark, settings, datetime.now(timezone.utc))
+    say(f"crawler: Spark dedup over {dedup['pages']:,} pages: {dedup['exact']} exact and {dedup['near']} near "
+        f"duplicates (lake: var/lake/crawl/)")
+    return {"pages": report.pages, "site_pages": truth_pages, "dropped": dict(report.dropped),
+            "duplicates_seen_live": report.duplicates, "dedup": dedup}

@@ -23,12 +23,32 @@ log = logging.getLogger("sixfold.api")
 def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":  # its loc is ("body", offset): say so, not "0: JSON decode error"
+            reason = (err.get("ctx") or {}).get("error", "malformed")
+            offset = loc[1] if len(loc) > 1 else 0
+            parts.append(f"the body is not valid JSON ({reason} at character {offset}); send a JSON document")
+            continue
+        if loc == ("body",) and err.get("type") == "missing":
+            parts.append("the body is missing; send a JSON document with Content-Type: application/json")
+            continue
+        where = ".".join(str(p) for p in loc if p not in ("body",))
         parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
     return "; ".join(parts) or "invalid request"
 
 
 health = APIRouter(tags=["platform"])
+
+
+@health.get("/", include_in_schema=False)
+def get_landing_page() -> Any:
+    """The landing page: each system's page, the API docs, and how to open the Airflow UI."""
+    from importlib.resources import files
+
+    from fastapi.responses import HTMLResponse
+
+    page = files("sixfold.api").joinpath("static/index.html").read_text(encoding="utf-8")
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
 
 @health.get("/v1/health")
@@ -46,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a body it cannot decode says only that
+            message = f"the body is not UTF-8 ({exc.__cause__.reason} at byte {exc.__cause__.start}); send UTF-8 JSON"
         return ORJSONResponse(error_body(exc.status_code, message), status_code=exc.status_code,
                               headers=getattr(exc, "headers", None))
 
