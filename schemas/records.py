@@ -201,6 +201,14 @@ FOLLOW_VERSION = Record(
      Field("version", "long", doc="a fresh random number on every change of whom the user follows")),
     doc="Stamps a follower's followee list: a reader's cached answer built from that list is good while it stands.",
 )
+TIMELINE_VERSION = Record(
+    "timeline_version",
+    (Field("user_id", "long"),
+     Field("version", "long", doc="a fresh random number on every change of the user's timeline rows or own posts")),
+    doc="Stamps what a home timeline is built from besides the follows: entries pushed to the user (fanout, "
+        "a follow's recent posts, the offline job, a deletion) and the user's own posts. A reader's kept page is "
+        "good while this stamp and the follow stamp stand.",
+)
 CELEBRITY = Record(
     "celebrity",
     (Field("shard", "int", doc="always 0: the few celebrities are one partition, read whole"),
@@ -234,6 +242,21 @@ POST = Record(
         Field("lon", "double", required=False),
     ),
     doc="A post; also the `post-created` event.",
+)
+POST_DELETION = Record(
+    "post_deletion",
+    (
+        Field("post_id", "long"),
+        Field("author_id", "long"),
+        Field("deleted_at", "timestamp"),
+        Field("media_ids", "list<string>", required=False, doc="the post's media: released when nothing else uses them"),
+        Field("hashtags", "list<string>", required=False, doc="the post's hashtags: its search rows to remove"),
+        Field("lat", "double", required=False),
+        Field("lon", "double", required=False),
+    ),
+    doc="A post its author deleted; also the `post-deleted` event, and the tombstone readers check before "
+        "showing a post they kept. It carries what the post indexed and used, since the post's own row is gone "
+        "by the time a consumer reads it.",
 )
 TIMELINE_ENTRY = Record(
     "timeline_entry",
@@ -365,6 +388,7 @@ CRAWL_DUPLICATE = Record(
 EVENTS: dict[str, Event] = {
     "search-events": Event("search-events", SEARCH_EVENT, key="user_id"),
     "post-created": Event("post-created", POST, key="author_id"),
+    "post-deleted": Event("post-deleted", POST_DELETION, key="author_id"),
     "follows": Event("follows", FOLLOW_EVENT, key="follower_id"),
 }
 
@@ -375,6 +399,7 @@ LAKE_TABLES: dict[str, LakeTable] = {
     "sample_window_counts": LakeTable("sample/window_counts", QUERY_COUNT, time_field="window_start",
                                       partitioning="window15"),
     "posts": LakeTable("feed/posts", POST, time_field="created_at", partitioning="hour"),
+    "post_deletions": LakeTable("feed/post_deletions", POST_DELETION, time_field="deleted_at", partitioning="hour"),
     "follow_events": LakeTable("feed/follow_events", FOLLOW_EVENT, time_field="at", partitioning="hour"),
     "phrase_frequencies": LakeTable("typeahead/phrase_frequencies", PHRASE_FREQUENCY, time_field="window_start",
                                     partitioning="window15"),
@@ -393,9 +418,11 @@ SERVING_TABLES: dict[str, ServingTable] = {
     "follower_counts": ServingTable("follower_counts", FOLLOWER_COUNT, partition_key=("user_id",)),
     "sequencer_workers": ServingTable("sequencer_workers", SEQUENCER_WORKER, partition_key=("worker",)),
     "follow_versions": ServingTable("follow_versions", FOLLOW_VERSION, partition_key=("user_id",)),
+    "timeline_versions": ServingTable("timeline_versions", TIMELINE_VERSION, partition_key=("user_id",)),
     "celebrities": ServingTable("celebrities", CELEBRITY, partition_key=("shard",), clustering_key=("user_id",)),
     "media": ServingTable("media", MEDIA, partition_key=("media_id",)),
     "posts": ServingTable("posts", POST, partition_key=("post_id",)),
+    "deleted_posts": ServingTable("deleted_posts", POST_DELETION, partition_key=("post_id",)),
     "author_posts": ServingTable("author_posts", AUTHOR_POST, partition_key=("author_id",),
                                  clustering_key=("post_id",), clustering_descending=True),
     "timelines": ServingTable("timelines", TIMELINE_ENTRY, partition_key=("user_id",),
@@ -418,7 +445,7 @@ SERVING_TABLES: dict[str, ServingTable] = {
 
 RECORDS: dict[str, Record] = {
     r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME, CREDENTIAL,
-                        FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, SEQUENCER_WORKER, FOLLOW_VERSION, CELEBRITY, MEDIA, POST, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
+                        FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, SEQUENCER_WORKER, FOLLOW_VERSION, TIMELINE_VERSION, CELEBRITY, MEDIA, POST, POST_DELETION, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
                         CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_ROBOTS, CRAWL_DROP,
                         CRAWL_DUPLICATE)
 }

@@ -1,8 +1,9 @@
 """Hybrid fanout, continuously: `python streams/post_fanout.py [--once]`.
 
-A thin door: `sixfold.feed.fanout.run_fanout` lands each batch of `post-created` in the lake and
-pushes it into followers' timelines (celebrities' posts are pulled at read time instead), then
-commits; `land_follow_events` lands the `follows` topic for the offline timeline job. Ctrl-C or
+A thin door: `sixfold.feed.fanout.run_fanout` lands each batch of `post-created` in the lake,
+pushes it into followers' timelines (celebrities' posts are pulled at read time instead) and indexes
+it for search, then commits; `run_post_deletions` does the same for `post-deleted` (entries, media);
+`land_follow_events` lands the `follows` topic for the offline timeline job. Ctrl-C or
 SIGTERM stops it between batches. On the embedded profile `sixfold serve` runs the same work in
 a thread; run this one on the cluster profile (a compose service) or with `serve --no-consumers`.
 """

@@ -12,7 +12,7 @@ import pytest
 
 from schemas.records import LAKE_TABLES, SERVING_TABLES
 from sixfold.crawler import cycle
-from sixfold.crawler.site import SiteSpec
+from sixfold.crawler.site import SiteSpec, SiteTruth
 from sixfold.crawler.site_server import serve
 from sixfold.platform.lake import ArrowLake
 from sixfold.platform.settings import Settings
@@ -34,6 +34,20 @@ def run_cycle(settings: Settings, cycle_id: str, seeds: list[str], max_pages: in
 
 def frontier_rows(settings: Settings) -> dict[str, dict]:
     return {r["url"]: r for r in SQLiteStore(settings.sqlite_path).scan(FRONTIER)}
+
+
+def expected_duplicates(truth: SiteTruth, by_url: dict[str, dict]) -> dict[str, tuple[str, str]]:
+    """The site's ground truth as verdicts: in each duplicate group the page fetched first (then the
+    smaller URL) is the original, every other member is a duplicate of it; no page outside a group is one.
+    Also checks the fixture: an exact group's bodies are equal, a near group's are not."""
+    expected = {}
+    for kind, groups in (("exact", truth.exact_duplicates), ("near", truth.near_duplicates)):
+        for group in groups:
+            shas = {by_url[u]["content_sha256"] for u in group}
+            assert len(shas) == (1 if kind == "exact" else len(group)) and None not in shas
+            first = min(group, key=lambda u: (by_url[u]["fetched_at"], u))
+            expected.update({u: (kind, first) for u in group - {first}})
+    return expected
 
 
 @pytest.mark.e2e
@@ -67,14 +81,15 @@ def test_stages_are_idempotent_and_cycles_crawl_the_site(tmp_path: Path) -> None
     landed = Counter(r["url"] for r in rows)
     assert truth.pages <= set(landed) and max(landed.values()) == 1
     by_url = {r["url"]: r for r in rows}
-    for group in truth.exact_duplicates + truth.near_duplicates:
-        assert sum(by_url[u]["duplicate_of"] is None for u in group) == 1
+    assert truth.exact_duplicates and truth.near_duplicates, "the site serves both kinds of duplicate"
+    expected = expected_duplicates(truth, by_url)
+    assert {u: (r["duplicate_kind"], r["duplicate_of"]) for u, r in by_url.items() if r["duplicate_of"]} == expected
     frontier = frontier_rows(settings)
     assert all(frontier[u]["state"] == "done" and frontier[u]["fetch_count"] == 1 for u in truth.pages)
 
 
 @pytest.mark.airflow
-def test_crawl_cycle_dag_runs_one_cycle(airflow: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crawl_cycle_dag_runs_one_cycle(airflow: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from airflow.models.dagbag import DagBag
 
     from sixfold.platform.airflow_env import DAGS_FOLDER
@@ -83,26 +98,33 @@ def test_crawl_cycle_dag_runs_one_cycle(airflow: Settings, monkeypatch: pytest.M
         monkeypatch.setenv(key, value)
     settings = airflow
     with serve(SPEC) as site:
+        # Seeding every member of the site's duplicate groups puts them all in this one cycle's fetch list.
+        truth = site.truth
+        grouped = set().union(*truth.exact_duplicates, *truth.near_duplicates)
+        seeds_file = tmp_path / "seeds.txt"
+        seeds_file.write_text("".join(f"{u}\n" for u in [*site.seeds, *sorted(grouped)]))
         dag = DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False).dags["crawl_cycle"]
         when = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
-        run = dag.test(logical_date=when, run_conf={"seeds_file": str(site.seeds_file), "max_pages": 20,
+        run = dag.test(logical_date=when, run_conf={"seeds_file": str(seeds_file), "max_pages": 20,
                                                     "allow_hosts": ["127.0.0.0/8"]})
         assert run.state == "success"
     cycle_id = cycle.cycle_id_for(run.data_interval_start)
     directory = cycle.cycle_dir(settings, cycle_id)
     assert (directory / "fetchlist.jsonl").exists() and (directory / "parsed.jsonl").exists()
     rows = ArrowLake(settings).read(PAGES).to_pylist()
-    assert {r["url"] for r in rows} >= {s for s in site.seeds if s in site.truth.pages}
+    by_url = {r["url"]: r for r in rows}
+    assert len(by_url) == len(rows) and set(by_url) >= {s for s in site.seeds if s in truth.pages} | grouped
     assert all(r["cycle_id"] == cycle_id for r in rows)
     queued = [r for r in frontier_rows(settings).values() if r["state"] == "queued"]
     assert queued, "the cycle's links should be queued for the next cycle"
-    # the Spark job (spark-submit) ran last; every later page with an earlier page's bytes is an exact duplicate
-    first_by_sha: dict[str, str] = {}
-    exact = set()
-    for r in sorted((r for r in rows if r["content_sha256"]), key=lambda r: (r["fetched_at"], r["url"])):
-        if first_by_sha.setdefault(r["content_sha256"], r["url"]) != r["url"]:
-            exact.add(r["url"])
+    assert truth.exact_duplicates and truth.near_duplicates, "the site serves both kinds of duplicate"
+    expected = expected_duplicates(truth, by_url)
+    # the cycle's dedup stage, page by page
+    assert {u: (r["duplicate_kind"], r["duplicate_of"]) for u, r in by_url.items() if r["duplicate_of"]} == expected
+    # the Spark job (spark-submit) ran last, over the whole crawl: the same verdicts, and nothing else
     assert [t.task_id for t in dag.topological_sort()][-1] == "near_duplicates"
-    if exact:
-        verdicts = ArrowLake(settings).read(LAKE_TABLES["crawl_duplicates"]).to_pylist()
-        assert exact <= {v["url"] for v in verdicts if v["kind"] == "exact"}
+    verdicts = ArrowLake(settings).read(LAKE_TABLES["crawl_duplicates"]).to_pylist()
+    assert len(verdicts) == len({v["url"] for v in verdicts})
+    assert {v["url"]: (v["kind"], v["duplicate_of"]) for v in verdicts} == expected
+    assert all(v["distance"] <= settings.crawler_simhash_distance and (v["kind"] == "near" or v["distance"] == 0)
+               for v in verdicts)

@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -152,7 +153,7 @@ def test_exact_and_near_duplicates_are_stored_once(crawled) -> None:
 
 
 def test_redirects_errors_and_non_html_are_recorded(crawled) -> None:
-    site, _, _, rows, _ = crawled
+    site, _, settings, rows, _ = crawled
     by_url = {r["url"]: r for r in rows}
     for source, final in site.truth.redirects.items():
         hop = by_url[source]
@@ -160,11 +161,17 @@ def test_redirects_errors_and_non_html_are_recorded(crawled) -> None:
         assert by_url[final]["status"] == 200
     for url, status in site.truth.errors.items():
         assert by_url[url]["status"] == status
+    too_big = set()  # by what the site serves: an HTML type (so it is read) and a body over the limit
+    for url in site.truth.non_html:
+        parts = urlsplit(url)
+        _, headers, body = site.site.respond(parts.netloc, parts.path + (f"?{parts.query}" if parts.query else ""))
+        if headers["content-type"].startswith("text/html") and len(body) > settings.crawler_max_body_bytes:
+            too_big.add(url)
+    assert too_big
     for url in site.truth.non_html:
         row = by_url[url]
         assert row["text"] is None and row["content_sha256"] is None
-        if row["error"]:
-            assert "limit" in row["error"]
+        assert (row["error"] is not None and "limit" in row["error"]) == (url in too_big), (url, row["error"])
     page = by_url[site.seeds[0]]
     assert page["out_links"] and page["depth"] == 0 and page["fetched_at"] and page["simhash"] is not None
 

@@ -107,6 +107,28 @@ def test_validation_round_trips_through_json_and_sqlite(record: Record):
     check()
 
 
+@pytest.mark.parametrize("record", ALL_RECORDS, ids=lambda r: r.name)
+def test_json_schema_accepts_what_validation_accepts_and_refuses_what_it_refuses(record: Record):
+    import jsonschema
+
+    checker = jsonschema.Draft202012Validator(schema.json_schema(record),
+                                              format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+    @hsettings(max_examples=30, deadline=None)
+    @given(st.fixed_dictionaries({f.name: values(f) for f in record.fields}))
+    def check(row):
+        as_json = schema.to_json_row(record, schema.validate(record, row))
+        checker.validate(as_json)
+        broken = [{**as_json, "not_a_field": 1}]
+        broken += [{k: v for k, v in as_json.items() if k != f.name} for f in record.fields if f.required]
+        for payload in broken:
+            assert not checker.is_valid(payload)
+            with pytest.raises(ValueError):
+                schema.validate(record, payload)
+
+    check()
+
+
 def test_event_validation_reports_every_problem():
     event = EVENTS["search-events"]
     with pytest.raises(ValueError) as info:

@@ -14,12 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import TIMEOUT_MS, Server
+from playwright import sync_api as playwright_sync  # a dev dependency: missing, the run must fail, not skip
 
 from sixfold.platform.settings import Settings
 from sixfold.typeahead.serving import ArtifactStore
 from sixfold.typeahead.trie import build_trie, write_artifact
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.e2e
 

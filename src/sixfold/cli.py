@@ -327,12 +327,12 @@ app.add_typer(feed_app, name="feed")
 def feed_timelines(
     per_user: int = typer.Option(500, "--per-user", min=1, help="newest posts kept per timeline"),
     land_pending: bool = typer.Option(True, "--land/--no-land",
-                                      help="first land pending post-created and follows events into the lake"),
+                                      help="first land pending post-created, post-deleted and follows events into the lake"),
 ) -> None:
     """Regenerate every active user's pushed timeline from the lake now (Spark, in this process)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    from sixfold.feed.fanout import land_follow_events, run_fanout
+    from sixfold.feed.fanout import land_follow_events, run_fanout, run_post_deletions
     from sixfold.feed.timeline_job import generate_timelines
     from sixfold.platform.bus import open_bus
     from sixfold.platform.spark import get_session
@@ -345,6 +345,7 @@ def feed_timelines(
             bus = open_bus(settings)
             try:
                 posts = run_fanout(settings, store, bus, idle_timeout_s=0.2)
+                run_post_deletions(settings, store, bus, idle_timeout_s=0.2)
                 follows = land_follow_events(settings, bus, idle_timeout_s=0.2)
             finally:
                 bus.close()

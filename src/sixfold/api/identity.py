@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from sixfold.platform.auth import app_credentials, app_users, signup_allowed, writing_user
+from sixfold.platform.errors import error_responses
 
 router = APIRouter(tags=["identity"])
 
@@ -28,12 +29,14 @@ class CreatedApiKey(BaseModel):
 
 @router.post("/v1/users", status_code=201, response_model=CreatedUser,
              summary="Sign up: a user with a free username, and their bearer token (shown once)",
-             responses={409: {"description": "the username is taken"}, 429: {"description": "too many sign-ups"}})
+             responses=error_responses(400, 409, 422, 429, 503, why={409: "the username is taken; choose another",
+                                                                429: "too many sign-ups from this address"}))
 def post_user(request: Request, user: NewUser, _: None = Depends(signup_allowed)) -> Any:
     return app_users(request.app).create(user.username)
 
 
 @router.post("/v1/api-keys", status_code=201, response_model=CreatedApiKey,
-             summary="A new shortener API key for the token's owner (shown once)")
+             summary="A new shortener API key for the token's owner (shown once)",
+             responses=error_responses(401, 429, 503))
 def post_api_key(request: Request, user: int = Depends(writing_user)) -> Any:
     return {"api_key": app_credentials(request.app).issue(user, "api_key")}

@@ -16,7 +16,9 @@ Both are measured by the site server's access log (by user agent): pages = respo
 seconds (ours: the `crawl()` call; Scrapy: its elapsed_time_seconds stat). Coverage = share of
 the truth's pages fetched; truth pages/s counts only those (Scrapy reads a robots.txt that answers
 500 as "allow all" and crawls that host too, which RFC 9309 forbids and ours does not); also
-reported: robots-disallowed URLs fetched, repeat fetches, the rate over the server-side window. Results
+reported: robots-disallowed URLs fetched, repeat fetches, the rate over the server-side window. Beside
+them, for checking: the HTML page URLs the server served each crawler, each crawler's own page count
+(our landed rows, Scrapy's stat) and the site's port, from which its truth can be rebuilt. Results
 go to `var/bench/crawler-<UTC>.json/.png` and `crawler-latest.json/.png`.
 """
 
@@ -94,8 +96,20 @@ def crawl_ours(settings: Settings, site: RunningSite, budget: int, opts: Crawler
     seconds = time.perf_counter() - began
     return {"seconds": seconds, "window": (began_t, time.time()), "user_agent": ours.crawler_user_agent,
             "report": asdict(report) if hasattr(report, "__dataclass_fields__") else str(report),
+            "own_count": {"html_pages": landed_html_pages(ours, opts.max_bytes),
+                          "how": "crawl_pages rows the crawler landed: status 200, an HTML type, no error"},
             "how": "sixfold.crawler.run.crawl in the bench process; seconds = the crawl() call (opening the "
                    "SQLite frontier, fetching, extracting, dedup, landing Parquet pages and blobs)"}
+
+
+def landed_html_pages(settings: Settings, max_bytes: int) -> int:
+    """The crawler's own count of the HTML pages it fetched (its lake), to check against the server's."""
+    from schemas.records import LAKE_TABLES
+    from sixfold.platform.lake import ArrowLake
+
+    rows = ArrowLake(settings).read(LAKE_TABLES["crawl_pages"]).to_pylist()
+    return sum(r["status"] == 200 and (r["content_type"] or "").lower().startswith("text/html") and not r["error"]
+               and (r["bytes"] or 0) <= max_bytes for r in rows)
 
 
 def crawl_scrapy(site: RunningSite, budget: int, opts: CrawlerBenchOptions, work: Path, say: Say) -> dict[str, Any]:
@@ -122,6 +136,8 @@ def crawl_scrapy(site: RunningSite, budget: int, opts: CrawlerBenchOptions, work
     return {"seconds": float(stats["stats"]["elapsed_time_seconds"]), "process_wall_s": wall,
             "window": (began_t, time.time()), "user_agent": user_agent, "scrapy_version": stats["scrapy_version"],
             "settings": stats["settings"], "stats": stats["stats"],
+            "own_count": {"html_pages": int(stats["stats"].get("bench/html_pages", 0)),
+                          "how": "Scrapy's stat bench/html_pages: HTML responses the spider parsed"},
             "how": "Scrapy in its own process; seconds = Scrapy's elapsed_time_seconds (engine start to close), "
                    "process_wall_s adds interpreter and reactor start"}
 
@@ -142,6 +158,7 @@ def tally(site: RunningSite, run: dict[str, Any], records: list[dict[str, Any]],
         "requests": len(mine),
         "robots_requests": sum(r["target"] == "/robots.txt" for r in mine),
         "html_pages": len(pages),
+        "html_page_urls": sorted(set(page_urls)),  # what the server served this crawler, to check against a truth
         "distinct_html_pages": len(set(page_urls)),
         "repeat_page_fetches": len(page_urls) - len(set(page_urls)),
         "pages_per_s": len(pages) / run["seconds"] if run["seconds"] else 0.0,
@@ -228,7 +245,8 @@ def run(settings: Settings, opts: CrawlerBenchOptions, say: Say = print) -> tupl
             budget = fetch_budget(site, opts)
             t = site.truth
             result["site"] = {
-                "spec": asdict(spec), "hosts": len(t.hosts), "truth_pages": len(t.pages), "budget": budget,
+                "spec": asdict(spec), "port": site.port, "hosts": len(t.hosts), "truth_pages": len(t.pages),
+                "budget": budget,
                 "note": (f"site: {len(t.hosts)} hosts, {len(t.pages):,} pages, traps "
                          + ("off, so both crawl the whole finite site (budget "
                             f"{budget:,} fetches is never reached)" if not spec.traps

@@ -1,8 +1,14 @@
-"""HTTP doors of the feed system. Each section is owned by the module named in its heading."""
+"""HTTP doors of the feed system. Each section is owned by the module named in its heading.
+
+The answers' models (`Following`, `TimelinePage`, ...) document the shapes in OpenAPI through
+`responses=`, not `response_model=`: the routes return the domain's dicts as they are, the same
+bytes the timeline fast path sends, and `tests/test_api_fuzz.py` holds every answer to its model.
+"""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
@@ -11,7 +17,8 @@ from pydantic import BaseModel, Field
 
 from sixfold.platform.app_state import app_bus, app_sequencer, app_store, shared
 from sixfold.platform.auth import acting_user, app_users, require_self, token_owner, unauthorized, writing_user
-from sixfold.platform.errors import RequestError, error_answer
+from sixfold.platform.errors import RequestError, error_answer, error_responses
+from sixfold.platform.ids import Id
 
 router = APIRouter(tags=["feed"])
 
@@ -19,8 +26,17 @@ router = APIRouter(tags=["feed"])
 
 
 class FollowEdge(BaseModel):
-    follower_id: int
-    followee_id: int
+    follower_id: Id
+    followee_id: Id
+
+
+class Following(FollowEdge):
+    following: bool = Field(..., description="whether follower_id follows followee_id now")
+
+
+_FOLLOW_ERRORS = error_responses(400, 401, 403, 404, 422, 429, 503, why={
+    403: "follower_id is not the token's owner", 404: "the follower or the followee does not exist",
+    422: "the body is not valid, or names one user twice (nobody follows themselves)"})
 
 
 def _feed_sequencer(app):  # the app's one sequencer (users, posts, media, stories)
@@ -56,13 +72,15 @@ def _feed_call(fn, *args, **kwargs) -> Any:
         raise HTTPException(exc.status, str(exc), headers=exc.headers) from None
 
 
-@router.post("/v1/follows", status_code=201, summary="follower_id (the token's owner) follows followee_id (idempotent)")
+@router.post("/v1/follows", status_code=201, summary="follower_id (the token's owner) follows followee_id (idempotent)",
+             responses={201: {"model": Following}, **_FOLLOW_ERRORS})
 def post_follow(request: Request, edge: FollowEdge, acting: int = Depends(writing_user)) -> Any:
     require_self(acting, edge.follower_id, "follower_id")
     return _feed_call(_follow_graph(request.app).follow, edge.follower_id, edge.followee_id)
 
 
-@router.delete("/v1/follows", status_code=200, summary="follower_id (the token's owner) stops following followee_id")
+@router.delete("/v1/follows", status_code=200, summary="follower_id (the token's owner) stops following followee_id",
+               responses={200: {"model": Following}, **_FOLLOW_ERRORS})
 def delete_follow(request: Request, edge: FollowEdge, acting: int = Depends(writing_user)) -> Any:
     require_self(acting, edge.follower_id, "follower_id")
     return _feed_call(_follow_graph(request.app).unfollow, edge.follower_id, edge.followee_id)
@@ -77,19 +95,44 @@ class GeoTag(BaseModel):
 
 
 class NewPost(BaseModel):
-    user_id: int
+    user_id: Id
     caption: str | None = None
-    media_ids: list[int | str] = []
+    media_ids: list[Id | str] = []
     hashtags: list[str] = []
     geo: GeoTag | None = None
+
+
+class CreatedPost(BaseModel):
+    post_id: int
+    created_at: datetime
+
+
+class Post(BaseModel):
+    post_id: int
+    author_id: int
+    created_at: datetime
+    caption: str | None
+    media: list[str] = Field(..., description="media ids, each served at /v1/media/{media_id}")
+    hashtags: list[str]
+
+
+class TimelinePage(BaseModel):
+    user_id: int
+    posts: list[Post]
+    next_cursor: str | None = Field(..., description="`before` of the next page; null on the last one")
+
+
+class DeletedPost(BaseModel):
+    post_id: int
+    deleted: bool = Field(..., description="always true: the post is gone from every read")
 
 
 def _post_service(app):
     from sixfold.feed.posts import PostService
 
-    return shared(app.state, "post_service", lambda: PostService(app_store(app), app_bus(app),
-                                                                 _user_directory(app), _feed_sequencer(app),
-                                                                 changed=_author_cache(app).posted))
+    return shared(app.state, "post_service", lambda: PostService(
+        app_store(app), app_bus(app), _user_directory(app), _feed_sequencer(app), changed=_author_cache(app).posted,
+        celebrity_threshold=app.state.settings.feed_celebrity_threshold))
 
 
 def _timeline_reader(app):
@@ -101,7 +144,10 @@ def _timeline_reader(app):
         page_cache_s=settings.feed_page_cache_s))
 
 
-@router.post("/v1/posts", status_code=201, summary="Publish a post as the token's owner; followers see it after fanout")
+@router.post("/v1/posts", status_code=201, summary="Publish a post as the token's owner; followers see it after fanout",
+             responses={201: {"model": CreatedPost}, **error_responses(400, 401, 403, 404, 422, 429, 503, why={
+                 403: "user_id is not the token's owner, or a media id is someone else's upload",
+                 404: "the user or a media id does not exist"})})
 def post_post(request: Request, post: NewPost, acting: int = Depends(writing_user)) -> Any:
     require_self(acting, post.user_id)
     geo = post.geo.model_dump() if post.geo is not None else None
@@ -109,13 +155,33 @@ def post_post(request: Request, post: NewPost, acting: int = Depends(writing_use
                       list(post.hashtags), geo)
 
 
-@router.get("/v1/timeline/{user_id}", summary="Your home timeline, newest first (pushed + pulled); owner's token")
-def get_timeline(request: Request, user_id: int,
+@router.get("/v1/timeline/{user_id}", summary="Your home timeline, newest first (followees' posts and your own); "
+                                               "owner's token",
+            responses={200: {"model": TimelinePage}, **error_responses(401, 403, 404, 422, 503, why={
+                403: "user_id is not the token's owner", 404: "the user does not exist"})})
+def get_timeline(request: Request, user_id: Id,
                  limit: int = Query(20, description="posts per page, 1..100"),
                  before: str | None = Query(None, description="next_cursor of the previous page"),
                  acting: int = Depends(acting_user)) -> Any:
     require_self(acting, user_id)
     return _feed_call(_timeline_reader(request.app).timeline, user_id, limit, before)
+
+
+@router.get("/v1/users/{user_id}/posts", summary="A user's own posts, newest first (their profile); public",
+            responses={200: {"model": TimelinePage}, **error_responses(404, 422, 503, why={
+                404: "the user does not exist"})})
+def get_profile_posts(request: Request, user_id: Id,
+                      limit: int = Query(20, description="posts per page, 1..100"),
+                      before: str | None = Query(None, description="next_cursor of the previous page")) -> Any:
+    return _feed_call(_timeline_reader(request.app).profile, user_id, limit, before)
+
+
+@router.delete("/v1/posts/{post_id}", status_code=200,
+               summary="Delete your post: gone from every timeline, profile and search at once; a repeat is 404",
+               responses={200: {"model": DeletedPost}, **error_responses(401, 403, 404, 422, 429, 503, why={
+                   403: "the post is someone else's", 404: "no such post, or it was deleted already"})})
+def delete_post(request: Request, post_id: Id, acting: int = Depends(writing_user)) -> Any:
+    return _feed_call(_post_service(request.app).delete, acting, post_id)
 
 
 class TimelineFastGet:
@@ -152,6 +218,26 @@ class TimelineFastGet:
 
 
 # ---- media (media.py) ---------------------------------------------------------------------------
+
+
+class Rendition(BaseModel):
+    sha256: str
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+class UploadedMedia(BaseModel):
+    media_id: int
+    owner_id: int
+    sha256: str
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+    created_at: datetime
+    renditions: dict[str, Rendition] = Field(..., description="feed and thumb: GET /v1/media/{media_id}?size=")
 
 
 _MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file in a multipart upload
@@ -226,9 +312,15 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, s
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
             "file": {"type": "string", "format": "binary"}, "user_id": {"type": "integer"}}}},
     }}},
+    responses={201: {"model": UploadedMedia}, **error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503, why={
+        400: "Content-Length is not a number", 403: "user_id is not the token's owner",
+        404: "the uploader does not exist", 413: "over 16 MB, or more pixels than the limit",
+        415: "the bytes are not a JPEG, PNG, WebP or GIF",
+        422: "an empty upload, a malformed multipart form, or bytes that do not decode",
+        503: "every image decoder stayed busy; retry in a few seconds"})},
 )
 async def post_media(request: Request,
-                     user_id: int | None = Query(None, description="the uploader, if given (or a `user_id` form "
+                     user_id: Id | None = Query(None, description="the uploader, if given (or a `user_id` form "
                                                  "field): must be the token's owner, who is the default"),
                      acting: int = Depends(writing_user)):
     from fastapi import HTTPException
@@ -253,10 +345,18 @@ async def post_media(request: Request,
         raise HTTPException(exc.status, str(exc)) from None
 
 
+_CACHED = {name: {"required": True, "schema": {"type": "string"}, "description": what} for name, what in (
+    ("ETag", "the bytes' SHA-256, quoted: send it back as If-None-Match"),
+    ("Cache-Control", "public, max-age=31536000, immutable: the bytes of an id never change"))}
+
+
 @router.get("/v1/media/{media_id}", summary="An image's bytes (original or a rendition), cacheable forever",
             response_class=Response,
-            responses={200: {"content": {"image/*": {}}}, 304: {"description": "the client's copy is current"}})
-def get_media(request: Request, media_id: int,
+            responses={200: {"description": "the image", "headers": _CACHED,
+                             "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}},
+                       304: {"description": "the client's copy (If-None-Match) is current", "headers": _CACHED},
+                       **error_responses(404, 422, 503, why={404: "no such media, or no such size of it"})})
+def get_media(request: Request, media_id: Id,
               size: Literal["original", "feed", "thumb"] = Query(
                   "original", description="original, feed (at most 1080 px) or thumb (at most 150 px)")):
     from fastapi import HTTPException, Response
@@ -279,8 +379,33 @@ def get_media(request: Request, media_id: int,
 
 
 class NewStory(BaseModel):
-    user_id: int
+    user_id: Id
+    media_id: Id
+
+
+class CreatedStory(BaseModel):
+    story_id: int
+    expires_at: datetime
+
+
+class Story(BaseModel):
+    story_id: int
+    author_id: int
     media_id: int
+    created_at: datetime
+    expires_at: datetime
+
+
+class StoryAuthor(BaseModel):
+    author_id: int
+    username: str | None
+    stories: list[Story]
+
+
+class StoryFeed(BaseModel):
+    user_id: int
+    authors: list[StoryAuthor]
+    next_cursor: str | None = Field(..., description="`cursor` of the next page; null on the last one")
 
 
 def _story_service(app):  # one StoryService per app (real clock), on the app's one serving store
@@ -290,15 +415,20 @@ def _story_service(app):  # one StoryService per app (real clock), on the app's 
     return shared(app.state, "story_service", lambda: StoryService(store, sequencer=_feed_sequencer(app)))
 
 
-@router.post("/v1/stories", status_code=201, summary="Post a story: visible to followers for exactly 24 hours")
+@router.post("/v1/stories", status_code=201, summary="Post a story: visible to followers for exactly 24 hours",
+             responses={201: {"model": CreatedStory}, **error_responses(400, 401, 403, 404, 422, 429, 503, why={
+                 403: "user_id is not the token's owner, or the media is someone else's upload",
+                 404: "the user or the media does not exist"})})
 def post_story(request: Request, story: NewStory, acting: int = Depends(writing_user)):
     require_self(acting, story.user_id)
     return _feed_call(_story_service(request.app).post, story.user_id, story.media_id)
 
 
 @router.get("/v1/stories/feed/{user_id}",
-            summary="Live stories of the people you follow and your own, by author; owner's token")
-def get_story_feed(request: Request, user_id: int, acting: int = Depends(acting_user),
+            summary="Live stories of the people you follow and your own, by author; owner's token",
+            responses={200: {"model": StoryFeed}, **error_responses(401, 403, 404, 422, 503, why={
+                403: "user_id is not the token's owner", 404: "the user does not exist"})})
+def get_story_feed(request: Request, user_id: Id, acting: int = Depends(acting_user),
                    limit: int = Query(20, description="authors per page, 1..100"),
                    cursor: str | None = Query(None, description="next_cursor of the previous page")):
     require_self(acting, user_id)
@@ -308,7 +438,27 @@ def get_story_feed(request: Request, user_id: int, acting: int = Depends(acting_
 # ---- search (search.py) -------------------------------------------------------------------------
 
 
-@router.get("/v1/search/hashtags/{tag}", summary="Posts with a hashtag, newest first")
+class HashtagPage(BaseModel):
+    tag: str = Field(..., description="the tag as searched: lowercase, without '#'")
+    posts: list[Post]
+    next_cursor: str | None
+
+
+class GeoPost(Post):
+    lat: float
+    lon: float
+
+
+class GeoPage(BaseModel):
+    lat: float
+    lon: float
+    radius_km: float
+    posts: list[GeoPost]
+    next_cursor: str | None
+
+
+@router.get("/v1/search/hashtags/{tag}", summary="Posts with a hashtag, newest first",
+            responses={200: {"model": HashtagPage}, **error_responses(422, 503)})
 def get_search_hashtag(request: Request, tag: str,
                        limit: int = Query(20, description="posts per page, 1..100"),
                        before: str | None = Query(None, description="next_cursor of the previous page")):
@@ -317,7 +467,8 @@ def get_search_hashtag(request: Request, tag: str,
     return _feed_call(search_hashtag, app_store(request.app), tag, limit, before)
 
 
-@router.get("/v1/search/geo", summary="Posts within radius_km of a point, newest first")
+@router.get("/v1/search/geo", summary="Posts within radius_km of a point, newest first",
+            responses={200: {"model": GeoPage}, **error_responses(422, 503)})
 def get_search_geo(request: Request,
                    lat: float = Query(..., description="latitude, -90..90"),
                    lon: float = Query(..., description="longitude, -180..180"),

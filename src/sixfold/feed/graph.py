@@ -10,6 +10,14 @@ the follower's list for as long as the stamp stands, on any server. Every follow
 also goes to the `follows` topic as a FOLLOW_EVENT, which lands in the lake so the offline
 timeline job can rebuild the graph as of any time.
 
+A new follow shows the followee's recent posts at once, as Mastodon merges a followee's posts into
+the follower's home feed: their newest FOLLOW_BACKFILL posts are written into the follower's
+`timelines` rows before the follower's stamp moves (so no reader keeps a page without them), unless
+the followee is a celebrity, whose posts are pulled at read time anyway. The offline job writes the
+same rows and more (each follower's newest posts of every followee), so the two agree. An unfollow
+hides them at once like any entry of that author (readers keep only followed authors' entries);
+the job deletes them.
+
 Both operations are idempotent, also across servers racing on one edge: the `following` row is
 claimed with `insert_if_absent` (removed with `delete_if_present`), and only the caller that
 changed it moves the count, with the store's atomic `add`. So following twice keeps one edge and
@@ -39,8 +47,14 @@ FOLLOWING = SERVING_TABLES["following"]
 FOLLOWER_COUNTS = SERVING_TABLES["follower_counts"]
 CELEBRITIES = SERVING_TABLES["celebrities"]
 FOLLOW_VERSIONS = SERVING_TABLES["follow_versions"]
+TIMELINES = SERVING_TABLES["timelines"]
+AUTHOR_POSTS = SERVING_TABLES["author_posts"]
 CELEBRITY_SHARD = {"shard": 0}
 FOLLOWS_EVENT = EVENTS["follows"]
+# Two default timeline pages: the first screens after a follow show the followee's recent posts among
+# the others; older ones arrive with the hourly offline job (its window is 500 per follower), and one
+# follow costs one partition read and at most this many row writes.
+FOLLOW_BACKFILL = 40
 
 
 def follower_count(store: ServingStore, user_id: int) -> int:
@@ -137,10 +151,19 @@ class FollowGraph:
         self.users.require(follower_id, "follower")
         self.users.require(followee_id, "followee")
 
-    def _counted(self, followee_id: int, delta: int) -> None:
+    def _counted(self, followee_id: int, delta: int) -> int:
+        """Move the followee's count by `delta`; returns the new count."""
         after = self.store.add(FOLLOWER_COUNTS, {"user_id": followee_id}, "followers", delta)
         if list_celebrity(self.store, followee_id, after - delta, after, self.threshold):
             self.changed(followee_id)
+        return after
+
+    def _backfill(self, follower_id: int, followee_id: int) -> None:
+        """The followee's newest FOLLOW_BACKFILL posts into the follower's timeline rows (upserts: a
+        refollow writes the same rows)."""
+        newest = self.store.query(AUTHOR_POSTS, {"author_id": followee_id}, limit=FOLLOW_BACKFILL, columns=("post_id",))
+        self.store.upsert_many(TIMELINES, [{"user_id": follower_id, "post_id": r["post_id"], "author_id": followee_id}
+                                           for r in newest])
 
     def _emit(self, follower_id: int, followee_id: int, action: str, at: datetime) -> None:
         event = {"follower_id": follower_id, "followee_id": followee_id, "action": action, "at": at}
@@ -151,9 +174,10 @@ class FollowGraph:
         at = self._now()
         row = {"follower_id": follower_id, "followee_id": followee_id, "created_at": at}
         if self.store.insert_if_absent(FOLLOWING, row):  # of racing follows of one edge, one counts it
-            self.store.upsert(FOLLOWERS, row)
+            self.store.upsert(FOLLOWERS, row)  # before the backfill reads: a later post is fanned out to us
+            if self._counted(followee_id, +1) < self.threshold:
+                self._backfill(follower_id, followee_id)
             self.store.upsert(FOLLOW_VERSIONS, {"user_id": follower_id, "version": new_follow_version()})
-            self._counted(followee_id, +1)
         self._emit(follower_id, followee_id, "follow", at)
         return {"follower_id": follower_id, "followee_id": followee_id, "following": True}
 

@@ -16,7 +16,7 @@ import re
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -410,6 +410,62 @@ class MediaLibrary:
         if data is None:
             raise MediaError(404, f"the bytes of media {media_id} ({size}) are gone")
         return data, content_type, sha
+
+
+# ---- releasing a deleted post's media -------------------------------------------------------------
+def blob_hashes(blobs: BlobStore, sha256: str) -> set[str]:
+    """The original's hash and its renditions' hashes: every blob one media row holds on to."""
+    manifest = blobs.manifest(sha256) or {}
+    return {sha256} | {m["sha256"] for m in manifest.values()}
+
+
+def release_post_media(store: ServingStore, blobs: BlobStore, deleted: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Delete the media rows of deleted posts (POST_DELETION rows) that nothing uses any more, then the
+    blobs no remaining media row holds; returns {"media", "blobs"} deleted.
+
+    A media id stays while a post or a story of its owner refers to it (a story awaiting the purge
+    too; the purge releases it later). Only the owner's posts and stories are looked at: a post or a
+    story may only carry its own author's uploads (PostService and StoryService refuse others'), so
+    no one else's can hold the id, and the check reads two partitions instead of every post. A blob
+    stays while any other media row (the same bytes uploaded again, by anyone) holds it, which takes
+    one read of every media row, as the story purge does; it runs only for a batch that frees media.
+    Blobs go before media rows, so a run cut short is finished by the replay. Like the purge, a post
+    made with the media id while this runs may lose its image.
+    """
+    posts_table, author_posts, stories = (SERVING_TABLES[n] for n in ("posts", "author_posts", "stories"))
+    candidates: dict[int, set[int]] = {}  # owner -> media ids their deleted posts carried
+    for post in deleted:
+        ids = {int(m) for m in post.get("media_ids") or () if str(m).isdigit()}
+        candidates.setdefault(post["author_id"], set()).update(ids)
+    doomed: list[dict[str, Any]] = []
+    for owner, ids in sorted(candidates.items()):
+        if not ids:
+            continue
+        post_ids = [r["post_id"] for r in store.query(author_posts, {"author_id": owner}, columns=("post_id",))]
+        in_use = {int(m) for row in store.get_many(posts_table, [{"post_id": p} for p in post_ids]) if row
+                  for m in row.get("media_ids") or () if str(m).isdigit()}
+        in_use |= {r["media_id"] for r in store.query(stories, {"author_id": owner}, columns=("media_id",))}
+        for media_id in sorted(ids - in_use):
+            row = store.get(MEDIA, {"media_id": media_id})
+            if row is not None and row["owner_id"] == owner:
+                doomed.append(row)
+    if not doomed:
+        return {"media": 0, "blobs": 0}
+    gone = {m["media_id"] for m in doomed}
+    kept: set[str] = set()
+    for m in store.scan(MEDIA):
+        if m["media_id"] not in gone:
+            kept |= blob_hashes(blobs, m["sha256"])
+    blob_count = 0
+    for m in doomed:
+        if m["sha256"] in kept:
+            continue
+        for sha in sorted(blob_hashes(blobs, m["sha256"]) - kept):
+            blob_count += blobs.delete(sha)
+        blobs.delete_manifest(m["sha256"])
+    for m in doomed:
+        store.delete(MEDIA, {"media_id": m["media_id"]})
+    return {"media": len(doomed), "blobs": blob_count}
 
 
 def describe(row: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,11 @@ prefix of the post's geohash up to INDEX_PRECISION, so a query reads whole parti
 precision `cells_covering` chose for its radius (a few cells), never a scan of all posts.
 Rows are upserted by key, so rerunning the job over the same hours changes nothing.
 
+The job is the repair path. Live, the fanout consumer writes the same rows for each post it fans
+out (`index_posts`, the same normalisation and geohash in plain Python), so a post is found within
+a second or two; a deleted post's rows are removed at once (`unindex_post`), and the job skips
+the posts listed in `feed/post_deletions`, so a rerun never brings them back.
+
 Reads are newest first (post_id descending, what the sequencer guarantees is time order) with
 an opaque cursor: the last post id shown, base64url encoded.
 """
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +105,11 @@ def geo_index(posts: DataFrame, precision: int = INDEX_PRECISION) -> DataFrame:
     )
 
 
+def live_posts(posts: DataFrame, deletions: DataFrame) -> DataFrame:
+    """posts without the ones `deletions` (POST_DELETION rows) lists: what may be indexed or pushed."""
+    return posts.join(deletions.select("post_id"), "post_id", "left_anti")
+
+
 def _write(store: ServingStore, table_name: str, rows: Iterator[Any], batch: int = WRITE_BATCH) -> int:
     table = SERVING_TABLES[table_name]
     written, chunk = 0, []
@@ -119,10 +129,50 @@ def build_search_index(spark: SparkSession, settings: Settings, store: ServingSt
     """Index the lake's posts in [start, end) (open bounds: all) into hashtag_posts and geo_posts."""
     from sixfold.platform.lake import SparkLake
 
-    posts = SparkLake(spark, settings).read(LAKE_TABLES["posts"], start, end)
+    lake = SparkLake(spark, settings)
+    # a deletion may come any time after the post: all of them, not the interval's
+    posts = live_posts(lake.read(LAKE_TABLES["posts"], start, end), lake.read(LAKE_TABLES["post_deletions"]))
     tags = _write(store, "hashtag_posts", hashtag_index(posts).toLocalIterator())
     cells = _write(store, "geo_posts", geo_index(posts, precision).toLocalIterator())
     return {"hashtag_rows": tags, "geo_rows": cells}
+
+
+# ---- live: one post's rows, in plain Python (the fanout consumer and deletions) ---------------------
+def hashtag_rows(post: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """HASHTAG_POST rows of one post, as `hashtag_index` makes them: one per distinct normalised tag."""
+    tags = {normalize_tag(t) for t in post.get("hashtags") or ()}
+    return [{"tag": t, "post_id": post["post_id"], "author_id": post["author_id"]}
+            for t in sorted(tags) if 0 < len(t) <= MAX_TAG_LENGTH]
+
+
+def geo_rows(post: Mapping[str, Any], precision: int = INDEX_PRECISION) -> list[dict[str, Any]]:
+    """GEO_POST rows of one post, as `geo_index` makes them: one per geohash prefix, none without a valid point."""
+    lat, lon = post.get("lat"), post.get("lon")
+    if lat is None or lon is None or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        return []
+    full = geo.encode(lat, lon, precision)
+    return [{"cell": full[:n], "post_id": post["post_id"], "lat": lat, "lon": lon} for n in range(1, precision + 1)]
+
+
+def index_posts(store: ServingStore, posts: Iterable[Mapping[str, Any]]) -> int:
+    """Write the posts' hashtag and geo rows (upserts by key: a replay writes the same rows); returns how many."""
+    posts = list(posts)
+    tags = [r for p in posts for r in hashtag_rows(p)]
+    cells = [r for p in posts for r in geo_rows(p)]
+    written = 0
+    for table, rows in ((SERVING_TABLES["hashtag_posts"], tags), (SERVING_TABLES["geo_posts"], cells)):
+        for start in range(0, len(rows), WRITE_BATCH):
+            written += store.upsert_many(table, rows[start:start + WRITE_BATCH])
+    return written
+
+
+def unindex_post(store: ServingStore, post: Mapping[str, Any]) -> None:
+    """Delete one post's hashtag and geo rows (`post`: its row or its POST_DELETION, which carries the
+    same hashtags and point); deleting what is gone already changes nothing."""
+    for row in hashtag_rows(post):
+        store.delete(SERVING_TABLES["hashtag_posts"], {"tag": row["tag"], "post_id": row["post_id"]})
+    for row in geo_rows(post):
+        store.delete(SERVING_TABLES["geo_posts"], {"cell": row["cell"], "post_id": row["post_id"]})
 
 
 # ---- serving: reads ----------------------------------------------------------------------------

@@ -1,15 +1,19 @@
 """Offline timeline generation: every active user's pushed timeline, rebuilt from the lake.
 
 The course's answer to slow pull timelines is to generate them offline. The job reads the
-graph's history (`feed/follow_events`) and every post (`feed/posts`), rebuilds the follow graph
-as it is now (the latest event of each pair wins), and keeps each follower's newest `per_user`
-posts by authors they follow who are not celebrities (celebrities are pulled at read time).
+graph's history (`feed/follow_events`) and every post (`feed/posts`) but the deleted ones
+(`feed/post_deletions`), rebuilds the follow graph as it is now (the latest event of each pair
+wins), and keeps each follower's newest `per_user` posts by authors they follow who are not
+celebrities (celebrities are pulled at read time). One's own posts are not rows here: readers
+merge them from `author_posts`.
 
 Writing is idempotent and repairing: for each user, the entries missing from `timelines` are
 written and the ones the new graph no longer justifies are deleted (authors unfollowed or turned
-celebrity, and entries older than a full window); a rerun on an unchanged lake writes nothing.
-Entries fanout pushed after the lake snapshot for followed authors stay; the next run includes
-them anyway. The job also repairs what decides push or pull: every follower count (a server that
+celebrity, entries older than a full window, and deleted posts); a rerun on an unchanged lake
+writes nothing. Entries fanout pushed after the lake snapshot for followed authors stay; the next
+run includes them anyway. Each user whose rows it changed gets a fresh timeline stamp (`stamps`)
+afterwards, so pages servers kept show the repair at once. The job also repairs what decides push
+or pull: every follower count (a server that
 died between an edge and its count leaves one wrong) and the `celebrities` list, listing new
 celebrities before the timelines are rewritten and unlisting former ones after, so no author is
 neither pushed nor pulled meanwhile.
@@ -121,16 +125,21 @@ def user_timeline_rows(active_users: DataFrame, follows: DataFrame, celebrity_au
 
 # ---- driver: generate and write --------------------------------------------------------------
 def write_user_timelines(store: ServingStore, user_rows: Iterable[Mapping[str, Any]], per_user: int,
-                         progress: Callable[[int], None] | None = None) -> dict[str, int]:
+                         progress: Callable[[int], None] | None = None,
+                         deleted_posts: frozenset[int] | set[int] = frozenset()) -> dict[str, int]:
     """Write each user's missing entries and delete the ones the graph no longer justifies.
 
     `user_rows`: {"user_id", "authors": [pushed followees], "entries": [(post_id, author_id)]}.
     Only the difference with the stored partition is written, so a rerun on an unchanged lake
     writes nothing. Entries newer than the lake (pushed by fanout since) stay while their author
-    is still pushed to this user and they are inside the window.
+    is still pushed to this user and they are inside the window, unless their post is in
+    `deleted_posts` (an entry a race between fanout and a deletion left behind).
     """
+    from sixfold.feed.stamps import stamp_timelines
+
     users = entries_total = written = deleted = 0
     pending: list[dict[str, Any]] = []
+    changed: set[int] = set()  # users whose rows moved, stamped once their rows are written
     columns = ("post_id", "author_id")
     for row in user_rows:
         user_id, authors = row["user_id"], set(row["authors"] or [])
@@ -139,23 +148,28 @@ def write_user_timelines(store: ServingStore, user_rows: Iterable[Mapping[str, A
         stored: dict[int, int] = {}
         for old in store.query(TIMELINES, {"user_id": user_id}, columns=columns):
             post_id, author_id = old["post_id"], old["author_id"]
-            if author_id not in authors or (floor is not None and post_id < floor):
+            if author_id not in authors or (floor is not None and post_id < floor) or post_id in deleted_posts:
                 store.delete(TIMELINES, {"user_id": user_id, "post_id": post_id})
                 deleted += 1
+                changed.add(user_id)
             else:
                 stored[post_id] = author_id
         entries_total += len(entries)
         for post_id, author_id in entries:
             if stored.get(post_id, -1) != author_id:
                 pending.append({"user_id": user_id, "post_id": post_id, "author_id": author_id})
+                changed.add(user_id)
         if len(pending) >= WRITE_BATCH:
             written += store.upsert_many(TIMELINES, pending)
             pending = []
+            stamp_timelines(store, changed)
+            changed.clear()
         users += 1
         if progress:
             progress(users)
     if pending:
         written += store.upsert_many(TIMELINES, pending)
+    stamp_timelines(store, changed)
     return {"users": users, "entries": entries_total, "written": written, "deleted": deleted}
 
 
@@ -208,11 +222,14 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
 
     from sixfold.feed.fanout import is_celebrity
     from sixfold.feed.graph import recount_followers, relist_celebrities
+    from sixfold.feed.search import live_posts
     from sixfold.platform.lake import SparkLake
 
     lake = SparkLake(spark, settings)
     events = lake.read(LAKE_TABLES["follow_events"]).cache()  # scanned twice: the graph, the active users
-    posts = lake.read(LAKE_TABLES["posts"])
+    deletions = lake.read(LAKE_TABLES["post_deletions"])
+    posts = live_posts(lake.read(LAKE_TABLES["posts"]), deletions)
+    deleted = {r["post_id"] for r in deletions.select("post_id").collect()}  # few: posts are rarely deleted
     follows = current_follows(events).cache()
     counted = follower_totals(follows).cache()  # the recount below and the celebrities both read it
     celebrities = celebrity_authors(follows, settings.feed_celebrity_threshold, counted).cache()
@@ -234,7 +251,7 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
         for cached in (events, follows, counted, celebrities):
             cached.unpersist()
         files = sorted(scratch.glob("part-*.parquet"))
-        counts = write_user_timelines(store, staged_user_rows(files), per_user, progress)
+        counts = write_user_timelines(store, staged_user_rows(files), per_user, progress, deleted)
         counts["celebrities_unlisted"] = relist_celebrities(store, celebrity_counts)["unlisted"]
         counts["followers_recounted"] = recounted
     finally:
@@ -247,8 +264,8 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
 
 # ---- data quality: a brute force over a sample of users ---------------------------------------
 def brute_force_timeline(events: Iterable[Mapping[str, Any]], posts: Iterable[Mapping[str, Any]], user_id: int,
-                         threshold: int, per_user: int) -> list[int]:
-    """The pushed timeline of one user in plain Python: post ids, newest first."""
+                         threshold: int, per_user: int, deleted: frozenset[int] | set[int] = frozenset()) -> list[int]:
+    """The pushed timeline of one user in plain Python: post ids (none of `deleted`), newest first."""
     latest: dict[tuple[int, int], tuple[Any, int, str]] = {}
     for e in events:
         if e["follower_id"] == e["followee_id"]:
@@ -265,7 +282,8 @@ def brute_force_timeline(events: Iterable[Mapping[str, Any]], posts: Iterable[Ma
             if follower == user_id:
                 mine.add(followee)
     authors = {a for a in mine if fans.get(a, 0) < threshold}
-    ids = sorted({p["post_id"] for p in posts if p["author_id"] in authors}, reverse=True)
+    ids = sorted({p["post_id"] for p in posts if p["author_id"] in authors and p["post_id"] not in deleted},
+                 reverse=True)
     return ids[:per_user]
 
 
@@ -283,6 +301,7 @@ def check_sample(settings: Settings, store: ServingStore | None = None, sample: 
     lake = ArrowLake(settings)
     events = lake.read(LAKE_TABLES["follow_events"]).to_pylist()
     posts = lake.read(LAKE_TABLES["posts"]).select(["post_id", "author_id"]).to_pylist()
+    deleted = set(lake.read(LAKE_TABLES["post_deletions"]).column("post_id").to_pylist())
     users = sorted({e["follower_id"] for e in events})
     chosen = random.Random(seed).sample(users, min(sample, len(users)))
     newest = max((p["post_id"] for p in posts), default=-1)
@@ -291,7 +310,8 @@ def check_sample(settings: Settings, store: ServingStore | None = None, sample: 
     problems = []
     try:
         for user_id in chosen:
-            expected = brute_force_timeline(events, posts, user_id, settings.feed_celebrity_threshold, per_user)
+            expected = brute_force_timeline(events, posts, user_id, settings.feed_celebrity_threshold, per_user,
+                                            deleted)
             floor = expected[-1] if len(expected) >= per_user else -1
             stored = [r["post_id"] for r in store.query(TIMELINES, {"user_id": user_id})
                       if floor <= r["post_id"] <= newest]

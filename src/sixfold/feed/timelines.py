@@ -1,22 +1,33 @@
-"""Reading a home timeline: the pushed entries merged with celebrities' posts pulled at read time.
+"""Reading a home timeline (pushed entries, celebrities' posts and one's own, merged) and a profile.
 
 A page is the newest `limit` posts (post_id descending, which the sequencer makes time order)
-older than the cursor, drawn from two sources:
+older than the cursor, drawn from three sources:
 
-- pushed: the user's `timelines` partition (fanout and the offline job write it), keeping only
-  entries whose author the user follows now, so an unfollow hides that author at once;
+- pushed: the user's `timelines` partition (fanout, a follow's recent posts and the offline job
+  write it), keeping only entries whose author the user follows now, so an unfollow hides that
+  author at once;
 - pulled: for each followee who is a celebrity (listed in `celebrities` with at least
-  `feed_celebrity_threshold` followers), their `author_posts` newest first.
+  `feed_celebrity_threshold` followers), their `author_posts` newest first;
+- own: the user's own `author_posts`, as Instagram and Mastodon show one's posts in one's feed.
+
+Own posts are merged here, at read time, rather than pushed to their author by fanout: the
+partition is the one the profile reads anyway (one more read of at most `limit + 1` keys when a
+page is built, none when a kept page is reused), a post shows in its author's feed the moment
+POST /v1/posts answers instead of after the consumer's lag, and the offline job's rows and its
+brute force stay what they were (followees' posts only), so nothing about them has to change.
 
 Each source is read from the cursor on, at most `limit + 1` hits each, then merged and cut; the
 extra row says whether there is a next page. The cursor is opaque: the last post id shown,
-base64url encoded.
+base64url encoded. A post whose tombstone is in `deleted_posts` (or whose row is gone) is skipped,
+checked on every build (`PostRows`), so no page built after a deletion shows it, on any server.
+
+A profile (`profile`) is the author's `author_posts` alone, newest first, with the same cursor.
 
 Every reader needs to know which followees are celebrities, and every follower of a celebrity reads
-that celebrity's newest posts, so a server keeps the celebrity list and those posts for
-`feed_read_cache_s` (`AuthorCache`); a post made through the same server, or a follow that makes or
-unmakes a celebrity, drops what was kept at once, and other servers' writes show within that time,
-which is the same order as fanout's own lag. Posts never change once written, so their rows are kept too.
+that celebrity's newest post ids, so a server keeps the celebrity list and those ids for
+`feed_read_cache_s` (`AuthorCache`); a post made or deleted through the same server, or a follow that
+makes or unmakes a celebrity, drops what was kept at once, and other servers' writes show within that
+time, which is the same order as fanout's own lag.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import orjson
 from schemas.records import SERVING_TABLES
 from sixfold.feed.fanout import is_celebrity
 from sixfold.feed.graph import celebrities, follow_version, followees
+from sixfold.feed.stamps import timeline_version
 from sixfold.feed.users import FeedError, UserDirectory
 from sixfold.platform.schema import to_json_value
 from sixfold.platform.store import ServingStore
@@ -41,6 +53,7 @@ from sixfold.platform.store import ServingStore
 TIMELINES = SERVING_TABLES["timelines"]
 AUTHOR_POSTS = SERVING_TABLES["author_posts"]
 POSTS = SERVING_TABLES["posts"]
+DELETED_POSTS = SERVING_TABLES["deleted_posts"]
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
@@ -83,7 +96,7 @@ def post_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _newest(store: ServingStore, table: Any, partition: dict[str, Any], before: int | None, wanted: int,
-            authors: set[int] | None = None) -> list[int]:
+            authors: set[int] | frozenset[int] | None = None) -> list[int]:
     """Up to `wanted` post ids of one partition below `before`, newest first, read page by page from
     the cursor on; with `authors`, only the rows whose `author_id` is one of them."""
     fetch = max(wanted + 1, 32)
@@ -117,7 +130,7 @@ class AuthorCache:
         self._lock = threading.Lock()
 
     def posted(self, author_id: int) -> None:
-        """A post by `author_id` went through this server: forget their newest post ids."""
+        """A post by `author_id` was made or deleted through this server: forget their newest post ids."""
         with self._lock:
             self._newest.pop(author_id, None)
 
@@ -177,7 +190,12 @@ class AuthorCache:
 
 
 class PostRows:
-    """Post rows by id; a post never changes once written, so a row read once is kept (bounded)."""
+    """Post rows by id, as the timeline answers them; None for a post that is gone (deleted).
+
+    A post never changes once written, so a row read once is kept (bounded); but it may be deleted
+    through any server, so every call first reads the ids' tombstones in `deleted_posts`, one round
+    trip that finds nothing almost always (reading the rows themselves each time would cost three
+    times a whole page build: decoding them is most of it)."""
 
     MAX_ROWS = 200_000
 
@@ -186,14 +204,18 @@ class PostRows:
         self._rows: dict[int, dict[str, Any]] = {}
 
     def get_many(self, post_ids: list[int]) -> list[dict[str, Any] | None]:
-        missing = [p for p in post_ids if p not in self._rows]
+        if not post_ids:
+            return []
+        keys = [{"post_id": p} for p in post_ids]
+        gone = {r["post_id"] for r in self.store.get_many(DELETED_POSTS, keys) if r is not None}
+        missing = [p for p in post_ids if p not in self._rows and p not in gone]
         if missing:
             if len(self._rows) > self.MAX_ROWS:
                 self._rows.clear()
             for p, row in zip(missing, self.store.get_many(POSTS, [{"post_id": p} for p in missing])):
                 if row is not None:
                     self._rows[p] = post_json(row)
-        return [self._rows.get(p) for p in post_ids]
+        return [None if p in gone else self._rows.get(p) for p in post_ids]
 
 
 @dataclass
@@ -202,11 +224,12 @@ class _KeptPage:
 
     until: float  # after this (the reader's clock) it is not reused, whatever the stamps say
     follow_version: int | None  # the follower's stamp in `follow_versions`
-    pushed_head: int | None  # their newest pushed entry below the cursor
+    timeline_version: int | None  # their stamp in `timeline_versions` (pushed entries, own posts)
     celebrities: frozenset[int]  # the AuthorCache's celebrity set the page was built with
     pulled: tuple[int, ...]  # the celebrities followed
     heads: tuple[list[int], ...]  # their newest-ids lists (AuthorCache.newest_ids)
     page: dict[str, Any]
+    deep: bool = False  # it reaches past the newest ids kept of a pulled author: `heads` do not cover it
     body: bytes | None = None  # the page as JSON, once asked for
 
 
@@ -215,10 +238,15 @@ class TimelineReader:
 
     With `page_cache_s` > 0 (and an `AuthorCache` that keeps), a page answered once is answered again
     from memory while nothing it was built from has moved: the check costs two key reads (the
-    follower's stamp, their newest pushed entry) instead of two partition reads, a merge and the post
-    rows. A follow or unfollow through any server and any fanout push show at once, a celebrity's new
-    post as soon as this server's `AuthorCache` sees it, and the offline job's repairs of older entries
-    within `page_cache_s`.
+    follower's two stamps, `follow_versions` and `timeline_versions`) instead of three partition
+    reads, a merge and the post rows. Every writer of what a page is built from stamps it after
+    writing (follows, fanout pushes in any order, a follow's recent posts, the offline job, one's
+    own posts, and a deletion, which stamps the author and their followers), so all of them show at
+    once through any server; a celebrity's new or deleted post shows as soon as this server's
+    `AuthorCache` sees it (at once through this server, within its `ttl_s` through another), and a
+    page reaching past the ids it keeps checks its posts' tombstones on reuse (one more read, for
+    deep pages only). Only a write that bypasses all of these (a row written by hand) waits for
+    `page_cache_s`.
     """
 
     MAX_PAGES = 20_000  # a few KB each
@@ -238,27 +266,49 @@ class TimelineReader:
                       follows: set[int] | frozenset[int] | None = None) -> list[int]:
         """The newest `wanted` post ids of the merged timeline below `before`, newest first."""
         follows = followees(self.store, user_id) if follows is None else follows
+        own = _newest(self.store, AUTHOR_POSTS, {"author_id": user_id}, before, wanted)
         if not follows:
-            return []
+            return own
         pushed = _newest(self.store, TIMELINES, {"user_id": user_id}, before, wanted, follows)
         pulled = self.authors.celebrities(self.threshold) & follows
-        if not pulled:
-            return pushed
         # each source holds at most `wanted` ids: a set drops a post pushed before its author became a
         # celebrity (it is in both), and one sort of a few hundred ints beats a k-way merge in Python
-        merged = set(pushed).union(*(self.authors.newest_posts(a, before, wanted) for a in pulled))
+        merged = set(pushed).union(own, *(self.authors.newest_posts(a, before, wanted) for a in pulled))
         return sorted(merged, reverse=True)[:wanted]
 
     def _build(self, user_id: int, limit: int, cursor: int | None, follows: frozenset[int]) -> dict[str, Any]:
         if not follows:  # a follow needs both users, so only a user following nobody may not exist
             self.users.require(user_id)
         ids = self.candidate_ids(user_id, cursor, limit + 1, follows)
-        posts = [p for p in self.posts.get_many(ids[:limit]) if p is not None]  # gone from serving: skip it
+        return {"user_id": user_id, **self._page(ids, limit)}
+
+    def _page(self, ids: list[int], limit: int) -> dict[str, Any]:
+        """posts and next_cursor of a page from its candidate ids (one more than `limit` when a next page exists)."""
+        posts = [p for p in self.posts.get_many(ids[:limit]) if p is not None]  # deleted: skip it
         next_cursor = encode_cursor(ids[limit - 1]) if len(ids) > limit else None
-        return {"user_id": user_id, "posts": posts, "next_cursor": next_cursor}
+        return {"posts": posts, "next_cursor": next_cursor}
+
+    def profile(self, user_id: int, limit: int = DEFAULT_LIMIT, before: str | None = None) -> dict[str, Any]:
+        """`GET /v1/users/{user_id}/posts`: the user's own posts, newest first; 404 for an unknown user."""
+        check_limit(limit)
+        cursor = decode_cursor(before)
+        self.users.require(user_id)
+        ids = _newest(self.store, AUTHOR_POSTS, {"author_id": user_id}, cursor, limit + 1)
+        return {"user_id": user_id, **self._page(ids, limit)}
 
     def _heads(self, pulled: tuple[int, ...]) -> tuple[list[int], ...]:
         return tuple(self.authors.newest_ids(a) for a in pulled)
+
+    @staticmethod
+    def _deep(page: dict[str, Any], cursor: int | None, heads: tuple[list[int], ...]) -> bool:
+        """Whether the page holds (or, empty, starts at) posts older than a full kept list of a pulled
+        author: a deletion of those would not move the list, so reuse checks their tombstones instead."""
+        oldest = page["posts"][-1]["post_id"] if page["posts"] else cursor
+        return oldest is not None and any(len(ids) >= AuthorCache.NEWEST and oldest < ids[-1] for ids in heads)
+
+    def _deleted_since(self, kept: _KeptPage) -> bool:
+        keys = [{"post_id": p["post_id"]} for p in kept.page["posts"]]
+        return any(row is not None for row in self.store.get_many(DELETED_POSTS, keys)) if keys else False
 
     def timeline(self, user_id: int, limit: int = DEFAULT_LIMIT, before: str | None = None) -> dict[str, Any]:
         return self._answer(user_id, limit, before).page
@@ -278,17 +328,17 @@ class TimelineReader:
             return _KeptPage(0.0, None, None, frozenset(), (), (), self._build(user_id, limit, cursor, follows))
         # the stamps first: whatever changes after them makes the next check fail, never a stale keep
         version = follow_version(self.store, user_id)
-        head = self.store.query(TIMELINES, {"user_id": user_id}, limit=1, after=cursor, columns=("post_id",))
-        pushed_head = head[0]["post_id"] if head else None
+        stamp = timeline_version(self.store, user_id)
         key = (user_id, limit, cursor)
         kept = self._pages.get(key)
         now = self.authors.clock()
         celebrities = self.authors.celebrities(self.threshold)
         if (kept is not None and kept.until > now and kept.follow_version == version
-                and kept.pushed_head == pushed_head and kept.celebrities is celebrities
+                and kept.timeline_version == stamp and kept.celebrities is celebrities
                 and kept.heads == self._heads(kept.pulled)):
-            self.hits += 1  # (the tuples compare their lists by identity first: no list is walked)
-            return kept
+            if not (kept.deep and self._deleted_since(kept)):
+                self.hits += 1  # (the tuples compare their lists by identity first: no list is walked)
+                return kept
         self.misses += 1
         follows = frozenset(followees(self.store, user_id))
         pulled = tuple(sorted(celebrities & follows))
@@ -296,6 +346,6 @@ class TimelineReader:
         page = self._build(user_id, limit, cursor, follows)
         if len(self._pages) >= self.MAX_PAGES:
             self._pages.clear()
-        kept = self._pages[key] = _KeptPage(now + self.page_cache_s, version, pushed_head, celebrities, pulled,
-                                            heads, page)
+        kept = self._pages[key] = _KeptPage(now + self.page_cache_s, version, stamp, celebrities, pulled,
+                                            heads, page, self._deep(page, cursor, heads))
         return kept

@@ -1,6 +1,15 @@
-"""Errors shared by every adapter: each names the service and says what to do."""
+"""Errors shared by every adapter and route: each names the service or the fault and says what to do.
+
+Also the one documented shape of an HTTP error (`ErrorBody`, what `error_body` gives) and
+`error_responses`, which every router passes to its routes' `responses=` so OpenAPI lists each
+status a route can answer, with that shape.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
 
 
 class ServiceUnavailable(RuntimeError):
@@ -39,3 +48,60 @@ def error_answer(status: int, message: str, headers: dict[str, str] | None = Non
 
     body = orjson.dumps(error_body(status, message))
     return (status, body, headers) if headers else (status, body)
+
+
+# ---- the documented shape (OpenAPI) -------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(..., description="stable and machine-readable: forbidden, not_found, invalid_request, ...",
+                      examples=["forbidden"])
+    message: str = Field(..., description="what was wrong with the request, and how to fix it")
+
+
+class ErrorBody(BaseModel):
+    """Every HTTP error: `{"error": {"code", "message"}}` (what `error_body` gives)."""
+
+    error: ErrorDetail
+
+
+_WHY = {
+    400: "the body cannot be read: it is not UTF-8 JSON",
+    401: "no bearer token, or one that is not valid (POST /v1/users gives one)",
+    403: "the request names another user, or their media: a token acts only for its owner",
+    404: "a user or an item the request names does not exist",
+    409: "it conflicts with what exists",
+    413: "the body is too large; the message gives the limit",
+    415: "the body is not a media type this route accepts",
+    421: "this server does not own the shard of the request; see the shard map",
+    422: "a parameter or the body is not valid; the message names which and why",
+    429: "past an abuse limit; retry after `Retry-After` seconds",
+    503: "a backing service, or a built artifact, is not available yet; retry later",
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"},
+                               "description": 'the scheme to use: `Bearer realm="sixfold"`'}},
+    429: {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1},
+                          "description": "seconds until the limit lets the next request through"}},
+    503: {"Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                          "description": "seconds to wait, when the outage is a backing service's"}},
+}
+
+
+def error_responses(*statuses: int, why: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route for the error statuses it can answer, each with `ErrorBody`; `why` gives a
+    route's own reason for a status instead of the general one.
+
+    A route taking parameters or a body lists 422 here: FastAPI would otherwise document its own
+    `HTTPValidationError`, which is not what the app answers.
+    """
+    reasons = why or {}
+    unknown = sorted(set(statuses) - set(_WHY))
+    if unknown:
+        raise ValueError(f"no general reason for HTTP status {unknown}; add it to _WHY in sixfold.platform.errors")
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        out[status] = {"model": ErrorBody, "description": reasons.get(status, _WHY[status])}
+        if status in _HEADERS:
+            out[status]["headers"] = _HEADERS[status]
+    return out

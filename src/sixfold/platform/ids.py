@@ -12,12 +12,19 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Annotated, Callable
+
+from annotated_types import Interval
 
 EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 WORKER_BITS, SEQUENCE_BITS = 10, 12
 MAX_WORKER = (1 << WORKER_BITS) - 1
 MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
+ID_LIMIT = 1 << 63  # the sign bit is 0: every id is below this, and fits the stores' signed 64-bit keys
+
+# An id as a request names it (a body field, a path or query parameter): what is out of this range
+# can name nothing, and would not fit a store's key, so the edge refuses it with a 422.
+Id = Annotated[int, Interval(ge=0, lt=ID_LIMIT)]
 
 
 class Sequencer:

@@ -1,4 +1,4 @@
-"""Forms derived from `schemas/`: Spark StructType, CQL and SQLite DDL, event validation.
+"""Forms derived from `schemas/`: Spark StructType, CQL and SQLite DDL, JSON Schema, event validation.
 
 Nothing here declares a record; it only translates the declarations in `schemas.records`.
 """
@@ -172,6 +172,32 @@ def validate(record: Record, payload: Any) -> dict[str, Any]:
 
 def validate_event(event: Event, payload: Any) -> dict[str, Any]:
     return validate(event.record, payload)
+
+
+def json_schema(record: Record) -> dict[str, Any]:
+    """The JSON Schema of a record's JSON form: what `validate` accepts (an API documents its bodies with it)."""
+    lo, hi = INT_RANGES["long"]
+    types: dict[str, dict[str, Any]] = {
+        "string": {"type": "string"},
+        "int": {"type": "integer", "minimum": INT_RANGES["int"][0], "maximum": INT_RANGES["int"][1]},
+        "long": {"type": "integer", "minimum": lo, "maximum": hi},
+        "double": {"type": "number"},
+        "bool": {"type": "boolean"},
+        "timestamp": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+                      "description": "ISO-8601 (UTC when no offset) or epoch seconds"},
+        "bytes": {"type": "string", "contentEncoding": "base64"},
+        "list<string>": {"type": "array", "items": {"type": "string"}},
+    }
+    properties = {}
+    for f in record.fields:
+        prop = dict(types[f.type])
+        if f.max_length is not None:
+            prop["maxLength"] = f.max_length
+        if f.doc:
+            prop["description"] = f.doc
+        properties[f.name] = prop if f.required else {"anyOf": [prop, {"type": "null"}]}
+    return {"title": record.name, "description": record.doc, "type": "object", "properties": properties,
+            "required": [f.name for f in record.fields if f.required], "additionalProperties": False}
 
 
 def to_json_value(field: Field, value: Any) -> Any:
