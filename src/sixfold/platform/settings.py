@@ -66,6 +66,7 @@ class Settings:
     typeahead_threshold: float = 2.0
     typeahead_shards: int = 4
     typeahead_owned_shards: frozenset[int] | None = None  # None: this server owns every shard
+    typeahead_response_cache: bool = True  # keep anonymous suggestion answers per trie version (0: look up every time)
     # feed
     feed_celebrity_threshold: int = 100_000  # authors with at least this many followers are pulled, not pushed
     # how long a server may reuse an author's follower count and newest post ids on the read path;
@@ -248,6 +249,7 @@ def _typeahead_settings(env: Mapping[str, str], defaults: "Settings") -> dict:
         "typeahead_threshold": _positive(env, "SIXFOLD_TYPEAHEAD_THRESHOLD", defaults.typeahead_threshold),
         "typeahead_shards": int(shards),
         "typeahead_owned_shards": owned,
+        "typeahead_response_cache": _flag(env, "SIXFOLD_TYPEAHEAD_RESPONSE_CACHE", defaults.typeahead_response_cache),
     }
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
+from schemas.records import SEARCH_EVENT
 from sixfold.platform.app_state import app_bus, app_store, shared
 from sixfold.platform.auth import (
     bearer_from_headers,
@@ -19,7 +20,8 @@ from sixfold.platform.auth import (
     unauthorized,
     writing_user,
 )
-from sixfold.platform.errors import RequestError, error_answer
+from sixfold.platform.errors import RequestError, error_answer, error_responses
+from sixfold.platform.schema import json_schema
 from sixfold.typeahead.serving import MAX_PREFIX, Suggester, SuggestionError, normalize_prefix, region_name
 from sixfold.typeahead.trie import DEFAULT_K
 
@@ -39,9 +41,27 @@ class Accepted(BaseModel):
     accepted: int
 
 
+def _search_event_schema() -> dict[str, Any]:
+    """The record's JSON Schema, with what `check_search_event` adds: no empty strings."""
+    event = json_schema(SEARCH_EVENT)
+    for name in ("user_id", "query", "region"):
+        event["properties"][name]["minLength"] = 1
+    return event
+
+
+# The body is taken as it comes (`Any`) so `check_search_event` explains every problem of every event
+# at once; OpenAPI still documents it, derived from the record's declaration.
+_SEARCH_EVENTS_BODY = {"anyOf": [_search_event_schema(), {
+    "type": "array", "items": _search_event_schema(), "minItems": 1, "maxItems": MAX_EVENTS_PER_POST}]}
+
+
 @router.post("/v1/search-events", status_code=202, response_model=Accepted,
              summary="Record your searches (user_id is the token's owner): one event or a list of at most 1000; "
-                     "landed in the lake asynchronously")
+                     "landed in the lake asynchronously",
+             responses=error_responses(400, 401, 403, 413, 422, 429, 503, why={
+                 403: "an event names another user: each event's user_id must be the token's owner",
+                 413: f"more than {MAX_EVENTS_PER_POST} events in one request"}),
+             openapi_extra={"requestBody": {"content": {"application/json": {"schema": _SEARCH_EVENTS_BODY}}}})
 def post_search_events(
     request: Request,
     acting: int = Depends(writing_user),
@@ -50,6 +70,8 @@ def post_search_events(
 ) -> Any:
     from sixfold.typeahead.collection import check_search_event, publish
 
+    if isinstance(payload, bytes):  # FastAPI hands over a body that is not declared JSON as it came
+        raise HTTPException(422, "the body is not JSON: send the events with Content-Type: application/json")
     events = payload if isinstance(payload, list) else [payload]
     if isinstance(payload, list) and not payload:
         raise HTTPException(422, "expected a search event or a non-empty list of them, got []")
@@ -86,9 +108,14 @@ def store_for(app: Any) -> Any:
     return app_store(app)
 
 
+class Suggestion(BaseModel):
+    phrase: str
+    score: float
+
+
 class Suggestions(BaseModel):
     prefix: str
-    suggestions: list[dict[str, Any]]
+    suggestions: list[Suggestion]
 
 
 MAX_USER_ID, MAX_REGION = 128, 32
@@ -106,7 +133,12 @@ class SuggestionQuery(BaseModel):
 
 
 @router.get("/v1/suggestions", response_model=Suggestions,
-            summary="Top suggestions for a typed prefix (precomputed per trie node); personalised with your token")
+            summary="Top suggestions for a typed prefix (precomputed per trie node); personalised with your token",
+            responses=error_responses(401, 403, 404, 421, 422, 503, why={
+                401: "user_id is given without a valid bearer token, or a token is sent that is not valid",
+                403: "user_id is another user: personal suggestions need that user's own token",
+                404: "no trie for that region; the message lists the known ones",
+                503: "no trie has been built yet (`sixfold typeahead build`), or the store is unreachable"}))
 def get_suggestions(request: Request, query: Annotated[SuggestionQuery, Query()],
                     acting: int | None = Depends(optional_user)) -> Any:
     if query.user_id:
@@ -155,6 +187,8 @@ class SuggestionsFastGet:
                 if user is not None:
                     require_self(acting, user)
                 return 200, orjson.dumps(suggester.suggest(prefix, int(k_raw), region, user))
+            if not app.state.settings.typeahead_response_cache:  # SIXFOLD_TYPEAHEAD_RESPONSE_CACHE=0
+                return 200, orjson.dumps(suggester.suggest(prefix, int(k_raw), region))
         except RequestError as exc:
             return error_answer(exc.status, str(exc), exc.headers)
         except SuggestionError as exc:
