@@ -161,3 +161,31 @@ def test_demo_runs_the_typeahead_pipeline_end_to_end(home):
     assert landed and int(landed.group(1).replace(",", "")) == counted == 3000
     page = TestClient(create_app(settings)).get("/typeahead")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+    # every built system ran and left its output behind, and the summary names each one
+    import json
+
+    from schemas.records import LAKE_TABLES, SERVING_TABLES
+    from sixfold.platform.lake import ArrowLake
+    from sixfold.platform.store import open_store
+
+    summary = json.loads((home / "var" / "demo" / "summary.json").read_text())
+    assert {"typeahead", "feed", "crawler"} <= set(summary)
+    assert all(f"{system} " in said for system in ("typeahead", "feed", "crawler"))
+    lake = ArrowLake(settings)
+    posts = lake.read(LAKE_TABLES["posts"]).to_pylist()
+    assert len(posts) == summary["feed"]["posts"] > 0
+    pages = lake.read(LAKE_TABLES["crawl_pages"]).to_pylist()
+    assert len(pages) == summary["crawler"]["pages"] > 0
+    assert lake.partitions(LAKE_TABLES["crawl_duplicates"])
+    feed = summary["feed"]
+    client = TestClient(create_app(settings))
+    you = client.get(f"/v1/timeline/{feed['demo_user']}", headers={"Authorization": f"Bearer {feed['demo_token']}"})
+    followed = set(feed["follows_of_demo_user"])
+    # the oracle: the newest posts of the people the demo user follows, from the lake
+    want = sorted((p["post_id"] for p in posts if p["author_id"] in followed), reverse=True)[:20]
+    assert [p["post_id"] for p in you.json()["posts"]] == want
+    store = open_store(settings)
+    assert store.get(SERVING_TABLES["users"], {"user_id": feed["celebrity"]}) is not None
+    store.close()
+    assert client.get("/").status_code == 200
