@@ -451,9 +451,16 @@ def release_post_media(store: ServingStore, blobs: BlobStore, deleted: Iterable[
                 doomed.append(row)
     if not doomed:
         return {"media": 0, "blobs": 0}
+    return {"media": len(doomed), "blobs": delete_media(store, blobs, doomed, store.scan(MEDIA))}
+
+
+def delete_media(store: ServingStore, blobs: BlobStore, doomed: list[dict[str, Any]],
+                 media_rows: Iterable[Mapping[str, Any]]) -> int:
+    """Delete the `doomed` media rows and every blob of theirs (original, renditions, manifest) that no
+    other row of `media_rows` holds; returns how many blobs were deleted."""
     gone = {m["media_id"] for m in doomed}
     kept: set[str] = set()
-    for m in store.scan(MEDIA):
+    for m in media_rows:
         if m["media_id"] not in gone:
             kept |= blob_hashes(blobs, m["sha256"])
     blob_count = 0
@@ -465,7 +472,7 @@ def release_post_media(store: ServingStore, blobs: BlobStore, deleted: Iterable[
         blobs.delete_manifest(m["sha256"])
     for m in doomed:
         store.delete(MEDIA, {"media_id": m["media_id"]})
-    return {"media": len(doomed), "blobs": blob_count}
+    return blob_count
 
 
 def describe(row: dict[str, Any]) -> dict[str, Any]:

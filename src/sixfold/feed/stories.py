@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.records import SERVING_TABLES
-from sixfold.feed.media import BlobStore, open_blob_store
+from sixfold.feed.media import BlobStore, delete_media, open_blob_store
 from sixfold.feed.users import FeedError
 from sixfold.platform import schema
 from sixfold.platform.ids import Sequencer
@@ -123,12 +123,6 @@ class StoryService:
 
 
 # ---- purge --------------------------------------------------------------------------------------
-def _blob_hashes(blobs: BlobStore, sha256: str) -> set[str]:
-    """The original's hash and its renditions' hashes."""
-    manifest = blobs.manifest(sha256) or {}
-    return {sha256} | {m["sha256"] for m in manifest.values()}
-
-
 def purge_expired(settings: Settings, now: datetime, store: ServingStore | None = None,
                   blobs: BlobStore | None = None) -> dict[str, int]:
     """Delete stories expired at `now`, their media rows that nothing else uses, and orphaned blobs.
@@ -158,19 +152,7 @@ def purge_expired(settings: Settings, now: datetime, store: ServingStore | None 
         candidates = {s["media_id"] for s in expired} - in_use
         media_rows = list(store.scan(MEDIA))
         doomed = [m for m in media_rows if m["media_id"] in candidates]
-        kept_hashes: set[str] = set()
-        for m in media_rows:
-            if m["media_id"] not in candidates:
-                kept_hashes |= _blob_hashes(blobs, m["sha256"])
-        blob_count = 0
-        for m in doomed:
-            if m["sha256"] in kept_hashes:
-                continue
-            for sha in sorted(_blob_hashes(blobs, m["sha256"]) - kept_hashes):
-                blob_count += blobs.delete(sha)
-            blobs.delete_manifest(m["sha256"])
-        for m in doomed:
-            store.delete(MEDIA, {"media_id": m["media_id"]})
+        blob_count = delete_media(store, blobs, doomed, media_rows)
         for s in expired:
             store.delete(STORIES, {"author_id": s["author_id"], "story_id": s["story_id"]})
         return {"stories": len(expired), "media": len(doomed), "blobs": blob_count}
