@@ -8,10 +8,29 @@ from pathlib import Path
 import pytest
 from benchrun import run_quick_bench
 
-pytestmark = pytest.mark.e2e
+from sixfold.feed.bench_mastodon import MAX_ITEMS, newest_feeds
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (Debian package)")
+@pytest.mark.unit
+def test_the_peer_is_loaded_with_what_pushing_every_post_would_leave() -> None:
+    """The Mastodon-design peer's feeds: LPUSH + LTRIM of every post, in id order, to its author and followers."""
+    import random
+
+    rng = random.Random(3)
+    follows = {(rng.randrange(40), rng.randrange(40)) for _ in range(300)}
+    posts = [(post_id, rng.randrange(40) if rng.random() < 0.7 else 0) for post_id in rng.sample(range(10**6), 3000)]
+    replayed: dict[int, list[int]] = {}
+    for post_id, author in sorted(posts):
+        for user in {author} | {follower for follower, followee in follows if followee == author}:
+            replayed[user] = [post_id, *replayed.get(user, [])][:MAX_ITEMS]  # LPUSH + LTRIM
+    loaded = dict(newest_feeds(sorted(follows), posts))
+    assert loaded == replayed
+    assert max(len(ids) for ids in loaded.values()) == MAX_ITEMS  # user 0 posts often: some feeds are capped
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("redis-server") is None,
+                    reason="needs wrk and redis-server (Debian packages)")
 def test_quick_feed_bench_writes_every_section(tmp_path: Path) -> None:
     latest, stdout = run_quick_bench("feed", tmp_path, 420)
 
@@ -41,4 +60,19 @@ def test_quick_feed_bench_writes_every_section(tmp_path: Path) -> None:
     assert reads["non_2xx"] == 0
     assert reads["server_alive_after"]
     assert set(reads["targets"]) >= {"rps_met", "p99_met"}
+    # the peer, Mastodon's design on Redis, loaded with the same data: the same first pages, its own figures
+    assert reads["first_pages_equal"]["equal"] == reads["first_pages_equal"]["checked"] > 0
+    assert reads["mastodon"]["rps"] > 0 and reads["mastodon"]["non_2xx"] == 0
+    assert reads["ratio_rps_over_mastodon"] > 0
+
+    mixed = reads["mixed"]
+    assert mixed["write_share"] == 0.05
+    for side in ("sixfold", "sixfold_page_cache_off", "mastodon"):
+        figures = mixed[side]
+        assert figures["rps"] > 0 and figures["p99_ms"] > 0, side
+        assert figures["non_2xx"] == 0, side  # the writes were accepted (201), not refused or limited
+        assert figures["sent"]["writes"] > 0 and figures["after_run"]["published"] > 0, side
+    assert mixed["ratio_rps_over_mastodon"] > 0
+    assert mixed["targets"]["judged_on"].startswith("the mixed load")
+    assert set(mixed["targets"]) >= {"rps_met", "p99_met", "page_cache_off_rps_met", "page_cache_off_p99_met"}
     assert "share the same" in latest["host"]["note"]

@@ -76,30 +76,53 @@ def require(tool: str) -> str:
 
 
 WRK_SCRIPT = r"""
+-- Each line of the requests file: METHOD <tab> path <tab> bearer token or empty <tab> JSON body or empty.
+-- GETs are the reads, cycled in order from a per-thread offset; with write_every = N > 0 every N-th
+-- request of a thread is the next of the other requests (the writes), which the threads share out.
 local threads = {}
 local counter = 0
+local write_every, nthreads = %(write_every)d, %(threads)d
 function setup(thread)
   thread:set("id", counter)
   counter = counter + 1
   table.insert(threads, thread)
 end
 function init(args)
-  paths, auth = {}, {}
+  reads, writes = {}, {}
   for line in io.lines("%(paths)s") do
-    local path, token = line:match("^([^\t]*)\t?(.*)$")
-    paths[#paths + 1] = path
-    auth[#paths] = token ~= "" and {["Authorization"] = "Bearer " .. token} or nil
+    local method, path, token, body = line:match("^(%%u+)\t([^\t]*)\t([^\t]*)\t?(.*)$")
+    local headers = {}
+    if token ~= "" then headers["Authorization"] = "Bearer " .. token end
+    if body ~= "" then headers["Content-Type"] = "application/json" else body = nil end
+    local req = wrk.format(method, path, headers, body)
+    if method == "GET" then reads[#reads + 1] = req else writes[#writes + 1] = req end
   end
-  i = (id * 7919) %% #paths
+  r = (id * 7919) %% #reads
+  w = id %% math.max(#writes, 1)
+  n, sent_reads, sent_writes = id, 0, 0
 end
 function request()
-  i = i %% #paths + 1
-  return wrk.format("GET", paths[i], auth[i])
+  n = n + 1
+  if write_every > 0 and #writes > 0 and n %% write_every == 0 then
+    sent_writes = sent_writes + 1
+    local req = writes[w + 1]
+    w = (w + nthreads) %% #writes
+    return req
+  end
+  sent_reads = sent_reads + 1
+  r = r %% #reads + 1
+  return reads[r]
 end
 function done(summary, latency, requests)
   io.write(string.format("SIXFOLD requests=%%d duration_us=%%d status_errors=%%d connect=%%d read=%%d write=%%d timeout=%%d\n",
     summary.requests, summary.duration, summary.errors.status, summary.errors.connect,
     summary.errors.read, summary.errors.write, summary.errors.timeout))
+  local reads_sent, writes_sent = 0, 0
+  for _, thread in ipairs(threads) do
+    reads_sent = reads_sent + thread:get("sent_reads")
+    writes_sent = writes_sent + thread:get("sent_writes")
+  end
+  io.write(string.format("SIXFOLD sent_reads=%%d sent_writes=%%d\n", reads_sent, writes_sent))
   for _, p in ipairs({50, 90, 99, 99.9}) do
     io.write(string.format("SIXFOLD p%%g_us=%%d\n", p, latency:percentile(p)))
   end
@@ -140,6 +163,9 @@ def parse_wrk(output: str) -> dict[str, Any]:
         result["requests"], result["duration_s"] = requests, duration_us / 1e6
         result["non_2xx"] = max(result["non_2xx"], status)
         result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), sockets))
+    m = re.search(r"SIXFOLD sent_reads=(\d+) sent_writes=(\d+)", output)
+    if m:  # requests sent, counted by the script: the last few may not have been answered when wrk stopped
+        result["sent"] = {"reads": int(m.group(1)), "writes": int(m.group(2))}
     m = re.search(r"SIXFOLD p99\.9_us=(\d+)", output)
     if m:
         result["p99_9_ms"] = int(m.group(1)) / 1e3
@@ -159,10 +185,13 @@ def uvicorn_impl() -> str:
 
 
 def with_load(part: Callable[[], dict]) -> dict:
-    """Run one part and record the 1-minute load average around it: other work on the box skews figures."""
+    """Run one part and record the 1-minute load average around it: other work on the box skews figures
+    (`busy`: the load average exceeded the cores before or after, so the figures are depressed and noisy)."""
     before = os.getloadavg()[0]
     figures = part()
-    return {**figures, "loadavg_1m": {"before": before, "after": os.getloadavg()[0]}}
+    after = os.getloadavg()[0]
+    return {**figures, "loadavg_1m": {"before": before, "after": after,
+                                      "busy": max(before, after) > (os.cpu_count() or 1)}}
 
 
 def write_outputs(system: str, result: dict, directory: Path, draw: Callable[[dict, Path], None]) -> tuple[Path, Path]:
@@ -205,59 +234,91 @@ def new_result(system: str, options: Any, note: str = SHARED_CORES_NOTE) -> dict
     }
 
 
-def wrk_against_serve(env: dict[str, str], paths: list[str] | list[tuple[str, str]], expect: str, *,
-                      workers: int, threads: int,
-                      connections: int, duration_s: int, work: Path, say: Say, what: str = "") -> dict[str, Any]:
-    """Start `sixfold serve --workers N` with `env`, wait for /v1/health and for the first of `paths`
-    to answer JSON with a non-empty `expect` field (that first request loads the worker's data), warm
-    up with wrk for 2 s (every worker loaded), then drive it with wrk cycling `paths`.
+WrkRequest = str | tuple[str, str] | tuple[str, str, str, str]
+"""A GET path; a GET path and the bearer token to send with it; or (method, path, token, JSON body)."""
 
-    A path may come with a bearer token, `(path, token)`, sent with every request for it.
-    Returns wrk's figures (`parse_wrk`) with the first answer (`sample`), whether the server was still
-    alive after the run, a description of the server, and wrk's raw output."""
+
+def _request_lines(requests: list[WrkRequest]) -> list[tuple[str, str, str, str]]:
+    out = []
+    for r in requests:
+        line = ("GET", r, "", "") if isinstance(r, str) else ("GET", r[0], r[1], "") if len(r) == 2 else r
+        if any(c in field for field in line for c in "\t\n"):
+            raise ValueError(f"a wrk request field holds a tab or newline: {line!r}")
+        out.append(line)  # type: ignore[arg-type]
+    if not any(method == "GET" for method, *_ in out):
+        raise ValueError("wrk needs at least one GET (the reads); writes are mixed in with write_every")
+    return out
+
+
+def wrk_against_serve(env: dict[str, str], paths: list[WrkRequest], expect: str, *,
+                      workers: int, threads: int, connections: int, duration_s: int, work: Path, say: Say,
+                      what: str = "", write_every: int = 0,
+                      after_run: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`wrk_against` the real `sixfold serve --workers N` with `env` (its health check: /v1/health)."""
     import uvicorn  # only for the version it ran with
 
-    wrk = require("wrk")
-    paths_file = work / "wrk-paths.txt"
-    pairs = [(p, "") if isinstance(p, str) else p for p in paths]
-    paths_file.write_text("".join(f"{path}\t{token}\n" for path, token in pairs))
-    script = work / "wrk-paths.lua"
-    script.write_text(WRK_SCRIPT % {"paths": str(paths_file)})
     port = free_port()
     cmd = [str(Path(sys.executable).parent / "sixfold"), "serve", "--port", str(port), "--workers", str(workers)]
+    return wrk_against(cmd, port, env, paths, expect, health_path="/v1/health",
+                       server=f"sixfold serve --workers {workers} (uvicorn {uvicorn.__version__}, loop/http "
+                              f"'auto': {uvicorn_impl()})",
+                       threads=threads, connections=connections, duration_s=duration_s, work=work, say=say,
+                       what=what, write_every=write_every, after_run=after_run)
+
+
+def wrk_against(cmd: list[str], port: int, env: dict[str, str] | None, requests: list[WrkRequest], expect: str, *,
+                health_path: str, server: str, threads: int, connections: int, duration_s: int, work: Path,
+                say: Say, what: str = "", write_every: int = 0,
+                after_run: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Start the server `cmd` (listening on `port`), wait for `health_path` and for the first GET of
+    `requests` to answer JSON with a non-empty `expect` field (that first request loads the worker's
+    data), warm up with wrk for 2 s (every worker loaded), then drive it with wrk: the GETs cycled,
+    and with `write_every` = N > 0 every N-th request one of the other requests (the writes).
+
+    Returns wrk's figures (`parse_wrk`: percentiles over every request of the run, from wrk's own
+    histogram) with the first answer (`sample`), whether the server was still alive after the run,
+    `server`, what `after_run` found (called while the server still runs), and wrk's raw output."""
+    wrk = require("wrk")
+    lines = _request_lines(requests)
+    stem = re.sub(r"[^a-z0-9]+", "-", Path(cmd[0]).name.lower())
+    paths_file = work / f"wrk-{stem}-{port}.txt"
+    paths_file.write_text("".join("\t".join(line) + "\n" for line in lines))
+    script = work / f"wrk-{stem}-{port}.lua"
+    script.write_text(WRK_SCRIPT % {"paths": str(paths_file), "write_every": write_every, "threads": threads})
+    first = next(line for line in lines if line[0] == "GET")
     base = f"http://127.0.0.1:{port}"
-    log_path = work / "serve.log"
+    log_path = work / f"server-{stem}-{port}.log"
     with running(cmd, env, log_path) as proc:
-        wait_until(lambda: urllib.request.urlopen(base + "/v1/health", timeout=2).status == 200,
-                   proc, "sixfold serve", log_path)
+        wait_until(lambda: urllib.request.urlopen(base + health_path, timeout=2).status == 200,
+                   proc, server, log_path)
         sample: dict[str, Any] = {}
 
         def answers() -> bool:
-            first = urllib.request.Request(base + pairs[0][0], headers={"Authorization": f"Bearer {pairs[0][1]}"}
-                                           if pairs[0][1] else {})
-            with urllib.request.urlopen(first, timeout=20) as r:
+            ask = urllib.request.Request(base + first[1], headers={"Authorization": f"Bearer {first[2]}"}
+                                         if first[2] else {})
+            with urllib.request.urlopen(ask, timeout=20) as r:
                 sample.update(json.loads(r.read()))
             return True
 
-        wait_until(answers, proc, f"sixfold serve (first {pairs[0][0]})", log_path, timeout_s=90)
+        wait_until(answers, proc, f"{server} (first {first[1]})", log_path, timeout_s=90)
         if not sample.get(expect):
-            raise RuntimeError(f"sixfold serve answered {pairs[0][0]} with no {expect}: {sample}")
+            raise RuntimeError(f"{server} answered {first[1]} with no {expect}: {sample}")
         warm = subprocess.run([wrk, "-t1", "-c8", "-d2s", "-s", str(script), base],
                               capture_output=True, text=True, check=False)
         if warm.returncode != 0:
             raise RuntimeError(f"wrk warm-up failed: {warm.stderr}")
-        say(f"wrk -t{threads} -c{connections} -d{duration_s}s against sixfold serve (--workers {workers}) "
-            f"on :{port}{what}")
+        say(f"wrk -t{threads} -c{connections} -d{duration_s}s against {server.split(' (')[0]} on :{port}{what}")
         run = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency",
                               "-s", str(script), base], capture_output=True, text=True, check=False)
         if run.returncode != 0:
             raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr}\n{run.stdout}")
         alive = proc.poll() is None
+        found = after_run() if after_run is not None else None
     return {
         **parse_wrk(run.stdout),
         "sample": sample,
-        "server": f"sixfold serve --workers {workers} (uvicorn {uvicorn.__version__}, loop/http 'auto': "
-                  f"{uvicorn_impl()})",
+        "server": server,
         "server_alive_after": alive,
+        **({"after_run": found} if found is not None else {}),
         "wrk_output": run.stdout,
     }

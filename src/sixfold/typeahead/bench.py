@@ -3,7 +3,10 @@
 Three parts, each with both figures taken in the same run on the same machine:
 
 1. serving: the real `sixfold serve` (uvicorn, 2 workers) driven by wrk with prefixes as users type
-   them, against RediSearch's suggestion dictionary (FT.SUGGET) driven by redis-benchmark;
+   them, twice: with its response cache (the default) and without it (`SIXFOLD_TYPEAHEAD_RESPONSE_CACHE=0`,
+   a trie lookup on every request, as RediSearch does: the like-for-like figure, on which the target is
+   judged); against RediSearch's suggestion dictionary (FT.SUGGET) driven by redis-benchmark, its
+   percentiles computed over every request of every prefix's run (their latency histograms merged);
 2. aggregation: the 15-minute window counts over a synthetic search log, Spark against DuckDB,
    with a cross-check that both produce the same rows and the same total;
 3. trie build: `build_trie` + `write_artifact` for a million phrases (time, peak RSS, size, load).
@@ -64,15 +67,15 @@ class BenchOptions:
     connections: int = 64
     threads: int = 2
     workers: int = 2
-    redis_prefixes: int = 40
-    redis_requests: int = 12_500  # per prefix
+    redis_prefixes: int = 100  # redis-benchmark sends one fixed command: one run per prefix ...
+    redis_requests: int = 5_000  # ... of this many requests
     log_rows: int = 10_000_000
     build_phrases: int = 1_000_000
     seed: int = 7
 
     @classmethod
     def quick(cls) -> BenchOptions:
-        return cls(phrases=5_000, prefixes=2_000, duration_s=3, redis_prefixes=8, redis_requests=2_000,
+        return cls(phrases=5_000, prefixes=2_000, duration_s=2, redis_prefixes=8, redis_requests=2_000,
                    log_rows=50_000, build_phrases=20_000)
 
 
@@ -134,26 +137,64 @@ def bench_ours(scores: dict[str, int], prefixes: list[str], opts: BenchOptions, 
     say(f"trie for {len(scores):,} phrases built in {time.perf_counter() - started:.1f} s")
 
     paths = [f"/v1/suggestions?prefix={quote(p, safe='')}&k=10" for p in prefixes]
-    # the first request loads the trie in that worker; the warm-up keeps every worker's load out of the figures
-    figures = benchkit.wrk_against_serve(env, paths, "suggestions", workers=opts.workers, threads=opts.threads,
-                                         connections=opts.connections, duration_s=opts.duration_s, work=work,
-                                         say=say)
-    figures.pop("sample")
-    return {
-        **figures,
-        "load_generator": f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration_s}s --latency, Lua script "
-                          f"cycling {len(prefixes):,} URL-encoded prefixes (GET /v1/suggestions?prefix=...&k=10)",
-    }
+    runs = {}
+    for name, cache in (("cache_on", "1"), ("cache_off", "0")):
+        # the first request loads the trie in that worker; the warm-up keeps every worker's load out of the figures
+        figures = benchkit.wrk_against_serve({**env, "SIXFOLD_TYPEAHEAD_RESPONSE_CACHE": cache}, paths, "suggestions",
+                                             workers=opts.workers, threads=opts.threads,
+                                             connections=opts.connections, duration_s=opts.duration_s, work=work,
+                                             say=say, what=f", response cache {'on' if cache == '1' else 'off'}")
+        figures.pop("sample")
+        say(f"sixfold, response cache {name[6:]}: {figures['rps']:,.0f} req/s, p50 {figures.get('p50_ms', 0):.2f} ms, "
+            f"p99 {figures.get('p99_ms', 0):.2f} ms")
+        runs[name] = {
+            **figures,
+            "response_cache": cache == "1",
+            "server": f"{figures['server']}, SIXFOLD_TYPEAHEAD_RESPONSE_CACHE={cache}",
+            "load_generator": f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration_s}s --latency, Lua "
+                              f"script cycling {len(prefixes):,} URL-encoded prefixes (GET "
+                              "/v1/suggestions?prefix=...&k=10); p50/p99 = wrk's percentiles over every request",
+        }
+    return runs
 
 
-def parse_redis_benchmark_csv(output: str) -> dict[str, float]:
-    """The one data row of `redis-benchmark --csv` for a custom command."""
-    lines = [line for line in output.splitlines() if line.startswith('"')]
-    header = [h.strip('"') for h in lines[0].split('","')]
-    row = lines[-1]
-    # the test name (the command) may contain commas; the numbers are the last fields
-    values = [v.strip('"') for v in row.rsplit(",", len(header) - 1)[1:]]
-    return {name: float(v) for name, v in zip(header[1:], values)}
+_CDF_POINT = re.compile(r"^\s*([\d.]+)% <= ([\d.]+) milliseconds \(cumulative count (\d+)\)", re.MULTILINE)
+
+
+def parse_redis_benchmark(output: str) -> dict[str, Any]:
+    """One run of `redis-benchmark` (not --csv, not -q) for a custom command: its requests, seconds,
+    throughput, and its latency histogram as (ms, requests at or under it) points, from both of the
+    distributions it prints (by percentile, and cumulative at fixed steps)."""
+    m = re.search(r"(\d+) requests completed in ([\d.]+) seconds", output)
+    t = re.search(r"throughput summary: ([\d.]+) requests per second", output)
+    if not m or not t:
+        raise ValueError("no 'requests completed' or 'throughput summary' in redis-benchmark output:\n" + output[-2000:])
+    points = sorted({(float(ms), int(count)) for _pct, ms, count in _CDF_POINT.findall(output)})
+    if not points:
+        raise ValueError("no latency distribution in redis-benchmark output:\n" + output[-2000:])
+    requests = int(m.group(1))
+    run = {"requests": requests, "seconds": float(m.group(2)), "rps": float(t.group(1)), "cdf": points}
+    for q in (50.0, 99.0):
+        run[f"p{q:g}_ms"] = merged_percentile([points], q)
+    return run
+
+
+def merged_percentile(cdfs: list[list[tuple[float, int]]], q: float) -> float:
+    """The q-th percentile over every request of several runs, from each run's (ms, count at or under)
+    points: the smallest listed latency at or under which q% of all requests fall. Between its listed
+    points a run is counted at the lower point, so the figure never understates a percentile, and
+    it is as fine as the histograms printed (0.1 ms steps to 2 ms, 1 ms to 100 ms, plus the
+    percentile ticks)."""
+    grid = np.unique(np.concatenate([[ms for ms, _ in cdf] for cdf in cdfs]))
+    below = np.zeros(len(grid), dtype=np.int64)
+    total = 0
+    for cdf in cdfs:
+        ms = np.array([p[0] for p in cdf])
+        counts = np.maximum.accumulate(np.array([p[1] for p in cdf], dtype=np.int64))
+        at = np.searchsorted(ms, grid, side="right") - 1
+        below += np.where(at >= 0, counts[np.maximum(at, 0)], 0)
+        total += int(counts[-1])
+    return float(grid[int(np.searchsorted(below, q / 100.0 * total, side="left"))])
 
 
 def bench_redisearch(scores: dict[str, int], prefixes: list[str], opts: BenchOptions, work: Path, say: Say) -> dict:
@@ -190,23 +231,25 @@ def bench_redisearch(scores: dict[str, int], prefixes: list[str], opts: BenchOpt
         runs = []
         for prefix in chosen:
             out = subprocess.run([benchmark, "-h", "127.0.0.1", "-p", str(port), "-c", str(opts.connections),
-                                  "--threads", str(opts.threads), "-n", str(opts.redis_requests), "--csv",
+                                  "--threads", str(opts.threads), "-n", str(opts.redis_requests),
                                   "FT.SUGGET", SUG_KEY, prefix, "MAX", "10"],
                                  capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 raise RuntimeError(f"redis-benchmark failed: {out.stderr}\n{out.stdout}")
-            runs.append({"prefix": prefix, **parse_redis_benchmark_csv(out.stdout)})
+            runs.append({"prefix": prefix, **parse_redis_benchmark(out.stdout)})
         stats = client.info("commandstats").get("cmdstat_FT.SUGGET", {})
         errors = int(stats.get("failed_calls", 0)) + int(stats.get("rejected_calls", 0))
         calls = int(stats.get("calls", 0))
-    total_requests = opts.redis_requests * len(runs)
-    total_time = sum(opts.redis_requests / r["rps"] for r in runs)
-    weights = np.full(len(runs), 1.0 / len(runs))  # equal requests per prefix
+    total_requests = sum(r["requests"] for r in runs)
+    total_time = sum(r["requests"] / r["rps"] for r in runs)
+    cdfs = [r.pop("cdf") for r in runs]
     return {
         "rps": total_requests / total_time,
-        "p50_ms": float(np.dot(weights, [r["p50_latency_ms"] for r in runs])),
-        "p99_ms": max(r["p99_latency_ms"] for r in runs),
-        "p99_mean_ms": float(np.dot(weights, [r["p99_latency_ms"] for r in runs])),
+        "p50_ms": merged_percentile(cdfs, 50.0),
+        "p90_ms": merged_percentile(cdfs, 90.0),
+        "p99_ms": merged_percentile(cdfs, 99.0),
+        "p99_9_ms": merged_percentile(cdfs, 99.9),
+        "p99_worst_run_ms": max(r["p99_ms"] for r in runs),
         "requests": total_requests,
         "duration_s": total_time,
         "error_replies": errors,
@@ -214,11 +257,12 @@ def bench_redisearch(scores: dict[str, int], prefixes: list[str], opts: BenchOpt
         "loaded": loaded,
         "nonempty_share_first_500_prefixes": nonempty / min(500, len(prefixes)),
         "server": f"redis-server {redis_version(server)} + RediSearch ({REDISEARCH_MODULE}), no persistence",
-        "method": ("(a) redis-benchmark: it sends one fixed command, so it ran once per prefix for "
-                   f"{len(runs)} prefixes drawn from the same weighted prefix sample ({opts.redis_requests:,} "
-                   f"requests each, -c {opts.connections}, --threads {opts.threads}, no pipelining); rps = total "
-                   "requests / sum of per-run times; p50 = mean of per-run p50s; p99 = worst per-run p99 "
-                   "(p99_mean_ms is the mean)"),
+        "method": ("redis-benchmark sends one fixed command, so it ran once per prefix for "
+                   f"{len(runs)} prefixes drawn uniformly from the same prefix list wrk cycles for sixfold "
+                   f"({opts.redis_requests:,} requests each, -c {opts.connections}, --threads {opts.threads}, "
+                   "no pipelining); rps = total requests / sum of per-run times; p50/p90/p99/p99.9 over every "
+                   "request of every run, from the runs' latency histograms merged (`merged_percentile`), as "
+                   "wrk's are over every request of its run; p99_worst_run_ms = the worst single run's p99"),
         "runs": runs,
     }
 
@@ -234,16 +278,25 @@ def bench_serving(opts: BenchOptions, work: Path, say: Say) -> dict:
     prefixes = sample_prefixes(scores, opts.prefixes, opts.seed)
     ours = bench_ours(scores, prefixes, opts, work, say)
     peer = bench_redisearch(scores, prefixes, opts, work, say)
+    say(f"RediSearch: {peer['rps']:,.0f} req/s, p50 {peer['p50_ms']:.2f} ms, p99 {peer['p99_ms']:.2f} ms "
+        "(over every request)")
+    on, off = ours["cache_on"], ours["cache_off"]
     return {
         "phrases": len(scores),
         "prefixes": len(prefixes),
         "mean_prefix_chars": float(np.mean([len(p) for p in prefixes])),
-        "ours": ours,
+        "ours": on,
+        "ours_cache_off": off,
         "redisearch": peer,
-        "ratio_rps_ours_over_redisearch": ours["rps"] / peer["rps"],
-        "targets": {"rps": TARGET_RPS, "p99_ms": TARGET_P99_MS,
-                    "rps_met": ours["rps"] >= TARGET_RPS, "p99_met": ours.get("p99_ms", 1e9) < TARGET_P99_MS},
-        "note": "ours answers over HTTP/1.1 with JSON bodies; RediSearch over RESP; both return the top 10",
+        "ratio_rps_ours_over_redisearch": on["rps"] / peer["rps"],
+        "ratio_rps_ours_cache_off_over_redisearch": off["rps"] / peer["rps"],
+        "targets": {"rps": TARGET_RPS, "p99_ms": TARGET_P99_MS, "judged_on": "response cache off (like for like)",
+                    "rps_met": off["rps"] >= TARGET_RPS, "p99_met": off.get("p99_ms", 1e9) < TARGET_P99_MS,
+                    "cache_on_rps_met": on["rps"] >= TARGET_RPS,
+                    "cache_on_p99_met": on.get("p99_ms", 1e9) < TARGET_P99_MS},
+        "note": ("ours answers over HTTP/1.1 with JSON bodies; RediSearch over RESP; both return the top 10. "
+                 "RediSearch looks every request up, so sixfold's response cache (answers kept per trie version "
+                 "under the normalised prefix) is a shortcut the peer lacks: the cache-off run is like for like"),
     }
 
 
@@ -432,16 +485,17 @@ def figures_rows(result: dict) -> list[tuple[str, str, str, str]]:
     rows = []
     s = result.get("serving")
     if s:
-        o, r = s["ours"], s["redisearch"]
-        rows += [
-            ("serving req/s (sixfold vs RediSearch)", f"{o['rps']:,.0f}", f"{r['rps']:,.0f}",
-             f"{o['rps'] / r['rps']:.2f}x"),
-            ("serving p50 ms", f"{o.get('p50_ms', float('nan')):.2f}", f"{r['p50_ms']:.2f}",
-             f"{o.get('p50_ms', float('nan')) / r['p50_ms']:.2f}x"),
-            ("serving p99 ms", f"{o.get('p99_ms', float('nan')):.2f}", f"{r['p99_ms']:.2f}",
-             f"{o.get('p99_ms', float('nan')) / r['p99_ms']:.2f}x"),
-            ("serving non-2xx / error replies", f"{o['non_2xx']:,}", f"{r['error_replies']:,}", ""),
-        ]
+        r = s["redisearch"]
+        for o, label in ((s["ours_cache_off"], "response cache off"), (s["ours"], "response cache on")):
+            rows += [
+                (f"serving req/s ({label})", f"{o['rps']:,.0f}", f"{r['rps']:,.0f}", f"{o['rps'] / r['rps']:.2f}x"),
+                (f"serving p50 ms ({label})", f"{o.get('p50_ms', float('nan')):.2f}", f"{r['p50_ms']:.2f}",
+                 f"{o.get('p50_ms', float('nan')) / r['p50_ms']:.2f}x"),
+                (f"serving p99 ms ({label})", f"{o.get('p99_ms', float('nan')):.2f}", f"{r['p99_ms']:.2f}",
+                 f"{o.get('p99_ms', float('nan')) / r['p99_ms']:.2f}x"),
+            ]
+        rows.append(("serving non-2xx / error replies (off; on)",
+                     f"{s['ours_cache_off']['non_2xx']:,}; {s['ours']['non_2xx']:,}", f"{r['error_replies']:,}", ""))
     a = result.get("aggregation")
     if a:
         rows.append((f"aggregate {a['rows']:,} rows, s (Spark vs DuckDB)", f"{a['spark']['seconds']:.2f}",
@@ -466,8 +520,10 @@ def print_table(result: dict) -> None:
     s, a = result.get("serving"), result.get("aggregation")
     if s:
         t = s["targets"]
-        notes.append(f"targets: >= {t['rps']:,.0f} req/s {'met' if t['rps_met'] else 'NOT met'}; "
+        notes.append(f"targets ({t['judged_on']}): >= {t['rps']:,.0f} req/s {'met' if t['rps_met'] else 'NOT met'}; "
                      f"p99 < {t['p99_ms']:.0f} ms {'met' if t['p99_met'] else 'NOT met'}")
+        notes.append("RediSearch percentiles: over every request of its per-prefix runs (histograms merged), "
+                     "as wrk's are over every request")
     if a:
         notes.append(f"aggregation: Spark/DuckDB {a['ratio_spark_over_duckdb']:.2f} (goal <= {a['goal_ratio']:.0f}: "
                      f"{'met' if a['goal_met'] else 'NOT met'}); outputs "
@@ -496,14 +552,16 @@ def draw_chart(result: dict, path: Path) -> None:
         for i, v in enumerate(values):
             ax.annotate(f"{v:,.2f}" if v < 100 else f"{v:,.0f}", (i, v), ha="center", va="bottom")
 
-    bars(axes[0], ["sixfold", "RediSearch"], [s["ours"]["rps"], s["redisearch"]["rps"]],
-         f"serving throughput ({s['ratio_rps_ours_over_redisearch']:.2f}x)",
-         "requests/s")
+    off, on, peer = s["ours_cache_off"], s["ours"], s["redisearch"]
+    bars(axes[0], ["sixfold\ncache off", "sixfold\ncache on", "RediSearch"], [off["rps"], on["rps"], peer["rps"]],
+         f"serving throughput (cache off {s['ratio_rps_ours_cache_off_over_redisearch']:.2f}x, "
+         f"on {s['ratio_rps_ours_over_redisearch']:.2f}x)", "requests/s", palette=("#2b7bba", "#8fb8de", "#d1495b"))
     x = np.arange(2)
-    axes[1].bar(x - 0.2, [s["ours"]["p50_ms"], s["ours"]["p99_ms"]], 0.4, label="sixfold", color=colors[0])
-    axes[1].bar(x + 0.2, [s["redisearch"]["p50_ms"], s["redisearch"]["p99_ms"]], 0.4, label="RediSearch",
-                color=colors[1])
-    axes[1].set_xticks(x, ["p50", "p99"])
+    axes[1].bar(x - 0.27, [off["p50_ms"], off["p99_ms"]], 0.27, label="sixfold, cache off", color="#2b7bba")
+    axes[1].bar(x, [on["p50_ms"], on["p99_ms"]], 0.27, label="sixfold, cache on", color="#8fb8de")
+    axes[1].bar(x + 0.27, [peer["p50_ms"], peer["p99_ms"]], 0.27, label="RediSearch", color=colors[1])
+    axes[1].axhline(TARGET_P99_MS, color="grey", linestyle="--", linewidth=0.8)
+    axes[1].set_xticks(x, ["p50", "p99 (all requests)"])
     axes[1].set_ylabel("ms")
     axes[1].set_title("serving latency")
     axes[1].legend()
