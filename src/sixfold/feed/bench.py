@@ -119,8 +119,9 @@ def scaled_threshold(follower_counts: list[int], percentile: float) -> int:
 
 
 def _write_sample(directory: Path, posts: list[dict], fans: dict[int, set[int]], threshold: int) -> dict:
-    """Push `posts` into a fresh SQLite store's timelines the way fanout does; wall time and entries."""
-    from sixfold.feed.fanout import TIMELINES, WRITE_BATCH, fanout_targets
+    """Push `posts` into a fresh SQLite store's timelines with fanout's own entry writes (its timeline
+    stamps left out: this compares push and hybrid on entries alone); wall time and entries."""
+    from sixfold.feed.fanout import fanout_targets, write_entries
     from sixfold.platform.store import open_store
 
     settings = Settings.from_env({**os.environ, "SIXFOLD_HOME": str(directory), "SIXFOLD_PROFILE": "embedded"})
@@ -130,11 +131,8 @@ def _write_sample(directory: Path, posts: list[dict], fans: dict[int, set[int]],
         written = 0
         for post in posts:
             audience = fans.get(post["author_id"], set())
-            targets = fanout_targets(post["author_id"], audience, len(audience), threshold)
-            for at in range(0, len(targets), WRITE_BATCH):
-                written += store.upsert_many(TIMELINES, [
-                    {"user_id": u, "post_id": post["post_id"], "author_id": post["author_id"]}
-                    for u in targets[at:at + WRITE_BATCH]])
+            written += write_entries(store, post, fanout_targets(post["author_id"], audience, len(audience),
+                                                                 threshold))
         seconds = time.perf_counter() - started
     finally:
         store.close()

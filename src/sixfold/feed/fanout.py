@@ -90,10 +90,18 @@ def _push(store: ServingStore, post: Mapping[str, Any], threshold: int) -> list[
     if is_celebrity(total, threshold):
         return None
     targets = fanout_targets(author, followers(store, author), total, threshold)
-    for start in range(0, len(targets), WRITE_BATCH):
-        store.upsert_many(TIMELINES, [{"user_id": u, "post_id": post["post_id"], "author_id": author}
-                                      for u in targets[start:start + WRITE_BATCH]])
+    write_entries(store, post, targets)
     return targets
+
+
+def write_entries(store: ServingStore, post: Mapping[str, Any], targets: list[int]) -> int:
+    """The post's timeline entries for `targets`, in batches of WRITE_BATCH; returns how many were written."""
+    written = 0
+    for start in range(0, len(targets), WRITE_BATCH):
+        written += store.upsert_many(TIMELINES, [{"user_id": u, "post_id": post["post_id"],
+                                                  "author_id": post["author_id"]}
+                                                 for u in targets[start:start + WRITE_BATCH]])
+    return written
 
 
 def fanout_post(store: ServingStore, post: Mapping[str, Any], threshold: int) -> int:
