@@ -254,6 +254,14 @@ def test_every_stream_consumer_runs_as_its_own_service(services) -> None:
             env = _env(services[name])
             assert env.get("SIXFOLD_PROFILE") == "cluster", name
             assert "sixfold-var:/opt/sixfold/var" in services[name].get("volumes", []), f"{name} cannot reach the lake"
+    # every other door in streams/ (a producer run on demand) has a service too, off by default
+    for stream in sorted(p.name for p in (REPO / "streams").glob("*.py")):
+        if stream in streams:
+            continue
+        tools = [name for name, service in services.items()
+                 if f"streams/{stream}" in " ".join(map(str, service.get("entrypoint") or []))]
+        assert tools, f"streams/{stream} has no service in docker/compose.yaml"
+        assert all(services[name].get("profiles") for name in tools), f"{tools}: a one-shot tool must not start by default"
     # the API leaves consuming to these services, and says so (serve consumes only on the embedded profile)
     assert "--no-consumers" in services["api"]["command"]
     dockerfile = (REPO / "docker" / "Dockerfile").read_text()
