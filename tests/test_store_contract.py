@@ -111,10 +111,13 @@ def test_delete_by_full_key_and_by_partition(store):
 def test_ttl_rows_expire_and_others_stay(store):
     t = new_table()
     short, lasting = row("gus", 1), row("gus", 2)
-    store.upsert(t, short, ttl_s=1)
+    written = time.monotonic()
+    store.upsert(t, short, ttl_s=4)
     store.upsert(t, lasting)
-    assert {r["seq"] for r in store.query(t, {"owner": "gus"})} == {1, 2}
-    deadline = time.monotonic() + 10
+    first_read = {r["seq"] for r in store.query(t, {"owner": "gus"})}
+    if time.monotonic() - written < 3.5:  # a loaded box may take seconds to get here
+        assert first_read == {1, 2}
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline and len(store.query(t, {"owner": "gus"})) > 1:
         time.sleep(0.25)
     assert store.query(t, {"owner": "gus"}) == [lasting]
