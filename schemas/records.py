@@ -385,11 +385,76 @@ CRAWL_DUPLICATE = Record(
     doc="The Spark dedup job's verdict over every crawled page (jobs/crawl_dedup.py).",
 )
 
+# ---- shortener -----------------------------------------------------------------------------------
+SHORT_URL = Record(
+    "short_url",
+    (
+        Field("key", "string", max_length=64, doc="the short key: base-58 of a generated id, or a custom alias"),
+        Field("long_url", "string", required=False, max_length=2048, doc="absent once deleted or expired"),
+        Field("owner_id", "long", doc="the user whose API key created it"),
+        Field("created_at", "timestamp"),
+        Field("expire_at", "timestamp", doc="redirects answer 410 from this instant on"),
+        Field("state", "string", doc="active, deleted or expired (a tombstone: the key is never issued again)"),
+        Field("custom", "bool", doc="a custom alias rather than a generated key"),
+    ),
+    doc="A short key and where it leads; deleted and expired keys stay as tombstones.",
+)
+URL_EXPIRY = Record(
+    "url_expiry",
+    (Field("day", "string", doc="UTC day of expire_at, YYYY-MM-DD"), Field("key", "string")),
+    doc="Short keys by the day they expire, so the purge reads only the days that are over.",
+)
+URL_ID_COUNTER = Record(
+    "url_id_counter",
+    (Field("name", "string"), Field("blocks", "long", required=False, doc="blocks of ids leased so far")),
+    doc="How many blocks of generated-key counters the API processes have leased (each block once).",
+)
+SHORTENER_SECRET = Record(
+    "shortener_secret",
+    (Field("name", "string"), Field("secret", "string", doc="hex; keys the permutation of counters to ids"),
+     Field("created_at", "timestamp")),
+    doc="The secret every API process shares so generated keys are unpredictable but never collide.",
+)
+URL_CLICK_EVENT = Record(
+    "url_click_event",
+    (
+        Field("click_id", "string", max_length=32, doc="random, made at the redirect: a replayed event collapses on it"),
+        Field("key", "string", max_length=64),
+        Field("ts", "timestamp"),
+        Field("referrer_host", "string", required=False, max_length=255, doc="host of the Referer header"),
+        Field("user_agent", "string", required=False, max_length=512, doc="the User-Agent header, cut to 512"),
+    ),
+    doc="One redirect served, as the API emits it.",
+)
+URL_CLICK = Record(
+    "url_click",
+    (
+        Field("click_id", "string", max_length=32),
+        Field("key", "string", max_length=64),
+        Field("ts", "timestamp"),
+        Field("referrer_host", "string", doc="host of the Referer header, or '(direct)'"),
+        Field("ua_family", "string", doc="browser family by ua-parser (e.g. Chrome, curl), or 'Other'"),
+    ),
+    doc="One redirect, landed in the lake with the user-agent family resolved.",
+)
+URL_CLICK_COUNT = Record(
+    "url_click_count",
+    (
+        Field("key", "string"),
+        Field("hour", "timestamp", doc="start of the UTC hour"),
+        Field("referrer_host", "string"),
+        Field("ua_family", "string"),
+        Field("clicks", "long"),
+    ),
+    doc="Redirects of one key in one hour from one referrer host and browser family (jobs/url_clicks.py).",
+)
+
 EVENTS: dict[str, Event] = {
     "search-events": Event("search-events", SEARCH_EVENT, key="user_id"),
     "post-created": Event("post-created", POST, key="author_id"),
     "post-deleted": Event("post-deleted", POST_DELETION, key="author_id"),
     "follows": Event("follows", FOLLOW_EVENT, key="follower_id"),
+    "url-clicks": Event("url-clicks", URL_CLICK_EVENT, key="key"),
 }
 
 LAKE_TABLES: dict[str, LakeTable] = {
@@ -405,6 +470,8 @@ LAKE_TABLES: dict[str, LakeTable] = {
                                     partitioning="window15"),
     "crawl_pages": LakeTable("crawl/pages", CRAWL_PAGE, time_field="fetched_at", partitioning="hour"),
     "crawl_duplicates": LakeTable("crawl/duplicates", CRAWL_DUPLICATE, time_field="as_of", partitioning="hour"),
+    "url_clicks": LakeTable("shortener/clicks", URL_CLICK, time_field="ts", partitioning="hour"),
+    "url_click_counts": LakeTable("shortener/click_counts", URL_CLICK_COUNT, time_field="hour", partitioning="hour"),
 }
 
 SERVING_TABLES: dict[str, ServingTable] = {
@@ -441,11 +508,18 @@ SERVING_TABLES: dict[str, ServingTable] = {
                                         partition_key=("band", "band_value"), clustering_key=("url",)),
     "crawl_robots": ServingTable("crawl_robots", CRAWL_ROBOTS, partition_key=("host",)),
     "crawl_drops": ServingTable("crawl_drops", CRAWL_DROP, partition_key=("reason",), clustering_key=("url",)),
+    "short_urls": ServingTable("short_urls", SHORT_URL, partition_key=("key",)),
+    "url_expiry": ServingTable("url_expiry", URL_EXPIRY, partition_key=("day",), clustering_key=("key",)),
+    "url_id_counter": ServingTable("url_id_counter", URL_ID_COUNTER, partition_key=("name",)),
+    "shortener_secrets": ServingTable("shortener_secrets", SHORTENER_SECRET, partition_key=("name",)),
+    "url_click_counts": ServingTable("url_click_counts", URL_CLICK_COUNT, partition_key=("key",),
+                                     clustering_key=("hour", "referrer_host", "ua_family")),
 }
 
 RECORDS: dict[str, Record] = {
     r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME, CREDENTIAL,
                         FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, SEQUENCER_WORKER, FOLLOW_VERSION, TIMELINE_VERSION, CELEBRITY, MEDIA, POST, POST_DELETION, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
                         CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_ROBOTS, CRAWL_DROP,
-                        CRAWL_DUPLICATE)
+                        CRAWL_DUPLICATE, SHORT_URL, URL_EXPIRY, URL_ID_COUNTER, SHORTENER_SECRET, URL_CLICK_EVENT,
+                        URL_CLICK, URL_CLICK_COUNT)
 }

@@ -89,6 +89,18 @@ class Settings:
     limit_signup_per_client: str = "20/minute;200/day"
     limit_writes_per_user: str = "300/minute"
     limit_writes_per_client: str = "1200/minute"
+    # shortener
+    shortener_cache_entries: int = 100_000  # hot keys kept in this process's LRU (0: every redirect reads the store)
+    shortener_cache_ttl_s: float = 30.0  # another server's delete shows here within this (this server's at once)
+    shortener_memcached: str = ""  # HOST:PORT of Memcached, shared by every API process (cluster default 127.0.0.1:11211)
+    shortener_limit_per_key: str = "100/minute"  # fixed windows per API key, e.g. "100/minute;10000/day" (empty: off)
+    shortener_default_expiry_days: int = 730  # two years
+    shortener_max_expiry_days: int = 1826  # five years
+    shortener_allow_private: bool = False  # let long URLs point at private, loopback or link-local addresses
+    shortener_key_block: int = 10_000  # generated-key counters leased from the store at a time
+    shortener_datacentre: str = "x"  # this server's letter in /x/{key} short URLs
+    shortener_public_url: str = ""  # base of short_url answers (empty: the scheme and host the request came to)
+    shortener_click_flush_s: float = 0.25  # clicks wait at most this long in memory before they are published
     # crawler
     crawler_user_agent: str = "SixfoldBot/0.1 (+https://github.com/sixfold/sixfold)"
     crawler_concurrency: int = 16  # fetches in flight at once (never more than one per host)
@@ -178,6 +190,7 @@ class Settings:
             **typeahead,
             **_identity_settings(env, defaults),
             **_crawler_settings(env, defaults),
+            **_shortener_settings(env, defaults, profile),
             feed_celebrity_threshold=int(celebrity),
             feed_read_cache_s=_non_negative(env, "SIXFOLD_FEED_READ_CACHE_S", defaults.feed_read_cache_s),
             feed_page_cache_s=_non_negative(env, "SIXFOLD_FEED_PAGE_CACHE_S", defaults.feed_page_cache_s),
@@ -297,6 +310,41 @@ def _crawler_settings(env: Mapping[str, str], d: "Settings") -> dict:
             out[f"crawler_{name}"] = value
     if out["crawler_revisit_min_s"] > out["crawler_revisit_max_s"]:
         raise SettingsError("SIXFOLD_CRAWLER_REVISIT_MIN_S must not exceed SIXFOLD_CRAWLER_REVISIT_MAX_S")
+    return out
+
+
+def _shortener_settings(env: Mapping[str, str], d: "Settings", profile: str) -> dict:
+    """SIXFOLD_SHORTENER_*: every shortener_* field, by its upper-cased name."""
+    out: dict = {}
+    for name in (f.removeprefix("shortener_") for f in d.__dataclass_fields__ if f.startswith("shortener_")):
+        var, default = f"SIXFOLD_SHORTENER_{name.upper()}", getattr(d, f"shortener_{name}")
+        if isinstance(default, bool):
+            out[f"shortener_{name}"] = _flag(env, var, default)
+        elif isinstance(default, str):
+            out[f"shortener_{name}"] = env.get(var, default).strip()
+        else:
+            whole = isinstance(default, int)
+            positive = name in ("default_expiry_days", "max_expiry_days", "key_block", "click_flush_s")
+            out[f"shortener_{name}"] = _number(env, var, default, whole=whole, positive=positive)
+    if "SIXFOLD_SHORTENER_MEMCACHED" not in env and profile == "cluster":
+        out["shortener_memcached"] = "127.0.0.1:11211"
+    if out["shortener_memcached"]:
+        _parse_hostport("SIXFOLD_SHORTENER_MEMCACHED", out["shortener_memcached"], 11211)
+    if out["shortener_default_expiry_days"] > out["shortener_max_expiry_days"]:
+        raise SettingsError("SIXFOLD_SHORTENER_DEFAULT_EXPIRY_DAYS must not exceed SIXFOLD_SHORTENER_MAX_EXPIRY_DAYS")
+    dc = out["shortener_datacentre"]
+    if not (len(dc) == 1 and dc.isascii() and dc.islower() and dc.isalpha()):
+        raise SettingsError(f"SIXFOLD_SHORTENER_DATACENTRE={dc!r}; expected one lower-case letter, e.g. x")
+    public = out["shortener_public_url"]
+    if public and not public.startswith(("http://", "https://")):
+        raise SettingsError(f"SIXFOLD_SHORTENER_PUBLIC_URL={public!r}; expected http(s)://HOST[:PORT] or empty")
+    out["shortener_public_url"] = public.rstrip("/")
+    from sixfold.shortener.quota import parse_windows
+
+    try:
+        parse_windows(out["shortener_limit_per_key"])
+    except ValueError as exc:
+        raise SettingsError(f"SIXFOLD_SHORTENER_LIMIT_PER_KEY: {exc}") from None
     return out
 
 
