@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests and benchmarks use, installed only when missing:
-# Java + Maven (Spark, Kafka, Cassandra), Chromium (browser tests), wrk, Redis + RediSearch (bench peers).
+# Java + Maven (Spark, Kafka, Cassandra), Chromium (browser tests), wrk, Redis + RediSearch (bench peers),
+# nginx (the shortener bench's redirect ceiling) and Memcached (the shortener's cache on the cluster profile).
 set -euo pipefail
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
@@ -9,6 +10,9 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -e /usr/lib/redis/modules/redisearch.so ] || need+=(redis-redisearch)
+# nginx lives in /usr/sbin, which is not on every user's PATH
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || need+=(memcached)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
