@@ -29,6 +29,7 @@ CLIENT_SERVICES = (
     "api",
     "stream-post-fanout",
     "stream-search-events",
+    "stream-url-clicks",
     "airflow-init",
     "airflow-api-server",
     "airflow-scheduler",

@@ -2,7 +2,7 @@
 
 Each system declares its consumers (`consumers()` in its package, the same work its `streams/`
 door runs as a process); `sixfold serve` on the embedded profile runs them all in threads, so a
-post reaches timelines and search, and searches reach the lake, with no other command.
+post reaches timelines and search, searches and clicks reach the lake, with no other command.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from sixfold.platform.settings import Settings
 
 def all_consumers() -> list[Consumer]:
     from sixfold.feed.fanout import consumers as feed_consumers
+    from sixfold.shortener.clicks import consumers as shortener_consumers
     from sixfold.typeahead.collection import consumers as typeahead_consumers
 
-    return [*feed_consumers(), *typeahead_consumers()]
+    return [*feed_consumers(), *typeahead_consumers(), *shortener_consumers()]
 
 
 def start_consumers(settings: Settings, idle_s: float = 0.2) -> ConsumerThreads:
