@@ -315,6 +315,12 @@ from sixfold.crawler.cli import crawl_app  # noqa: E402  (the crawler's commands
 app.add_typer(crawl_app, name="crawl")
 
 
+# ---- shortener ------------------------------------------------------------------------------------
+from sixfold.shortener.cli import shortener_app  # noqa: E402  (its commands live in its package)
+
+app.add_typer(shortener_app, name="shortener")
+
+
 # ---- feed -----------------------------------------------------------------------------------------
 feed_app = typer.Typer(help="Photo feed: synthetic users and posts, offline timeline generation.",
                        no_args_is_help=True)

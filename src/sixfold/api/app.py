@@ -7,6 +7,8 @@ failure is a 500 with a short message and never a stack trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -57,9 +59,17 @@ def get_health(request: Request) -> dict[str, Any]:
     return {"status": "ok", "version": __version__, "profile": settings.profile}
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    clicks = getattr(app.state, "shortener_clicks", None)
+    if clicks is not None:  # publish the clicks still buffered
+        clicks.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    app = FastAPI(title="Sixfold", version=__version__, default_response_class=ORJSONResponse,
+    app = FastAPI(title="Sixfold", version=__version__, default_response_class=ORJSONResponse, lifespan=_lifespan,
                   description="Thin endpoints serving what the Sixfold pipelines precomputed.")
     app.state.settings = settings
 
@@ -99,6 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from sixfold.feed.api import router as feed_router
 
     app.include_router(feed_router)
+    from sixfold.shortener.api import router as shortener_router
+
+    app.include_router(shortener_router)  # last: its GET /{key} takes any path nobody else answers
     from sixfold.api.fastpath import FastPaths, default_routes
 
     app.add_middleware(FastPaths, routes=default_routes())  # `sixfold serve` puts them outermost: create_asgi

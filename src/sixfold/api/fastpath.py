@@ -41,9 +41,11 @@ class FastPaths:
                 result = route.answer(matched, scope, self.fastapi or scope["app"])
                 if result is not None:
                     status, body = result[0], result[1]
-                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                    if len(result) > 2:
-                        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result[2].items()]
+                    extra = result[2] if len(result) > 2 and result[2] else {}
+                    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+                    if not any(name == b"content-type" for name, _ in headers):
+                        headers.append((b"content-type", b"application/json"))
+                    headers.append((b"content-length", str(len(body)).encode()))
                     await send({"type": "http.response.start", "status": status, "headers": headers})
                     await send({"type": "http.response.body", "body": body})
                     return
@@ -54,6 +56,8 @@ class FastPaths:
 def default_routes() -> list[FastGet]:
     """Every system's fast GETs, handed over the way each hands over its router (`fast_gets`)."""
     from sixfold.feed.api import fast_gets as feed_fast_gets
+    from sixfold.shortener.api import fast_gets as shortener_fast_gets
     from sixfold.typeahead.api import fast_gets as typeahead_fast_gets
 
-    return [*typeahead_fast_gets(), *feed_fast_gets()]
+    # the shortener's /{key} last: it passes on every path the app answers itself
+    return [*typeahead_fast_gets(), *feed_fast_gets(), *shortener_fast_gets()]

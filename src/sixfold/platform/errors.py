@@ -71,6 +71,7 @@ _WHY = {
     403: "the request names another user, or their media: a token acts only for its owner",
     404: "a user or an item the request names does not exist",
     409: "it conflicts with what exists",
+    410: "it existed and is gone (deleted or expired), for good",
     413: "the body is too large; the message gives the limit",
     415: "the body is not a media type this route accepts",
     421: "this server does not own the shard of the request; see the shard map",
@@ -80,7 +81,8 @@ _WHY = {
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"},
-                               "description": 'the scheme to use: `Bearer realm="sixfold"`'}},
+                               "description": 'the scheme to use: `Bearer realm="sixfold"` '
+                                              '(`ApiKey header="X-Api-Key"` on shortener routes)'}},
     429: {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1},
                           "description": "seconds until the limit lets the next request through"}},
     503: {"Retry-After": {"schema": {"type": "integer", "minimum": 1},

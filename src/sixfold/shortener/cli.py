@@ -1,0 +1,34 @@
+"""`sixfold shortener ...`: the shortener's commands (purge now; clicks aggregation)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+shortener_app = typer.Typer(help="URL shortener: purge expired links, aggregate clicks.", no_args_is_help=True)
+
+
+@shortener_app.command("purge")
+def purge(
+    now: Optional[str] = typer.Option(None, help="ISO-8601 UTC instant to purge up to (default: now)"),
+    days_back: int = typer.Option(7, "--days-back", min=-1,
+                                  help="expiry days looked at before today's (-1: the longest life of a link)"),
+) -> None:
+    """Delete expired links now (as the url_expiry DAG does daily): each becomes a tombstone that answers
+    410, and its key is never issued again."""
+    from sixfold.cli import console, settings_or_exit
+    from sixfold.platform.schema import parse_timestamp
+    from sixfold.shortener.links import purge_expired
+
+    settings = settings_or_exit()
+    try:
+        when = parse_timestamp(now) if now else None
+    except ValueError as exc:
+        console.print(f"[red]--now {now!r} is not an ISO-8601 time:[/red] {exc}")
+        raise typer.Exit(2) from None
+    report = purge_expired(settings, when, days_back)
+    for day in report["days"]:
+        typer.echo(f"{day['day']}: {day['expired']:,} expired")
+    typer.echo(f"purged {report['purged']:,} expired link(s) as of {report['as_of']}; "
+               f"{report['kept']:,} index entries not yet due or already gone")
