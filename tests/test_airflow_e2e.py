@@ -39,7 +39,7 @@ from sixfold.platform.processes import stop_group, stop_groups
 from sixfold.platform.schema import parse_timestamp
 from sixfold.platform.settings import Settings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.timeout(1200)]  # five Spark JVMs on 2 cores
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.timeout(1200)]  # six Spark JVMs on 2 cores
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "docs" / "airflow-dags.png"
@@ -47,6 +47,8 @@ SAMPLE_T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)  # sample_window_counts: sea
 TYPEAHEAD_T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # typeahead: one 15-minute window on the bus
 FEED_END = datetime(2026, 3, 3, 0, 0, tzinfo=UTC)  # feed: posts in the 30 days before, stories the day before
 CRAWL_AT = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+CLICKS_T0 = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)  # url_clicks: landed clicks 09:00 .. 13:00
+EXPIRY_DAY = datetime(2026, 3, 6, 0, 0, tzinfo=UTC)  # url_expiry: links expiring around this midnight
 CRAWL_ENV = {"SIXFOLD_CRAWLER_DEFAULT_DELAY_S": "0", "SIXFOLD_CRAWLER_ROBOTS_RETRY_S": "0.1",
              "SIXFOLD_CRAWLER_ROBOTS_ATTEMPTS": "1", "SIXFOLD_CRAWLER_MAX_DEPTH": "6"}
 SITE = SiteSpec(hosts=2, pages_per_host=12, crawl_delay_s=0.0, traps=False)
@@ -171,9 +173,68 @@ def prepare_crawl_cycle(settings: Settings, site: RunningSite) -> Trigger:
                    check)
 
 
+def prepare_url_clicks(settings: Settings) -> Trigger:
+    """Landed clicks over four hours; the run at 12:00 counts [10:00, 12:00) (its hour and the one before)."""
+    import random
+
+    rng = random.Random(9)
+    clicks = [{"click_id": f"e2e{i:05d}", "key": rng.choice(["abc123", "promo"]),
+               "ts": CLICKS_T0 + timedelta(seconds=rng.randrange(4 * 3600)),
+               "referrer_host": rng.choice(["(direct)", "t.co"]), "ua_family": rng.choice(["Chrome", "curl"])}
+              for i in range(120)]
+    lake = ArrowLake(settings)
+    lake.overwrite_partitions(LAKE_TABLES["url_clicks"], clicks)
+
+    def check(run: dict[str, Any]) -> None:
+        from sixfold.platform.store import open_store
+
+        start = parse_timestamp(run["data_interval_start"]) - timedelta(hours=1)
+        end = parse_timestamp(run["data_interval_end"])
+        expected = Counter((c["key"], c["ts"].replace(minute=0, second=0), c["referrer_host"], c["ua_family"])
+                           for c in clicks if start <= c["ts"] < end)
+        key = lambda r: (r["key"], r["hour"], r["referrer_host"], r["ua_family"])  # noqa: E731
+        got = Counter({key(r): r["clicks"] for r in lake.read(LAKE_TABLES["url_click_counts"]).to_pylist()})
+        store = open_store(settings)
+        try:
+            served = Counter({key(r): r["clicks"] for r in store.scan(SERVING_TABLES["url_click_counts"])})
+        finally:
+            store.close()
+        assert expected and got == expected == served
+
+    return Trigger(CLICKS_T0 + timedelta(hours=3), check=check)  # interval [11:00, 12:00)
+
+
+def prepare_url_expiry(settings: Settings) -> Trigger:
+    """Links expiring every two hours from 18:00 the day before EXPIRY_DAY: the run ending then tombstones three."""
+    from sixfold.platform.store import open_store
+    from sixfold.shortener.links import Links
+
+    expiries = {f"e2e-exp-{k}": EXPIRY_DAY - timedelta(hours=6) + timedelta(hours=2 * k) for k in range(6)}
+    store = open_store(settings)
+    try:
+        links = Links(store, settings, clock=(EXPIRY_DAY - timedelta(days=2)).timestamp)
+        for alias, expire_at in expiries.items():
+            links.create(1, "https://example.org/", alias, expire_at)
+    finally:
+        store.close()
+
+    def check(run: dict[str, Any]) -> None:
+        end = parse_timestamp(run["data_interval_end"])
+        store = open_store(settings)
+        try:
+            states = {a: store.get(SERVING_TABLES["short_urls"], {"key": a})["state"] for a in expiries}
+        finally:
+            store.close()
+        assert states == {a: "expired" if at <= end else "active" for a, at in expiries.items()}
+        assert 0 < list(states.values()).count("expired") < len(expiries)
+
+    return Trigger(EXPIRY_DAY, check=check)
+
+
 def prepare(settings: Settings, site: RunningSite) -> dict[str, Trigger]:
     return {"sample_window_counts": prepare_sample_window_counts(settings), "typeahead": prepare_typeahead(settings),
-            **prepare_feed(settings), "crawl_cycle": prepare_crawl_cycle(settings, site)}
+            **prepare_feed(settings), "crawl_cycle": prepare_crawl_cycle(settings, site),
+            "url_clicks": prepare_url_clicks(settings), "url_expiry": prepare_url_expiry(settings)}
 
 
 # ---- Airflow under `sixfold airflow standalone` -------------------------------------------------------------
@@ -186,7 +247,7 @@ def airflow_environ(home: Path, port: int) -> dict[str, str]:
             # interval of every DAG (catchup=False still runs one), over data that is not there.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             # The LocalExecutor forks this many workers up front (32 by default). Enough that the
-            # short Python tasks need not queue behind the five Spark jobs.
+            # short Python tasks need not queue behind the six Spark jobs.
             "AIRFLOW__CORE__PARALLELISM": "8"}
 
 

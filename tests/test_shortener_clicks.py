@@ -297,10 +297,33 @@ def test_url_clicks_dag_counts_its_hour_and_the_one_before(airflow: Settings) ->
 
 
 @pytest.mark.airflow
-def test_url_expiry_dag_is_daily_and_purges(airflow: Settings) -> None:
+def test_url_expiry_dag_tombstones_the_links_expired_by_its_interval_end(airflow: Settings) -> None:
     from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from sixfold.shortener.links import Links
+
+    settings = airflow
+    created = datetime(2026, 3, 1, tzinfo=UTC)
+    expiries = {f"exp-{k}": datetime(2026, 3, 2, 18, tzinfo=UTC) + timedelta(hours=2 * k) for k in range(6)}
+    store = open_store(settings)
+    try:
+        links = Links(store, settings, clock=created.timestamp)
+        for alias, expire_at in expiries.items():  # 18:00 .. 04:00 the next day
+            links.create(7, "https://example.org/page", alias, expire_at)
+    finally:
+        store.close()
 
     dag = load_dag("url_expiry")
     assert set(dag.tags) == {"shortener"}
     assert isinstance(dag.timetable, CronDataIntervalTimetable) and dag.timetable._expression == "0 0 * * *"
-    assert [t.task_id for t in dag.tasks] == ["purge"]
+    run = dag.test(logical_date=datetime(2026, 3, 3, tzinfo=UTC))
+    assert run.state == "success"
+    end = run.data_interval_end
+    assert end - run.data_interval_start == timedelta(days=1)
+    store = open_store(settings)
+    try:
+        states = {alias: store.get(SERVING_TABLES["short_urls"], {"key": alias})["state"] for alias in expiries}
+    finally:
+        store.close()
+    assert states == {alias: "expired" if at <= end else "active" for alias, at in expiries.items()}
+    assert 0 < Counter(states.values())["expired"] < len(expiries)
