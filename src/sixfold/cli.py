@@ -154,8 +154,8 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
           quick: bool = typer.Option(False, "--quick", help="tiny sizes and short runs: a smoke test (< 90 s)"),
           phrases: Optional[int] = typer.Option(None, min=100, help="typeahead: phrases served (default 200,000)"),
           prefixes: Optional[int] = typer.Option(None, min=10, help="typeahead: prefixes replayed (default 20,000)"),
-          duration: Optional[int] = typer.Option(None, min=1, help="typeahead: wrk seconds (default 15)"),
-          connections: Optional[int] = typer.Option(None, min=1, help="typeahead: client connections (default 64)"),
+          duration: Optional[int] = typer.Option(None, min=1, help="typeahead, feed, shortener: wrk seconds (default 15)"),
+          connections: Optional[int] = typer.Option(None, min=1, help="typeahead, feed, shortener: client connections (default 64; feed, shortener 32)"),
           log_rows: Optional[int] = typer.Option(None, min=1000, help="typeahead: log rows aggregated (default 10M)"),
           build_phrases: Optional[int] = typer.Option(None, min=100,
                                                       help="typeahead: phrases in the trie build (default 1M)"),
@@ -165,11 +165,13 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
                                                    help="feed: users following celebrities cycled by wrk (default 2,000)"),
           hosts: Optional[int] = typer.Option(None, min=1, help="crawler: hosts of the test site (default 16)"),
           pages: Optional[int] = typer.Option(None, min=12, help="crawler: pages per host (default 150)"),
+          links: Optional[int] = typer.Option(None, min=10, help="shortener: links created (default 100,000)"),
           ) -> None:
     """Benchmark a system against a peer side by side; JSON and a chart go to var/bench/."""
     available: dict[str, str] = {"typeahead": "serving vs RediSearch, aggregation Spark vs DuckDB, trie build",
                                  "feed": "fanout hybrid vs pure push, offline timeline job, timeline reads over HTTP",
-                                 "crawler": "pages/s of our crawler vs Scrapy on the local test site, coverage"}
+                                 "crawler": "pages/s of our crawler vs Scrapy on the local test site, coverage",
+                                 "shortener": "redirects/s and p99 vs nginx's map on the same keys, creations/s"}
     if system not in available:
         names = ", ".join(sorted(available)) or "none yet (each system adds its own)"
         console.print(f"[red]no benchmark for {system!r}[/red]; available: {names}")
@@ -203,6 +205,22 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
         try:
             _, json_path, png_path = run_crawler(settings, crawler_opts,
                                                  say=lambda m: console.print(f"[dim]{m}[/dim]"))
+        except (RuntimeError, ValueError) as exc:
+            console.print(f"[red]bench failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {json_path} and {png_path}")
+        return
+
+    if system == "shortener":
+        from sixfold.shortener.bench import ShortenerBenchOptions
+        from sixfold.shortener.bench import run as run_shortener
+
+        shortener_opts = ShortenerBenchOptions.quick() if quick else ShortenerBenchOptions()
+        shortener_overrides = {"links": links, "duration_s": duration, "connections": connections}
+        shortener_opts = replace(shortener_opts, **{k: v for k, v in shortener_overrides.items() if v is not None})
+        try:
+            _, json_path, png_path = run_shortener(settings, shortener_opts,
+                                                   say=lambda m: console.print(f"[dim]{m}[/dim]"))
         except (RuntimeError, ValueError) as exc:
             console.print(f"[red]bench failed:[/red] {exc}")
             raise typer.Exit(1) from None
