@@ -43,6 +43,8 @@ NAMING_ANOTHER = {
     ("get", "/v1/suggestions"): {"params": {"prefix": "a", "user_id": "{other:str}"}},
     ("delete", "/v1/posts/{post_id}"): {},  # the post in the path is the other user's
 }
+# shortener writes that name no one: they act for the API key's owner
+SHORTENER_CREATES = {("post", "/v1/urls"), ("post", "/v1/urls:batch")}
 FORGED = [
     "sfu_" + "0" * 24 + "." + "A" * 43,  # well formed, never issued
     "not-a-token",
@@ -72,16 +74,25 @@ def operations(client: TestClient) -> list[tuple[str, str, dict]]:
 
 def url_for(path: str, user: int, post: int = 1) -> str:
     return (path.replace("{user_id}", str(user)).replace("{media_id}", "1").replace("{tag}", "x")
-            .replace("{post_id}", str(post)))
+            .replace("{post_id}", str(post)).replace("{key}", "some-key"))
 
 
 def test_every_write_and_personal_read_needs_a_valid_token(client: TestClient) -> None:
-    ann, _ = signup(client, "ann")
+    ann, ann_token = signup(client, "ann")
     checked = []
     for method, path, op in operations(client):
         needs = method != "get" or "security" in op
         if (method, path) in PUBLIC_WRITES or not needs:
             assert "security" not in op or (method, path) in PERSONAL_VARIANTS, (method, path)
+            continue
+        if op.get("security") == [{"apiKey": []}]:  # the shortener: an API key of the user, not a token
+            for key in [None, ann_token, *FORGED]:
+                headers = {} if key is None else {"X-Api-Key": key}
+                answer = client.request(method.upper(), url_for(path, ann), headers=headers,
+                                        json={"long_url": "https://example.com/", "urls": [{"long_url": "https://a.b/"}]})
+                assert answer.status_code == 401, (method, path, key, answer.text)
+                assert answer.headers["www-authenticate"].startswith("ApiKey")
+            checked.append((method, path))
             continue
         # a route that acts for someone declares the bearer scheme (so clients and fuzzers see it)
         assert op.get("security") == [{"bearer": []}], f"{method.upper()} {path} declares no bearer token"
@@ -94,7 +105,8 @@ def test_every_write_and_personal_read_needs_a_valid_token(client: TestClient) -
             assert answer.headers["www-authenticate"].startswith("Bearer")
         checked.append((method, path))
     assert ("post", "/v1/posts") in checked and ("get", "/v1/timeline/{user_id}") in checked
-    assert len(checked) >= 9
+    assert ("post", "/v1/urls") in checked and ("get", "/v1/urls/{key}/stats") in checked
+    assert len(checked) >= 13
 
 
 def test_a_token_never_acts_for_another_user(client: TestClient) -> None:
@@ -102,8 +114,19 @@ def test_a_token_never_acts_for_another_user(client: TestClient) -> None:
     as_me = Authed(client, my_token)
     theirs = Authed(client, other_token).post("/v1/posts", json={"user_id": other, "caption": "theirs"})
     their_post = theirs.json()["post_id"]
-    covered = set()
+    my_key = {"X-Api-Key": as_me.post("/v1/api-keys").json()["api_key"]}
+    their_key = {"X-Api-Key": Authed(client, other_token).post("/v1/api-keys").json()["api_key"]}
+    their_link = client.post("/v1/urls", json={"long_url": "https://example.com/"}, headers=their_key).json()["key"]
+    covered, covered_links = set(), set()
     for method, path, op in operations(client):
+        if op.get("security") == [{"apiKey": []}]:  # the shortener: another user's link, with my own key
+            if (method, path) in SHORTENER_CREATES:
+                continue  # a creation names nobody: the link is the key owner's
+            answer = client.request(method.upper(), path.replace("{key}", their_link), headers=my_key)
+            assert answer.status_code == 403, (method, path, answer.text)
+            assert "belongs to another user" in answer.json()["error"]["message"]
+            covered_links.add((method, path))
+            continue
         if "security" not in op:
             continue
         assert (method, path) in NAMING_ANOTHER or (method, path) == ("post", "/v1/api-keys"), \
@@ -117,6 +140,7 @@ def test_a_token_never_acts_for_another_user(client: TestClient) -> None:
         assert f"acts for user {me}" in message or "only its author" in message, message
         covered.add((method, path))
     assert covered == set(NAMING_ANOTHER)
+    assert covered_links == {("delete", "/v1/urls/{key}"), ("get", "/v1/urls/{key}/stats")}
 
 
 def test_the_store_keeps_only_a_salted_hash_of_each_token(client: TestClient, settings: Settings) -> None:

@@ -131,7 +131,7 @@ class Links:
         self.store = store
         self.settings = settings
         self._pool = pool
-        self.cache = cache or NoCache()
+        self.cache = cache if cache is not None else NoCache()  # an empty LocalCache is falsy
         self.clock = clock
         self.reserved = reserved
 
