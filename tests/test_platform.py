@@ -170,8 +170,8 @@ def test_demo_runs_the_typeahead_pipeline_end_to_end(home):
     from sixfold.platform.store import open_store
 
     summary = json.loads((home / "var" / "demo" / "summary.json").read_text())
-    assert {"typeahead", "feed", "crawler"} <= set(summary)
-    assert all(f"{system} " in said for system in ("typeahead", "feed", "crawler"))
+    assert {"typeahead", "feed", "crawler", "shortener"} <= set(summary)
+    assert all(f"{system} " in said for system in ("typeahead", "feed", "crawler", "shortener"))
     lake = ArrowLake(settings)
     posts = lake.read(LAKE_TABLES["posts"]).to_pylist()
     assert len(posts) == summary["feed"]["posts"] > 0
@@ -189,3 +189,10 @@ def test_demo_runs_the_typeahead_pipeline_end_to_end(home):
     assert store.get(SERVING_TABLES["users"], {"user_id": feed["celebrity"]}) is not None
     store.close()
     assert client.get("/").status_code == 200
+    # the shortener: every redirect landed once, and the most clicked link's stats are a count of the lake
+    short = summary["shortener"]
+    clicks = lake.read(LAKE_TABLES["url_clicks"]).to_pylist()
+    assert len({c["click_id"] for c in clicks}) == len(clicks) == short["redirects"] == 1000
+    assert short["top_stats"]["total"] == sum(c["key"] == short["top_key"] for c in clicks) > 0
+    hop = client.get(f"/{short['top_key']}", follow_redirects=False)
+    assert hop.status_code == 302 and hop.headers["location"].startswith("https://example.com/")

@@ -208,3 +208,64 @@ def run_crawler(settings: Settings, spark: Any, max_pages: int = 400,
         f"duplicates (lake: var/lake/crawl/)")
     return {"pages": report.pages, "site_pages": truth_pages, "dropped": dict(report.dropped),
             "duplicates_seen_live": report.duplicates, "dedup": dedup}
+
+
+DEMO_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "curl/8.5.0",
+]
+DEMO_REFERRERS = ["https://news.example.org/front", "https://social.example.com/post/1", None]
+
+
+def run_shortener(settings: Settings, spark: Any, links: int = 200, clicks: int = 1000,
+                  say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Through the real app in this process: a user and an API key, `links` links (one batch plus a custom
+    alias), `clicks` redirects with Zipf-like popularity from a few referrers and browsers; then the clicks
+    are landed and the hourly Spark job counts them, and the most clicked link's stats are read back."""
+    from fastapi.testclient import TestClient
+
+    from sixfold.api.app import create_app
+    from sixfold.shortener.click_job import count_clicks, hour_floor
+    from sixfold.shortener.clicks import land_clicks
+    from sixfold.shortener.stats import click_stats
+
+    rng = random.Random(3)
+    started = datetime.now(timezone.utc)
+    with TestClient(create_app(settings)) as client:
+        made = client.post("/v1/users", json={"username": f"shortener_demo_{rng.randrange(10**6)}"}).json()
+        api_key = client.post("/v1/api-keys", headers={"Authorization": f"Bearer {made['token']}"}).json()["api_key"]
+        headers = {"X-Api-Key": api_key}
+        urls = [{"long_url": f"https://example.com/articles/{i}?utm_source=demo"} for i in range(links - 1)]
+        batch = client.post("/v1/urls:batch", json={"urls": urls}, headers=headers).json()
+        keys = [r["key"] for r in batch["results"] if "key" in r]
+        alias = client.post("/v1/urls", json={"long_url": "https://example.com/spring-sale",
+                                              "custom_alias": f"sale-{rng.randrange(10**6)}"}, headers=headers).json()
+        keys.append(alias["key"])
+        weights = [1 / (rank + 1) for rank in range(len(keys))]
+        followed = rng.choices(keys, weights, k=clicks)
+        redirected = 0
+        for key in followed:
+            referer = rng.choice(DEMO_REFERRERS)
+            answer = client.get(f"/{key}", follow_redirects=False, headers={
+                "user-agent": rng.choice(DEMO_AGENTS), **({"referer": referer} if referer else {})})
+            redirected += answer.status_code == 302
+    # leaving the app published every buffered click
+    landed = land_clicks(settings, idle_timeout_s=0.2)
+    store = open_store(settings)
+    try:
+        ledger = count_clicks(spark, settings, store, hour_floor(started),
+                              hour_floor(datetime.now(timezone.utc)) + timedelta(hours=1))
+        top = max(set(followed), key=lambda k: (followed.count(k), k))
+        stats = click_stats(store, top)
+    finally:
+        store.close()
+    browsers = ", ".join(f"{b['family']} {b['clicks']}" for b in stats["browsers"][:3])
+    say(f"shortener: {len(keys):,} links ({batch['created']:,} in one batch, alias {alias['key']!r}), "
+        f"{redirected:,} redirects; {landed.landed:,} clicks landed and {ledger['distinct_clicks']:,} counted by "
+        f"the url_clicks job; most clicked /{top}: {stats['total']:,} clicks "
+        f"({browsers})")
+    return {"links": len(keys), "alias": alias["key"], "redirects": redirected, "clicks_landed": landed.landed,
+            "clicks_counted": ledger["distinct_clicks"], "top_key": top, "top_stats": stats, "api_key": api_key}

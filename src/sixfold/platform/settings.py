@@ -93,7 +93,7 @@ class Settings:
     shortener_cache_entries: int = 100_000  # hot keys kept in this process's LRU (0: every redirect reads the store)
     shortener_cache_ttl_s: float = 30.0  # another server's delete shows here within this (this server's at once)
     shortener_memcached: str = ""  # HOST:PORT of Memcached, shared by every API process (cluster default 127.0.0.1:11211)
-    shortener_limit_per_key: str = "100/minute"  # fixed windows per API key, e.g. "100/minute;10000/day" (empty: off)
+    shortener_limit_per_key: str = "1000/minute;20000/day"  # fixed windows per API key (a full batch fits one minute; empty: off)
     shortener_default_expiry_days: int = 730  # two years
     shortener_max_expiry_days: int = 1826  # five years
     shortener_allow_private: bool = False  # let long URLs point at private, loopback or link-local addresses
