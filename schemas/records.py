@@ -406,8 +406,9 @@ URL_EXPIRY = Record(
 )
 URL_ID_COUNTER = Record(
     "url_id_counter",
-    (Field("name", "string"), Field("blocks", "long", required=False, doc="blocks of ids leased so far")),
-    doc="How many blocks of generated-key counters the API processes have leased (each block once).",
+    (Field("name", "string"), Field("leased", "long", required=False,
+                                    doc="counters leased so far: the next lease starts here")),
+    doc="The end of the generated-key counters leased by the API processes (each counter once, whatever the block size).",
 )
 SHORTENER_SECRET = Record(
     "shortener_secret",

@@ -109,6 +109,13 @@ def test_two_processes_taking_keys_at_once_never_share_one(tmp_path) -> None:
     assert taken[0][:50] != sorted(taken[0][:50])  # not handed out in order
 
 
+def test_pools_leasing_blocks_of_different_sizes_never_overlap(tmp_path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    big, small = KeyPool(store, block=64, secret=b"s" * 32), KeyPool(store, block=16, secret=b"s" * 32)
+    taken = [pool.take() for _ in range(100) for pool in (big, small)]  # a deployment changed its block size
+    assert len(set(taken)) == len(taken)
+
+
 def test_the_pool_refills_in_the_background_and_every_block_is_used_once(tmp_path) -> None:
     store = SQLiteStore(tmp_path / "s.sqlite3")
     blocks: list[int] = []
@@ -117,10 +124,10 @@ def test_the_pool_refills_in_the_background_and_every_block_is_used_once(tmp_pat
     deadline = time.monotonic() + 30
     while pool.size() < 100 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert blocks == [0, 1] and pool.size() == 120
+    assert blocks == [0, 100] and pool.size() == 120  # the first counter of each lease
     rest = [pool.take() for _ in range(500)]
     perm = Permutation(b"s" * 32)
-    expected = {FIRST_ID + perm.forward(c) for c in range(max(blocks) * 100 + 100)}
+    expected = {FIRST_ID + perm.forward(c) for c in range(max(blocks) + 100)}
     assert len(set(first + rest)) == 580 and set(first + rest) <= expected
 
 

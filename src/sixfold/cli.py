@@ -18,7 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-services_app = typer.Typer(help="Local Apache Kafka (KRaft) and Apache Cassandra as Java processes on 127.0.0.1.",
+services_app = typer.Typer(help="Local Apache Kafka (KRaft) and Apache Cassandra as Java processes on 127.0.0.1, "
+                                "and Memcached (Debian) when the cluster profile uses it.",
                            no_args_is_help=True)
 app.add_typer(services_app, name="services")
 console = Console(stderr=True)
@@ -32,7 +33,7 @@ def settings_or_exit() -> Settings:
         raise typer.Exit(2) from None
 
 
-ONLY = typer.Option(None, "--only", help="kafka or cassandra (repeatable); default: both")
+ONLY = typer.Option(None, "--only", help="kafka, cassandra or memcached (repeatable); default: all the profile uses")
 
 
 @services_app.command("up")

@@ -5,9 +5,9 @@ The course's short-URL generator is a sequencer whose ids are base-58 encoded, s
 unused ids. Here:
 
 * Uniqueness without a coordinator on the hot path: a process leases a block of `block` counters
-  at a time with the store's atomic `add` on `url_id_counter` (a SQLite write transaction; a
-  compare-and-set lightweight transaction on Cassandra), so no two processes ever hold the same
-  counter. Counters left unused when a process stops are simply never issued.
+  at a time by advancing `url_id_counter.leased` with the store's atomic `add` (a SQLite write
+  transaction; a compare-and-set lightweight transaction on Cassandra), so no two processes ever
+  hold the same counter, whatever block sizes they use. Counters left unused when a process stops are simply never issued.
 * Unpredictability: a counter becomes an id through a keyed permutation (a 4-round Feistel
   network over 42 bits with BLAKE2b rounds, cycle-walked into 2**41 values), then 1e9 is added.
   A permutation cannot map two counters to one id, and without the shared secret nothing about
@@ -85,9 +85,10 @@ def counter_to_id(permutation: Permutation, counter: int) -> int:
     return FIRST_ID + counter  # past the permuted range: above every permuted id, so still unique
 
 
-def lease_block(store: ServingStore) -> int:
-    """The number (0, 1, 2, ...) of a block of counters no other lease ever got."""
-    return store.add(COUNTER, {"name": "generated"}, "blocks", 1) - 1
+def lease_block(store: ServingStore, size: int) -> range:
+    """`size` counters no other lease ever got (processes may lease blocks of different sizes)."""
+    end = store.add(COUNTER, {"name": "generated"}, "leased", size)
+    return range(end - size, end)
 
 
 class KeyPool:
@@ -106,12 +107,11 @@ class KeyPool:
         self.blocks_leased = 0
 
     def _ids_of_new_block(self) -> list[int]:
-        number = lease_block(self.store)
+        counters = lease_block(self.store, self.block)
         self.blocks_leased += 1
-        start = number * self.block
-        ids = [counter_to_id(self.permutation, c) for c in range(start, start + self.block)]
+        ids = [counter_to_id(self.permutation, c) for c in counters]
         if self.on_refill:
-            self.on_refill(number)
+            self.on_refill(counters.start)
         return ids
 
     def _refill_in_background(self) -> None:

@@ -111,6 +111,13 @@ class Service:
     def program_args(self) -> list[str]:
         return []
 
+    def command(self) -> list[str]:
+        """The server's command line (a JVM with the fetched jars, unless a service says otherwise)."""
+        jvm = self.prepare()
+        java = shutil.which("java") or "java"
+        return [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", *jvm,
+                "-cp", f"{self.lib}/*", self.main_class, *self.program_args()]
+
     def healthy(self) -> str | None:
         """A short description of the running server (its version) when healthy, else None."""
         raise NotImplementedError
@@ -132,10 +139,7 @@ class Service:
             )
         self.fetch(log)
         self.root.mkdir(parents=True, exist_ok=True)
-        jvm = self.prepare()
-        java = shutil.which("java") or "java"
-        cmd = [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", *jvm,
-               "-cp", f"{self.lib}/*", self.main_class, *self.program_args()]
+        cmd = self.command()
         (self.root / "command").write_text(" ".join(cmd) + "\n")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab")
@@ -410,8 +414,40 @@ paxos_variant: v2
         return f"Cassandra {row.release_version} on {host}:{port}"
 
 
+class Memcached(Service):
+    """Debian's memcached (the shortener's shared redirect cache), when the cluster profile asks for it."""
+
+    def __init__(self, settings: Settings) -> None:
+        from sixfold.platform.settings import _parse_hostport
+
+        self.host, port = _parse_hostport("SIXFOLD_SHORTENER_MEMCACHED", settings.shortener_memcached or
+                                          "127.0.0.1:11211", 11211)
+        version = "debian"
+        super().__init__("memcached", version, settings, main_class="", heap="", ports=(port,), start_timeout_s=30)
+
+    def fetch(self, log: Callable[[str], None] = print) -> Path:
+        binary = shutil.which("memcached") or "/usr/bin/memcached"
+        if not Path(binary).exists():
+            raise RuntimeError("memcached is not installed; install it (apt-get install memcached, or "
+                               "bash scripts/system-deps.sh)")
+        return Path(binary)
+
+    def command(self) -> list[str]:
+        cmd = [str(self.fetch()), "-l", self.host, "-p", str(self.ports[0]), "-U", "0", "-m", "256", "-c", "4096",
+               "-t", "2"]
+        return cmd + (["-u", "nobody"] if os.geteuid() == 0 else [])  # memcached refuses to run as root
+
+    def healthy(self) -> str | None:
+        with socket.create_connection((self.host, self.ports[0]), timeout=1) as conn:
+            conn.sendall(b"version\r\n")
+            answer = conn.recv(128).decode("ascii", "replace").strip()
+        return f"memcached {answer.removeprefix('VERSION ')} on {self.host}:{self.ports[0]}" \
+            if answer.startswith("VERSION") else None
+
+
 def all_services(settings: Settings) -> list[Service]:
-    return [Kafka(settings), Cassandra(settings)]
+    """Kafka and Cassandra; Memcached too when the settings name one (the cluster profile does)."""
+    return [Kafka(settings), Cassandra(settings), *([Memcached(settings)] if settings.shortener_memcached else [])]
 
 
 def _pick(settings: Settings, names: list[str] | None) -> list[Service]:
@@ -437,4 +473,4 @@ def status(settings: Settings, names: list[str] | None = None) -> list[str]:
     return [service.status() for service in _pick(settings, names)]
 
 
-__all__ = ["Service", "Kafka", "Cassandra", "ServiceUnavailable", "all_services", "up", "down", "status", "port_open"]
+__all__ = ["Service", "Kafka", "Cassandra", "Memcached", "ServiceUnavailable", "all_services", "up", "down", "status", "port_open"]
