@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker" / "compose.yaml"
 
 # Setting -> how to split its value into (host, port).
-HOST_SETTINGS = ("SIXFOLD_KAFKA_BOOTSTRAP", "SIXFOLD_CASSANDRA_HOST", "SIXFOLD_SPARK_MASTER")
+HOST_SETTINGS = ("SIXFOLD_KAFKA_BOOTSTRAP", "SIXFOLD_CASSANDRA_HOST", "SIXFOLD_SPARK_MASTER", "SIXFOLD_SHORTENER_MEMCACHED")
 # Services whose containers talk to Kafka, Cassandra or Spark and so need the cluster settings.
 CLIENT_SERVICES = (
     "api",
@@ -116,9 +116,10 @@ def test_compose_parses_and_uses_the_shared_env_anchor(compose, services, sixfol
         "SIXFOLD_KAFKA_BOOTSTRAP": "kafka:9092",
         "SIXFOLD_CASSANDRA_HOST": "cassandra:9042",
         "SIXFOLD_SPARK_MASTER": "spark://spark-master:7077",
+        "SIXFOLD_SHORTENER_MEMCACHED": "memcached:11211",
         "SIXFOLD_HOME": "/opt/sixfold",
     }
-    for name in ("kafka", "cassandra", "spark-master", "spark-worker", "api", *CLIENT_SERVICES):
+    for name in ("kafka", "cassandra", "memcached", "spark-master", "spark-worker", "api", *CLIENT_SERVICES):
         assert name in services, f"service {name!r} missing"
 
 
