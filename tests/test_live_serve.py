@@ -117,3 +117,54 @@ def test_no_consumers_leaves_the_post_to_the_stream_process(serve, home: Path) -
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert [p["post_id"] for p in as_bob.get(f"/v1/timeline/{bob}").json()["posts"]] == [post_id]
+
+
+def test_two_servers_shorten_at_once_with_distinct_keys_and_clicks_land_live(serve, home: Path) -> None:
+    """Two `sixfold serve` processes on one store create links concurrently (keys from leased counter
+    blocks); each resolves the other's links; redirects through the one without consumers are landed
+    in the lake by the other's consumer thread."""
+    import threading
+
+    from schemas.records import LAKE_TABLES
+    from sixfold.platform.lake import ArrowLake
+    from sixfold.platform.settings import Settings
+
+    _, one = serve()
+    _, two = serve("--no-consumers")
+    _, token = signup(one, "linker")
+    key = {"X-Api-Key": Authed(one, token).post("/v1/api-keys").json()["api_key"]}
+    made: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def create(client: httpx.Client, tag: str) -> None:
+        for batch in range(3):
+            urls = [{"long_url": f"https://example.com/{tag}/{batch}/{i}"} for i in range(200)]
+            answer = client.post("/v1/urls:batch", json={"urls": urls}, headers=key, timeout=60)
+            assert answer.status_code == 200, answer.text
+            with lock:
+                for sent, result in zip(urls, answer.json()["results"], strict=True):
+                    assert result["key"] not in made, "a key was issued twice"
+                    made[result["key"]] = sent["long_url"]
+
+    threads = [threading.Thread(target=create, args=(c, t)) for c, t in ((one, "one"), (two, "two"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(made) == 1200
+    sample = sorted(made)[::40]
+    for k in sample:  # every link resolves on both servers to what was sent
+        for client in (one, two):
+            hop = client.get(f"/{k}", follow_redirects=False)
+            assert hop.status_code == 302 and hop.headers["location"] == made[k]
+    lake = ArrowLake(Settings.from_env())
+
+    def landed() -> int:
+        try:
+            return len(lake.read(LAKE_TABLES["url_clicks"]).to_pylist()) == 2 * len(sample)
+        except FileNotFoundError:
+            return False
+
+    eventually(landed)
+    clicks = lake.read(LAKE_TABLES["url_clicks"]).to_pylist()
+    assert sorted(c["key"] for c in clicks) == sorted(sample * 2)
