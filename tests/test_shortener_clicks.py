@@ -327,3 +327,60 @@ def test_url_expiry_dag_tombstones_the_links_expired_by_its_interval_end(airflow
         store.close()
     assert states == {alias: "expired" if at <= end else "active" for alias, at in expiries.items()}
     assert 0 < Counter(states.values())["expired"] < len(expiries)
+
+
+# ---- end to end: redirects over HTTP to GET /v1/urls/{key}/stats --------------------------------
+@pytest.mark.spark
+def test_stats_over_http_equal_the_clicks_the_redirects_made(spark: Any, settings: Settings) -> None:
+    """Redirects with chosen Referer and User-Agent headers, their events replayed once more on the bus,
+    landed, counted by the job: the owner's stats are the count of the redirects made, by hand."""
+    from accounts import Authed, signup
+    from fastapi.testclient import TestClient
+
+    from sixfold.api.app import create_app
+    from sixfold.shortener.api import app_clicks
+    from sixfold.shortener.click_job import HOUR, count_clicks, hour_floor
+
+    rng = random.Random(8)
+    referers = {None: "(direct)", "https://News.Example.org/item?id=1": "news.example.org",
+                "https://t.co/abc": "t.co", "not a url": "(direct)"}
+    made: dict[str, Counter] = {}
+    with TestClient(create_app(settings)) as client:
+        _, token = signup(client, "clicker")
+        owner = {"X-Api-Key": Authed(client, token).post("/v1/api-keys").json()["api_key"]}
+        keys = [client.post("/v1/urls", json={"long_url": f"https://example.com/{i}"}, headers=owner).json()["key"]
+                for i in range(2)]
+        before = datetime.now(UTC)
+        for _ in range(40):
+            key, referer, agent = rng.choice(keys), rng.choice(list(referers)), rng.choice(list(AGENTS))
+            headers = {k: v for k, v in (("referer", referer), ("user-agent", agent)) if v}
+            if not agent:
+                headers["user-agent"] = ""  # the test client's own agent would count otherwise
+            assert client.get(f"/{key}", headers=headers, follow_redirects=False).status_code == 302
+            made.setdefault(key, Counter())[(referers[referer], AGENTS[agent])] += 1
+        app_clicks(client.app).flush()
+        after = datetime.now(UTC)
+
+        bus = open_bus(settings)  # a producer retry: every event once more
+        sent = bus.consumer(TOPIC, "test-replay").poll(max_records=1000, timeout_s=0.5)
+        bus.produce_many(TOPIC, [(m.key, m.json()) for m in sent])
+        bus.close()
+        assert land_clicks(settings, idle_timeout_s=0.1).received == 80
+        store = open_store(settings)
+        try:
+            count_clicks(spark, settings, store, hour_floor(before), hour_floor(after) + HOUR)
+        finally:
+            store.close()
+
+        hours = {hour_floor(before), hour_floor(after)}
+        for key in keys:
+            stats = client.get(f"/v1/urls/{key}/stats", headers=owner).json()
+            refs, families = Counter(), Counter()
+            for (ref, family), n in made[key].items():
+                refs[ref] += n
+                families[family] += n
+            assert stats["total"] == sum(made[key].values())
+            assert {(r["host"], r["clicks"]) for r in stats["referrers"]} == set(refs.items())
+            assert {(b["family"], b["clicks"]) for b in stats["browsers"]} == set(families.items())
+            assert sum(h["clicks"] for h in stats["hourly"]) == stats["total"]
+            assert {datetime.fromisoformat(h["hour"].replace("Z", "+00:00")) for h in stats["hourly"]} <= hours
