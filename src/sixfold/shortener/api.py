@@ -295,9 +295,3 @@ def fast_gets() -> list:
     """This system's answers to its hottest GETs ahead of FastAPI (`sixfold.api.fastpath`)."""
     return [RedirectFastGet()]
 
-
-def consumers() -> list:
-    """The shortener's stream consumers, for `sixfold serve`."""
-    from sixfold.shortener.clicks import consumers as click_consumers
-
-    return click_consumers()
