@@ -198,6 +198,9 @@ def drive(cmd: list[str], port: int, env: dict[str, str] | None, requests: list[
         alive = proc.poll() is None
         checks = check_redirects(port, sample)
     figures = benchkit.parse_wrk(run.stdout)
+    if figures["non_2xx"] or any(figures.get("socket_errors", {}).values()):
+        # what the server said about it (a traceback, a refusal): kept, since the scratch directory is not
+        figures["server_log_tail"] = benchkit.tail(log_path, 40)
     say(f"  {figures['rps']:,.0f} req/s, p50 {figures.get('p50_ms', math.nan):.2f} ms, "
         f"p99 {figures.get('p99_ms', math.nan):.2f} ms, non-2xx/3xx {figures['non_2xx']:,}; "
         f"{checks['right']:,} of {checks['checked']:,} sampled redirects right")
@@ -206,7 +209,7 @@ def drive(cmd: list[str], port: int, env: dict[str, str] | None, requests: list[
 
 def _figures(out: dict[str, Any]) -> dict[str, Any]:
     keep = ("rps", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "p99_9_ms", "requests", "duration_s", "non_2xx",
-            "socket_errors", "sent", "server_alive_after", "checks", "wrk_output")
+            "socket_errors", "sent", "server_alive_after", "checks", "server_log_tail", "wrk_output")
     return {k: out[k] for k in keep if k in out}
 
 
