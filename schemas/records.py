@@ -450,12 +450,125 @@ URL_CLICK_COUNT = Record(
     doc="Redirects of one key in one hour from one referrer host and browser family (jobs/url_clicks.py).",
 )
 
+# ---- chat ------------------------------------------------------------------------------------------
+CHAT_DEVICE = Record(
+    "chat_device",
+    (
+        Field("user_id", "long"),
+        Field("device_id", "string", max_length=64),
+        Field("public_key", "string", required=False, max_length=64,
+              doc="the device's X25519 public key, base64 (end-to-end encryption; the private key never leaves it)"),
+        Field("credential_id", "string", doc="its device token's credential (revoked when re-registered)"),
+        Field("created_at", "timestamp"),
+    ),
+    doc="A user's chat device: what a device token acts for, and where messages to the user go.",
+)
+CHAT_MESSAGE = Record(
+    "chat_message",
+    (
+        Field("conversation_id", "string", max_length=64, doc="d:<low user>:<high user> or g:<group id>"),
+        Field("seq", "long", doc="1, 2, 3, ... per conversation: its strict order"),
+        Field("message_id", "long", doc="from the sequencer"),
+        Field("sender_id", "long"),
+        Field("sender_device", "string"),
+        Field("client_msg_id", "string", max_length=64),
+        Field("body", "string", doc="opaque to the server: ciphertext when the clients encrypt"),
+        Field("sent_at", "timestamp"),
+    ),
+    doc="A message as the server keeps it (30 days, the chat_retention DAG).",
+)
+CHAT_MESSAGE_REF = Record(
+    "chat_message_ref",
+    (Field("message_id", "long"), Field("conversation_id", "string"), Field("seq", "long"),
+     Field("sender_id", "long"), Field("client_msg_id", "string"), Field("sent_at", "timestamp")),
+    doc="Where a message id lives (receipts name only the id).",
+)
+CHAT_SENT = Record(
+    "chat_sent",
+    (
+        Field("sender_id", "long"), Field("sender_device", "string"), Field("client_msg_id", "string"),
+        Field("conversation_id", "string"), Field("seq", "long"), Field("message_id", "long"),
+    ),
+    doc="A device's client_msg_id -> the message it made, so a resend is never a duplicate.",
+)
+CHAT_PENDING = Record(
+    "chat_pending",
+    (
+        Field("user_id", "long"),
+        Field("device_id", "string"),
+        Field("entry", "string", doc="<conversation>|<seq, 20 digits>|<m or r:status:user:device>: delivery order"),
+        Field("frame", "string", doc="the server frame to send, JSON"),
+        Field("queued_at", "timestamp"),
+    ),
+    doc="What a device has not acknowledged yet: messages, and receipts for messages it sent.",
+)
+CHAT_RECEIPT = Record(
+    "chat_receipt",
+    (
+        Field("conversation_id", "string"), Field("seq", "long"), Field("user_id", "long"),
+        Field("device_id", "string"), Field("status", "string", doc="delivered or read"), Field("at", "timestamp"),
+    ),
+    doc="Each recipient device's receipt for a message (per member in groups).",
+)
+CHAT_SEQUENCE = Record(
+    "chat_sequence",
+    (Field("conversation_id", "string"), Field("last_seq", "long", required=False)),
+    doc="The last sequence number of a conversation (the store's atomic add hands out the next).",
+)
+CHAT_CONNECTION = Record(
+    "chat_connection",
+    (Field("user_id", "long"), Field("device_id", "string"), Field("gateway", "string"),
+     Field("connected_at", "timestamp")),
+    doc="Which gateway process holds a device's WebSocket (the course's WebSocket manager); kept alive by TTL.",
+)
+CHAT_GROUP = Record(
+    "chat_group",
+    (Field("group_id", "long"), Field("name", "string", max_length=100), Field("owner_id", "long"),
+     Field("created_at", "timestamp")),
+    doc="A group conversation.",
+)
+CHAT_MEMBER = Record(
+    "chat_member",
+    (Field("group_id", "long"), Field("user_id", "long"), Field("role", "string", doc="owner or member"),
+     Field("joined_at", "timestamp")),
+    doc="A member of a group.",
+)
+CHAT_CONVERSATION_DAY = Record(
+    "chat_conversation_day",
+    (Field("day", "string", doc="UTC day, YYYY-MM-DD"), Field("conversation_id", "string")),
+    doc="Conversations that had messages on a day, so retention reads only the days past 30.",
+)
+CHAT_DELIVERY = Record(
+    "chat_delivery",
+    (
+        Field("gateway", "string", doc="the gateway process that holds the device"),
+        Field("user_id", "long"), Field("device_id", "string"),
+        Field("entry", "string"), Field("frame", "string"),
+    ),
+    doc="A frame for a device held by another gateway, routed through the event log.",
+)
+CHAT_GROUP_MESSAGE = Record(
+    "chat_group_message",
+    (Field("group_id", "long"), Field("conversation_id", "string"), Field("seq", "long"),
+     Field("sender_id", "long"), Field("sender_device", "string"), Field("frame", "string")),
+    doc="A group message to fan out to every member's devices (a stream consumer, keyed by group).",
+)
+CHAT_NOTIFICATION = Record(
+    "chat_notification",
+    (Field("user_id", "long"), Field("device_id", "string"), Field("conversation_id", "string"),
+     Field("message_id", "long"), Field("at", "timestamp")),
+    doc="A push notification for an offline device: the integration point for a real sender (APNs, FCM).",
+)
+
 EVENTS: dict[str, Event] = {
     "search-events": Event("search-events", SEARCH_EVENT, key="user_id"),
     "post-created": Event("post-created", POST, key="author_id"),
     "post-deleted": Event("post-deleted", POST_DELETION, key="author_id"),
     "follows": Event("follows", FOLLOW_EVENT, key="follower_id"),
     "url-clicks": Event("url-clicks", URL_CLICK_EVENT, key="key"),
+    "chat-deliveries": Event("chat-deliveries", CHAT_DELIVERY, key="gateway"),
+    "chat-group-messages": Event("chat-group-messages", CHAT_GROUP_MESSAGE, key="conversation_id"),
+    "notifications": Event("notifications", CHAT_NOTIFICATION, key="user_id"),
 }
 
 LAKE_TABLES: dict[str, LakeTable] = {
@@ -515,6 +628,22 @@ SERVING_TABLES: dict[str, ServingTable] = {
     "shortener_secrets": ServingTable("shortener_secrets", SHORTENER_SECRET, partition_key=("name",)),
     "url_click_counts": ServingTable("url_click_counts", URL_CLICK_COUNT, partition_key=("key",),
                                      clustering_key=("hour", "referrer_host", "ua_family")),
+    "chat_devices": ServingTable("chat_devices", CHAT_DEVICE, partition_key=("user_id",), clustering_key=("device_id",)),
+    "chat_messages": ServingTable("chat_messages", CHAT_MESSAGE, partition_key=("conversation_id",),
+                                  clustering_key=("seq",), clustering_descending=True),
+    "chat_message_refs": ServingTable("chat_message_refs", CHAT_MESSAGE_REF, partition_key=("message_id",)),
+    "chat_sent": ServingTable("chat_sent", CHAT_SENT, partition_key=("sender_id", "sender_device", "client_msg_id")),
+    "chat_pending": ServingTable("chat_pending", CHAT_PENDING, partition_key=("user_id", "device_id"),
+                                 clustering_key=("entry",)),
+    "chat_receipts": ServingTable("chat_receipts", CHAT_RECEIPT, partition_key=("conversation_id", "seq"),
+                                  clustering_key=("user_id", "device_id")),
+    "chat_sequences": ServingTable("chat_sequences", CHAT_SEQUENCE, partition_key=("conversation_id",)),
+    "chat_connections": ServingTable("chat_connections", CHAT_CONNECTION, partition_key=("user_id",),
+                                     clustering_key=("device_id",)),
+    "chat_groups": ServingTable("chat_groups", CHAT_GROUP, partition_key=("group_id",)),
+    "chat_members": ServingTable("chat_members", CHAT_MEMBER, partition_key=("group_id",), clustering_key=("user_id",)),
+    "chat_conversation_days": ServingTable("chat_conversation_days", CHAT_CONVERSATION_DAY, partition_key=("day",),
+                                           clustering_key=("conversation_id",)),
 }
 
 RECORDS: dict[str, Record] = {
@@ -522,5 +651,7 @@ RECORDS: dict[str, Record] = {
                         FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, SEQUENCER_WORKER, FOLLOW_VERSION, TIMELINE_VERSION, CELEBRITY, MEDIA, POST, POST_DELETION, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
                         CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_ROBOTS, CRAWL_DROP,
                         CRAWL_DUPLICATE, SHORT_URL, URL_EXPIRY, URL_ID_COUNTER, SHORTENER_SECRET, URL_CLICK_EVENT,
-                        URL_CLICK, URL_CLICK_COUNT)
+                        URL_CLICK, URL_CLICK_COUNT, CHAT_DEVICE, CHAT_MESSAGE, CHAT_MESSAGE_REF, CHAT_SENT, CHAT_PENDING, CHAT_RECEIPT,
+                        CHAT_SEQUENCE, CHAT_CONNECTION, CHAT_GROUP, CHAT_MEMBER, CHAT_CONVERSATION_DAY, CHAT_DELIVERY,
+                        CHAT_GROUP_MESSAGE, CHAT_NOTIFICATION)
 }

@@ -65,6 +65,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     clicks = getattr(app.state, "shortener_clicks", None)
     if clicks is not None:  # publish the clicks still buffered
         clicks.close()
+    gateway = getattr(app.state, "chat_gateway", None)
+    if gateway is not None:
+        gateway.stop()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -109,6 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from sixfold.feed.api import router as feed_router
 
     app.include_router(feed_router)
+    from sixfold.chat.api import router as chat_router
+
+    app.include_router(chat_router)
     from sixfold.shortener.api import router as shortener_router
 
     app.include_router(shortener_router)  # last: its GET /{key} takes any path nobody else answers

@@ -71,7 +71,7 @@ class Credentials:
         self.cache_s = cache_s
         self.cache_size = cache_size
         self.clock = clock
-        self._verified: OrderedDict[str, tuple[int, str, float]] = OrderedDict()
+        self._verified: OrderedDict[str, tuple[int, str, str | None, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def issue(self, user_id: int, kind: Kind = "user", label: str | None = None) -> str:
@@ -87,12 +87,17 @@ class Credentials:
 
     def owner(self, token: str | None, kind: Kind = "user") -> int | None:
         """The user a secret of `kind` belongs to, or None (absent, malformed, unknown or wrong)."""
+        held = self.holder(token, kind)
+        return None if held is None else held[0]
+
+    def holder(self, token: str | None, kind: Kind = "user") -> tuple[int, str | None] | None:
+        """(user id, label) of a secret of `kind` (a chat device token's label is its device id), or None."""
         if not token:
             return None
         now = self.clock()
         hit = self._verified.get(token)
-        if hit is not None and hit[2] > now:
-            return hit[0] if hit[1] == kind else None
+        if hit is not None and hit[3] > now:
+            return (hit[0], hit[2]) if hit[1] == kind else None
         match = _TOKEN_RE.match(token)
         if match is None or _KIND_OF_PREFIX[match.group(1)] != kind:
             return None
@@ -103,11 +108,11 @@ class Credentials:
             return None
         if self.cache_s > 0:
             with self._lock:
-                self._verified[token] = (row["user_id"], kind, now + self.cache_s)
+                self._verified[token] = (row["user_id"], kind, row.get("label"), now + self.cache_s)
                 self._verified.move_to_end(token)
                 while len(self._verified) > self.cache_size:
                     self._verified.popitem(last=False)
-        return row["user_id"]
+        return row["user_id"], row.get("label")
 
     def revoke(self, token: str) -> bool:
         """Forget a secret everywhere (this server at once; others within `cache_s`)."""

@@ -1,0 +1,266 @@
+"""The WebSocket gateway: one per server process, holding its devices' connections.
+
+A device connects to `/v1/chat/ws?token=<device token>`. The gateway registers it in the
+connection registry (`chat_connections`, the course's WebSocket manager: the store, with a TTL
+the gateway keeps renewing), sends it everything pending in order, then reads frames:
+
+* `send` -> the message service persists it and answers `ack` `sent`; deliveries go to
+  connections on this gateway directly (no registry lookup when both devices are here, as the
+  course says), to other gateways through the `chat-deliveries` topic, and for devices that are
+  not connected anywhere a `notifications` event (the integration point for a push sender); the
+  pending store has them in every case.
+* `ack` (`delivered` / `read`) -> receipts to every device of the sender.
+
+Frames to one connection go through one queue and one writer task, in the order they were
+routed. A frame the client sends that is not JSON, has no known `type` or is refused gets an
+`error` frame `{"type": "error", "code", "message", "client_msg_id"?}` and the connection stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from schemas.records import EVENTS, SERVING_TABLES
+from sixfold.chat.service import ChatError, ChatService, Delivery
+from sixfold.platform import schema
+
+CONNECTIONS = SERVING_TABLES["chat_connections"]
+DELIVERIES = EVENTS["chat-deliveries"]
+GROUP_MESSAGES = EVENTS["chat-group-messages"]
+NOTIFICATIONS = EVENTS["notifications"]
+REGISTRY_TTL_S = 120  # a gateway that dies leaves rows that lapse within this
+log = logging.getLogger("sixfold.chat")
+
+
+@dataclass
+class Connection:
+    user_id: int
+    device_id: str
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    sent_entries: set[str] = field(default_factory=set)
+    # while the pending store is replayed, live frames wait here, so they never overtake older ones
+    held: list[tuple[str | None, str]] | None = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def push(self, entry: str | None, frame: str, *, replay: bool = False) -> None:
+        """Thread-safe: queue a frame for this connection's writer (in call order)."""
+        with self.lock:
+            if self.held is not None and not replay:
+                self.held.append((entry, frame))
+                return
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (entry, frame))
+
+    def replayed(self) -> None:
+        """The pending store is queued: release what arrived meanwhile, in its order."""
+        with self.lock:
+            for item in self.held or []:
+                self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.held = None
+
+
+class Gateway:
+    def __init__(self, service: ChatService, bus: Any) -> None:
+        self.service = service
+        self.bus = bus
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.connections: dict[tuple[int, str], Connection] = {}
+        self._lock = threading.Lock()
+        self._remote: dict[tuple[int, str], tuple[float, str | None]] = {}  # registry answers, cached briefly
+        self._stopping = threading.Event()
+        self._consumer: threading.Thread | None = None
+        self._renewer: threading.Thread | None = None
+
+    # ---- connections ------------------------------------------------------------------------------
+    def attach(self, conn: Connection) -> Connection | None:
+        """Register a connection; returns the one it replaces (the same device connected again)."""
+        with self._lock:
+            old = self.connections.get((conn.user_id, conn.device_id))
+            self.connections[(conn.user_id, conn.device_id)] = conn
+        self._register(conn.user_id, conn.device_id)
+        self._start_background()
+        return old
+
+    def detach(self, conn: Connection) -> None:
+        with self._lock:
+            if self.connections.get((conn.user_id, conn.device_id)) is conn:
+                del self.connections[(conn.user_id, conn.device_id)]
+            else:
+                return
+        row = self.service.store.get(CONNECTIONS, {"user_id": conn.user_id, "device_id": conn.device_id})
+        if row is not None and row["gateway"] == self.id:
+            self.service.store.delete(CONNECTIONS, {"user_id": conn.user_id, "device_id": conn.device_id})
+
+    def _register(self, user_id: int, device_id: str) -> None:
+        self.service.store.upsert(CONNECTIONS, {"user_id": user_id, "device_id": device_id, "gateway": self.id,
+                                                "connected_at": datetime.now(UTC)}, ttl_s=REGISTRY_TTL_S)
+
+    # ---- routing ----------------------------------------------------------------------------------
+    def route(self, deliveries: list[Delivery]) -> None:
+        """Hand each frame to its device: here, through another gateway, or (nowhere) a notification."""
+        remote, offline = [], []
+        for user_id, device_id, entry, frame in deliveries:
+            conn = self.connections.get((user_id, device_id))
+            if conn is not None:
+                conn.push(entry, frame)
+                continue
+            gateway = self._gateway_of(user_id, device_id)
+            if gateway is not None and gateway != self.id:
+                remote.append((gateway, {"gateway": gateway, "user_id": user_id, "device_id": device_id,
+                                         "entry": entry, "frame": frame}))
+            elif entry.endswith("|m"):
+                offline.append((user_id, device_id, entry))
+        if remote:
+            self.bus.produce_many(DELIVERIES.topic, [(g, schema.to_json_row(DELIVERIES.record, row))
+                                                     for g, row in remote])
+        if offline:
+            now = datetime.now(UTC)
+            self.bus.produce_many(NOTIFICATIONS.topic, [
+                (str(u), schema.to_json_row(NOTIFICATIONS.record, {
+                    "user_id": u, "device_id": d, "conversation_id": e.split("|", 1)[0],
+                    "message_id": orjson.loads(self._frame_of(deliveries, e, u, d))["message_id"], "at": now}))
+                for u, d, e in offline])
+
+    @staticmethod
+    def _frame_of(deliveries: list[Delivery], entry: str, user_id: int, device_id: str) -> str:
+        return next(f for u, d, e, f in deliveries if (u, d, e) == (user_id, device_id, entry))
+
+    def _gateway_of(self, user_id: int, device_id: str) -> str | None:
+        now = time.monotonic()
+        hit = self._remote.get((user_id, device_id))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = self.service.store.get(CONNECTIONS, {"user_id": user_id, "device_id": device_id})
+        gateway = row["gateway"] if row is not None else None
+        if len(self._remote) > 100_000:
+            self._remote.clear()
+        self._remote[(user_id, device_id)] = (now + 1.0, gateway)  # a (re)connection elsewhere shows within 1 s
+        return gateway
+
+    # ---- background: deliveries from other gateways, registry renewal ------------------------------
+    def _start_background(self) -> None:
+        if self._consumer is not None:
+            return
+        with self._lock:
+            if self._consumer is not None:
+                return
+            self._consumer = threading.Thread(target=self._consume_deliveries, name="chat-deliveries", daemon=True)
+            self._renewer = threading.Thread(target=self._renew_registry, name="chat-registry", daemon=True)
+            self._consumer.start()
+            self._renewer.start()
+
+    def _consume_deliveries(self) -> None:
+        consumer = self.bus.consumer(DELIVERIES.topic, f"chat-gateway-{self.id.replace(':', '-')}")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    messages = consumer.poll(max_records=1000, timeout_s=0.05)
+                except Exception:  # noqa: BLE001 - the bus is down: retry, the pending store has everything
+                    log.exception("chat deliveries: poll failed")
+                    self._stopping.wait(1.0)
+                    continue
+                for message in messages:
+                    row = message.json()
+                    if row.get("gateway") != self.id:
+                        continue
+                    conn = self.connections.get((row["user_id"], row["device_id"]))
+                    if conn is not None:
+                        conn.push(row["entry"], row["frame"])
+                if messages:
+                    consumer.commit()
+                else:
+                    self._stopping.wait(0.02)
+        finally:
+            consumer.close()
+
+    def _renew_registry(self) -> None:
+        while not self._stopping.wait(REGISTRY_TTL_S / 3):
+            for user_id, device_id in list(self.connections):
+                try:
+                    self._register(user_id, device_id)
+                except Exception:  # noqa: BLE001
+                    log.exception("chat registry: renewing %s/%s failed", user_id, device_id)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # ---- one connection ---------------------------------------------------------------------------
+    async def serve(self, websocket: Any, user_id: int, device_id: str) -> None:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.websockets import WebSocketDisconnect
+
+        conn = Connection(user_id, device_id, asyncio.get_running_loop())
+        old = await run_in_threadpool(self.attach, conn)
+        if old is not None:
+            old.push(None, "__close__", replay=True)
+        writer = asyncio.create_task(self._write(websocket, conn))
+        try:
+            for entry, frame in await run_in_threadpool(self.service.pending, user_id, device_id):
+                conn.push(entry, frame, replay=True)
+            conn.replayed()
+            while True:
+                raw = await websocket.receive_text()
+                for frame in await run_in_threadpool(self._handle, conn, raw):
+                    conn.push(None, frame, replay=True)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await run_in_threadpool(self.detach, conn)
+            writer.cancel()
+
+    async def _write(self, websocket: Any, conn: Connection) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        while True:
+            entry, frame = await conn.queue.get()
+            if frame == "__close__":
+                await websocket.close(code=4000, reason="this device connected again elsewhere")
+                return
+            if entry is not None:
+                if entry in conn.sent_entries:  # routed live and replayed from pending: once is enough
+                    continue
+                conn.sent_entries.add(entry)
+            await websocket.send_text(frame)
+            if entry is not None and "|r:" in entry:
+                await run_in_threadpool(self.service.delivered_receipt, conn.user_id, conn.device_id, entry)
+
+    def _handle(self, conn: Connection, raw: str) -> list[str]:
+        """The frames to answer one client frame with (to this connection only)."""
+        client_msg_id = None
+        try:
+            try:
+                frame = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ChatError(400, f"not JSON: {exc}") from None
+            if not isinstance(frame, dict):
+                raise ChatError(400, "a frame is a JSON object with a `type`")
+            client_msg_id = frame.get("client_msg_id") if isinstance(frame.get("client_msg_id"), str) else None
+            kind = frame.get("type")
+            if kind == "send":
+                sent = self.service.send(conn.user_id, conn.device_id, frame, self.route)
+                if sent.group is not None:
+                    self.bus.produce(GROUP_MESSAGES.topic, schema.to_json_row(GROUP_MESSAGES.record, sent.group),
+                                     key=sent.group["conversation_id"])
+                return [orjson.dumps(sent.ack).decode()]
+            if kind == "ack":
+                self.service.receipt(conn.user_id, conn.device_id, frame, self.route)
+                return []
+            if kind == "ping":
+                return ['{"type":"pong"}']
+            raise ChatError(400, f"unknown frame type {kind!r}; expected send, ack or ping")
+        except ChatError as exc:
+            error = {"type": "error", "code": exc.code, "status": exc.status, "message": str(exc)}
+            if client_msg_id:
+                error["client_msg_id"] = client_msg_id
+            return [orjson.dumps(error).decode()]
