@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import re
 import threading
-import uuid
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from schemas.records import SERVING_TABLES
 from sixfold.feed.users import FeedError
+
+# the blob store moved to the platform (chat shares it); its names stay importable from here
+from sixfold.platform.blobs import BlobStore, FilesystemBlobStore, S3BlobStore, open_blob_store  # noqa: F401
 from sixfold.platform.ids import Sequencer
 from sixfold.platform.settings import Settings
 from sixfold.platform.store import ServingStore
@@ -43,132 +41,6 @@ USERS = SERVING_TABLES["users"]
 
 class MediaError(FeedError):
     """Rejected media or a missing one; `status` is the HTTP status that says why."""
-
-
-# ---- blob store ---------------------------------------------------------------------------------
-class BlobStore(ABC):
-    """Immutable blobs named by the SHA-256 of their bytes, plus a small rendition manifest per original."""
-
-    @abstractmethod
-    def put(self, data: bytes) -> str:
-        """Store `data` (once: the same bytes again are a no-op) and return its SHA-256 hex."""
-
-    @abstractmethod
-    def get(self, sha256: str) -> bytes | None: ...
-
-    @abstractmethod
-    def exists(self, sha256: str) -> bool: ...
-
-    @abstractmethod
-    def delete(self, sha256: str) -> bool:
-        """Remove a blob; True if it was there."""
-
-    @abstractmethod
-    def put_manifest(self, sha256: str, manifest: dict[str, Any]) -> None: ...
-
-    @abstractmethod
-    def manifest(self, sha256: str) -> dict[str, Any] | None: ...
-
-    @abstractmethod
-    def delete_manifest(self, sha256: str) -> bool: ...
-
-
-def _check_hash(sha256: str) -> str:
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
-    return sha256
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write beside the target and rename over it, so a reader sees no blob or the whole blob."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-    try:
-        with open(tmp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class FilesystemBlobStore(BlobStore):
-    """Blobs under `root/ab/cd/<sha256>`; manifests under `root/manifests/ab/cd/<sha256>.json`."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def path(self, sha256: str) -> Path:
-        h = _check_hash(sha256)
-        return self.root / h[:2] / h[2:4] / h
-
-    def _manifest_path(self, sha256: str) -> Path:
-        h = _check_hash(sha256)
-        return self.root / "manifests" / h[:2] / h[2:4] / f"{h}.json"
-
-    def put(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
-        path = self.path(sha)
-        if not path.exists():  # content-addressed: existing bytes are these bytes
-            _write_atomically(path, data)
-        return sha
-
-    def get(self, sha256: str) -> bytes | None:
-        try:
-            return self.path(sha256).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
-
-    def delete(self, sha256: str) -> bool:
-        try:
-            self.path(sha256).unlink()
-            return True
-        except FileNotFoundError:
-            return False
-
-    def put_manifest(self, sha256: str, manifest: dict[str, Any]) -> None:
-        _write_atomically(self._manifest_path(sha256), json.dumps(manifest, sort_keys=True).encode())
-
-    def manifest(self, sha256: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self._manifest_path(sha256).read_bytes())
-        except FileNotFoundError:
-            return None
-
-    def delete_manifest(self, sha256: str) -> bool:
-        try:
-            self._manifest_path(sha256).unlink()
-            return True
-        except FileNotFoundError:
-            return False
-
-    def blob_files(self) -> Iterator[Path]:
-        """Every stored blob (not manifests, not half-written temp files)."""
-        for path in self.root.glob("??/??/*"):
-            if path.is_file() and not path.name.startswith("."):
-                yield path
-
-
-class S3BlobStore:
-    """S3-compatible blob storage: not built yet (will implement BlobStore)."""
-
-    def __init__(self, url: str) -> None:
-        raise NotImplementedError(
-            f"S3-compatible blob storage ({url}) is not implemented yet; unset SIXFOLD_BLOB_URL "
-            "(settings.blob_url) to keep blobs on the filesystem under SIXFOLD_HOME/var/blobs"
-        )
-
-
-def open_blob_store(settings: Settings) -> BlobStore:
-    """The configured blob store: the filesystem under settings.blob_dir unless an s3:// URL is set."""
-    url = str(getattr(settings, "blob_url", "") or "")
-    if url.startswith(("s3://", "s3a://", "http://", "https://")):
-        return S3BlobStore(url)
-    return FilesystemBlobStore(settings.blob_dir)
 
 
 # ---- images -----------------------------------------------------------------------------------
