@@ -58,7 +58,7 @@ class History(BaseModel):
 
 @router.post("/v1/chat/devices", status_code=201, response_model=DeviceToken,
              summary="Register a device of yours: a device token for the WebSocket (a new one revokes the old)",
-             responses=error_responses(401, 403, 404, 422, 429, 503))
+             responses=error_responses(400, 401, 403, 404, 422, 429, 503))
 def post_device(request: Request, body: NewDevice, user: int = Depends(writing_user)) -> Any:
     require_self(user, body.user_id)
     return {"token": app_chat(request.app).register_device(body.user_id, body.device_id, body.public_key)}

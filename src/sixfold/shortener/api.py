@@ -163,7 +163,7 @@ class UrlStats(BaseModel):
 # ---- routes -------------------------------------------------------------------------------------------
 @router.post("/v1/urls", status_code=201, response_model=CreatedUrl,
              summary="Shorten a URL (a generated key, or your custom alias)",
-             responses=error_responses(401, 409, 422, 429, 503, why={
+             responses=error_responses(400, 401, 409, 422, 429, 503, why={
                  409: "the custom alias is taken", 429: "this API key's fixed-window quota is spent"}))
 def post_url(request: Request, body: NewUrl, owner: tuple[int, str] = Depends(key_owner)) -> Any:
     user = spend(request, owner)
@@ -173,7 +173,7 @@ def post_url(request: Request, body: NewUrl, owner: tuple[int, str] = Depends(ke
 
 @router.post("/v1/urls:batch", response_model=BatchResults, response_model_exclude_none=True,
              summary=f"Shorten up to {BATCH_MAX} URLs; each has its own result (a key, or an error)",
-             responses=error_responses(401, 422, 429, 503, why={
+             responses=error_responses(400, 401, 422, 429, 503, why={
                  429: "the batch would pass this API key's quota (each URL counts once)"}))
 def post_url_batch(request: Request, body: UrlBatch, owner: tuple[int, str] = Depends(key_owner)) -> Any:
     from sixfold.platform.errors import error_body
