@@ -170,8 +170,8 @@ def test_demo_runs_the_typeahead_pipeline_end_to_end(home):
     from sixfold.platform.store import open_store
 
     summary = json.loads((home / "var" / "demo" / "summary.json").read_text())
-    assert {"typeahead", "feed", "crawler", "shortener"} <= set(summary)
-    assert all(f"{system} " in said for system in ("typeahead", "feed", "crawler", "shortener"))
+    assert {"typeahead", "feed", "crawler", "shortener", "chat"} <= set(summary)
+    assert all(f"{system}" in said for system in ("typeahead", "feed", "crawler", "shortener", "chat"))
     lake = ArrowLake(settings)
     posts = lake.read(LAKE_TABLES["posts"]).to_pylist()
     assert len(posts) == summary["feed"]["posts"] > 0
@@ -196,3 +196,9 @@ def test_demo_runs_the_typeahead_pipeline_end_to_end(home):
     assert short["top_stats"]["total"] == sum(c["key"] == short["top_key"] for c in clicks) > 0
     hop = client.get(f"/{short['top_key']}", follow_redirects=False)
     assert hop.status_code == 302 and hop.headers["location"].startswith("https://example.com/")
+    # chat: the device that came back online got the three messages in order, and every tick reached Ann
+    chat = summary["chat"]
+    assert chat["messages"] == ["Are we still on for tonight?", "I booked the table for 8.",
+                                "Bring the photos from the trip!"] and chat["history"] == 3
+    assert chat["ticks_seen_live"] == ["delivered", "read"] * 3
+    assert sorted(chat["laptop_caught_up"]) == sorted(["message", "delivered", "read"] * 3)

@@ -110,11 +110,11 @@ def demo(events: int = typer.Option(20_000, min=1, help="typeahead: synthetic se
          serve_after: bool = typer.Option(True, "--serve/--no-serve", help="serve on 127.0.0.1:8000 afterwards"),
          port: int = typer.Option(8000, help="port to serve on"),
          sample: bool = typer.Option(False, "--sample", help="also run the platform's sample job via spark-submit")) -> None:
-    """Run every built system once on generated data (typeahead, feed, crawler, shortener), say what each did,
+    """Run every built system once on generated data (typeahead, feed, crawler, shortener, chat), say what each did,
     then serve."""
     import json
 
-    from sixfold.demo import run_crawler, run_feed, run_sample_pipeline, run_shortener, run_typeahead
+    from sixfold.demo import run_chat, run_crawler, run_feed, run_sample_pipeline, run_shortener, run_typeahead
     from sixfold.platform.spark import get_session
 
     settings = settings_or_exit()
@@ -133,6 +133,8 @@ def demo(events: int = typer.Option(20_000, min=1, help="typeahead: synthetic se
             summary["crawler"] = run_crawler(settings, spark, say=say)
         with console.status("shortener: links, redirects, click landing, the url_clicks Spark job ..."):
             summary["shortener"] = run_shortener(settings, spark, say=say)
+        with console.status("chat: a scripted conversation with a device coming back online ..."):
+            summary["chat"] = run_chat(settings, say=say)
     finally:
         spark.stop()
     out = settings.var / "demo" / "summary.json"
@@ -150,6 +152,8 @@ def demo(events: int = typer.Option(20_000, min=1, help="typeahead: synthetic se
                   f"  shortener  {summary['shortener']['links']:,} links, {summary['shortener']['redirects']:,} redirects;"
                   f" most clicked {base}/{summary['shortener']['top_key']}"
                   f" ({summary['shortener']['top_stats']['total']:,} clicks)  -> {base}/s\n"
+                  f"  chat       {len(summary['chat']['messages'])} messages delivered to a device that came back"
+                  f" online, ticks {' '.join(summary['chat']['ticks_seen_live'][-2:])}  -> {base}/chat\n"
                   f"  Airflow UI: `sixfold airflow standalone`, then http://127.0.0.1:8080", highlight=False)
     if serve_after:
         console.print(f"serving on {base} (landing page: {base}/, API docs: {base}/docs); Ctrl-C stops")

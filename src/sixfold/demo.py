@@ -269,3 +269,52 @@ def run_shortener(settings: Settings, spark: Any, links: int = 200, clicks: int 
         f"({browsers})")
     return {"links": len(keys), "alias": alias["key"], "redirects": redirected, "clicks_landed": landed.landed,
             "clicks_counted": ledger["distinct_clicks"], "top_key": top, "top_stats": stats, "api_key": api_key}
+
+
+def run_chat(settings: Settings, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """A scripted conversation through the real gateway in this process: Ann (phone and laptop) writes to Bob
+    while his phone is offline; it comes back online, gets the messages in order and ticks them delivered and
+    read; Ann's phone sees the ticks live, and her laptop, offline meanwhile, gets them when it returns."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from sixfold.api.app import create_app
+
+    rng = random.Random(12)
+    lines = ["Are we still on for tonight?", "I booked the table for 8.", "Bring the photos from the trip!"]
+    with TestClient(create_app(settings)) as client:
+        users = {}
+        for name in ("ann", "bob"):
+            made = client.post("/v1/users", json={"username": f"chat_{name}_{rng.randrange(10**6)}"}).json()
+            users[name] = (made["user_id"], {"Authorization": f"Bearer {made['token']}"})
+        (ann, ann_auth), (bob, bob_auth) = users["ann"], users["bob"]
+
+        def device(user: int, auth: dict, name: str) -> str:
+            return client.post("/v1/chat/devices", json={"user_id": user, "device_id": name}, headers=auth).json()["token"]
+
+        ann_phone, ann_laptop, bob_phone = device(ann, ann_auth, "phone"), device(ann, ann_auth, "laptop"), \
+            device(bob, bob_auth, "phone")
+        with client.websocket_connect(f"/v1/chat/ws?token={ann_phone}") as phone:
+            for i, line in enumerate(lines):
+                phone.send_text(json.dumps({"type": "send", "client_msg_id": f"demo-{i}", "to": bob, "body": line}))
+                assert phone.receive_json()["status"] == "sent"
+            say(f"chat: Ann sent {len(lines)} messages to Bob, whose phone is offline: each ticked 'sent' (stored)")
+            with client.websocket_connect(f"/v1/chat/ws?token={bob_phone}") as bob_ws:
+                got = [bob_ws.receive_json() for _ in lines]
+                for frame in got:
+                    for status in ("delivered", "read"):
+                        bob_ws.send_text(json.dumps({"type": "ack", "message_id": frame["message_id"],
+                                                     "status": status}))
+                ticks = [phone.receive_json()["status"] for _ in range(2 * len(lines))]
+            say(f"chat: Bob's phone came back online and got {len(got)} pending messages in order "
+                f"(seq {[f['seq'] for f in got]}); Ann's phone saw the ticks live: {' '.join(ticks)}")
+        with client.websocket_connect(f"/v1/chat/ws?token={ann_laptop}") as laptop:
+            later = [laptop.receive_json() for _ in range(len(lines) * 3)]
+        kinds = [f["type"] if f["type"] == "message" else f["status"] for f in later]
+        say(f"chat: Ann's laptop, offline meanwhile, caught up on return: {kinds.count('message')} of her own "
+            f"messages and {len(kinds) - kinds.count('message')} receipts")
+        conversation = got[0]["conversation_id"]
+        history = client.get(f"/v1/chat/conversations/{conversation}/messages", headers=bob_auth).json()
+    return {"ann": ann, "bob": bob, "conversation_id": conversation, "messages": [f["body"] for f in got],
+            "ticks_seen_live": ticks, "laptop_caught_up": kinds, "history": len(history["messages"])}
