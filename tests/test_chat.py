@@ -240,3 +240,41 @@ def test_a_gateway_killed_mid_stream_loses_no_acknowledged_message(home: Path, t
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(20)
+
+
+def test_two_gateways_route_to_each_other_through_the_event_log(home: Path, tmp_path: Path) -> None:
+    """Ann on one `sixfold serve`, Bob on another: the registry says where Bob is, and the message and
+    its receipts cross through the chat-deliveries topic, in order."""
+    import httpx
+    from websockets.sync.client import connect
+
+    from sixfold.platform.benchkit import free_port, running, wait_until
+
+    servers = []
+    with running([SIXFOLD, "serve", "--port", str(p1 := free_port())], {**os.environ}, tmp_path / "one.log") as one, \
+            running([SIXFOLD, "serve", "--port", str(p2 := free_port()), "--no-consumers"], {**os.environ},
+                    tmp_path / "two.log") as two:
+        for proc, port, log in ((one, p1, "one.log"), (two, p2, "two.log")):
+            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+            def healthy(client=client) -> bool:
+                try:
+                    return client.get("/v1/health").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(healthy, proc, "sixfold serve", tmp_path / log)
+            servers.append(client)
+        (ann, ann_t), (bob, bob_t) = signup(servers[0], "ann"), signup(servers[0], "bob")
+        a_tok, b_tok = device(servers[0], ann_t, ann, "a"), device(servers[1], bob_t, bob, "b")
+        with connect(f"ws://127.0.0.1:{p1}/v1/chat/ws?token={a_tok}") as a, \
+                connect(f"ws://127.0.0.1:{p2}/v1/chat/ws?token={b_tok}") as b:
+            bodies = [f"across {i}" for i in range(10)]
+            for i, body in enumerate(bodies):
+                a.send(json.dumps({"type": "send", "client_msg_id": f"x{i}", "to": bob, "body": body}))
+                assert json.loads(a.recv(timeout=10))["status"] == "sent"
+            got = [json.loads(b.recv(timeout=10)) for _ in bodies]
+            assert [g["body"] for g in got] == bodies and [g["seq"] for g in got] == list(range(1, 11))
+            b.send(json.dumps({"type": "ack", "message_id": got[-1]["message_id"], "status": "read"}))
+            receipt = json.loads(a.recv(timeout=10))
+            assert (receipt["status"], receipt["by"], receipt["client_msg_id"]) == ("read", bob, "x9")
