@@ -1,11 +1,17 @@
 """The lake: Parquet datasets under `settings.lake_dir/<LakeTable.path>`, partitioned by event time.
 
 Layout, UTC: `hour` tables live in `dt=YYYY-MM-DD/hour=HH/`, `window15` tables in
-`dt=YYYY-MM-DD/window=HHMM/` (HHMM = start of the 15-minute window). Each partition is exactly
-one file, `part-00000.parquet`, with its rows sorted by every column. A write replaces each
-partition it touches whole: the new file is written beside the lake and moved over the old one
-with a single rename, so a reader sees the old partition or the new one, never a mix; partitions
-the rows do not touch are left alone.
+`dt=YYYY-MM-DD/window=HHMM/` (HHMM = start of the 15-minute window). A write replaces each
+partition it touches whole: the new file, `part-00000.parquet`, rows sorted by every column, is
+written beside the lake and moved over the old one with a single rename, then any other data file
+of the partition is removed; partitions the rows do not touch are left alone.
+
+Landed tables are written differently (`ArrowLake.put_batch`): each consumed batch adds its own
+file, named by where the batch came from (`batch-<topic>-<bus partition>-<first offset>.parquet`),
+so a batch replayed after a crash rewrites the same file and nothing is read back. A partition of
+several files may then hold a redelivered row twice: both readers drop exact duplicate rows when a
+partition has more than one file (each file is free of them on its own), and `ArrowLake.compact`
+folds a closed partition's files into one `part-00000.parquet`, the same bytes on every rerun.
 
 Two implementations of one interface: `ArrowLake` (pyarrow; stream consumers, tests) and
 `SparkLake` (DataFrames; jobs). Each reads what the other writes.
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 DATA_FILE = "part-00000.parquet"
+BATCH_PREFIX = "batch-"
 PARTITIONINGS: dict[str, tuple[str, timedelta]] = {
     "hour": ("hour", timedelta(hours=1)),
     "window15": ("window", timedelta(minutes=15)),
@@ -97,11 +104,19 @@ class Lake(ABC, Generic[Rows, Result]):
         if not base.is_dir():
             return []
         column, _ = _partitioning(table)
-        found = [
+        found = {
             f"{data.parent.parent.name}/{data.parent.name}"
-            for data in base.glob(f"dt=*/{column}=*/{DATA_FILE}")
-        ]
+            for data in base.glob(f"dt=*/{column}=*/*.parquet")
+            if _is_data_file(data)
+        }
         return sorted(p for p in found if _PARTITION_RE.match(p))
+
+    def data_files(self, table: LakeTable, partition: str) -> list[Path]:
+        """The partition's Parquet files, by name (`part-00000.parquet` first, then landed batches)."""
+        directory = self.table_dir(table) / partition
+        if not directory.is_dir():
+            return []
+        return sorted(p for p in directory.iterdir() if _is_data_file(p))
 
     def partitions_between(
         self, table: LakeTable, start: datetime | str | None = None, end: datetime | str | None = None
@@ -115,11 +130,22 @@ class Lake(ABC, Generic[Rows, Result]):
                 chosen.append(partition)
         return chosen
 
-    def _commit(self, table: LakeTable, partition: str, new_file: Path) -> None:
-        """Swap a finished file in as the partition's only data file (rename is atomic on one fs)."""
+    def _commit(self, table: LakeTable, partition: str, new_file: Path, replaces: Iterable[Path] | None = None,
+                name: str = DATA_FILE) -> None:
+        """Swap a finished file in as `name` (rename is atomic on one fs), then remove the data files it
+        replaces: `replaces`, or every other one of the partition (a whole-partition write)."""
         target = self.table_dir(table) / partition
         target.mkdir(parents=True, exist_ok=True)
-        os.replace(new_file, target / DATA_FILE)
+        os.replace(new_file, target / name)
+        if name != DATA_FILE:
+            return
+        for old in self.data_files(table, partition) if replaces is None else replaces:
+            if old.name != DATA_FILE:
+                old.unlink(missing_ok=True)
+
+    def _needs_distinct(self, table: LakeTable, partitions: Iterable[str]) -> bool:
+        """Whether a read of these partitions may meet a row twice: only across files of one partition."""
+        return any(len(self.data_files(table, p)) > 1 for p in partitions)
 
     def _scratch(self, table: LakeTable) -> Path:
         """A private directory inside the table (same filesystem, so the final rename is atomic).
@@ -139,6 +165,62 @@ class Lake(ABC, Generic[Rows, Result]):
         self, table: LakeTable, start: datetime | str | None = None, end: datetime | str | None = None
     ) -> Result:
         """The record's columns for events with start <= time < end (partitions pruned first)."""
+
+
+def _is_data_file(path: Path) -> bool:
+    """A Parquet file readers see; Spark and pyarrow skip names starting with '_' or '.' too."""
+    return path.suffix == ".parquet" and not path.name.startswith(("_", "."))
+
+
+def batch_file_name(topic: str, bus_partition: int, first_offset: int) -> str:
+    """The file a landed batch becomes in each lake partition it touches: where it came from, so a
+    replay of the batch (same topic, partition and first offset) rewrites the same file."""
+    return f"{BATCH_PREFIX}{topic}-{bus_partition:04d}-{first_offset:020d}.parquet"
+
+
+def _sortable(schema: pa.Schema) -> bool:
+    import pyarrow as pa
+
+    return not any(pa.types.is_list(f.type) for f in schema)
+
+
+def sorted_rows(rows: pa.Table) -> pa.Table:
+    """The rows sorted by every column, nulls last: the order of `overwrite_partitions`' files
+    (Arrow compares strings by UTF-8 bytes, which is Python's code-point order)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if rows.num_rows <= 1:
+        return rows.combine_chunks()
+    if _sortable(rows.schema):
+        order = pc.sort_indices(rows, sort_keys=[(n, "ascending", "at_end") for n in rows.column_names])
+        return rows.take(order).combine_chunks()
+    members = rows.to_pylist()
+    members.sort(key=_sort_key(tuple(rows.column_names)))
+    return pa.Table.from_pylist(members, schema=rows.schema)
+
+
+def distinct_rows(rows: pa.Table) -> pa.Table:
+    """The rows without exact duplicates, each kept at its first occurrence, in the input's order."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if rows.num_rows <= 1:
+        return rows
+    if _sortable(rows.schema):
+        numbered = rows.append_column("__row", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+        firsts = numbered.group_by(rows.column_names, use_threads=False).aggregate([("__row", "min")])
+        keep = pc.sort_indices(firsts.column("__row_min"))
+        return rows.take(pc.take(firsts.column("__row_min"), keep))
+    seen: set[tuple[Any, ...]] = set()
+    keep_rows: list[int] = []
+    for i, row in enumerate(rows.to_pylist()):
+        identity = tuple(tuple(v) if isinstance(v, list) else v for v in row.values())
+        if identity not in seen:
+            seen.add(identity)
+            keep_rows.append(i)
+    return rows if len(keep_rows) == rows.num_rows else rows.take(pa.array(keep_rows, type=pa.int64()))
 
 
 def _sort_key(names: tuple[str, ...]):
@@ -214,20 +296,94 @@ class ArrowLake(Lake[Iterable[Mapping[str, Any]], "pa.Table"]):
                 shutil.rmtree(scratch, ignore_errors=True)
         return sorted(set(written) | set(empty))
 
+    def put_batch(self, table: LakeTable, name: str, rows: pa.Table | Iterable[Mapping[str, Any]]) -> list[str]:
+        """Write one landed batch as the file `name` (see `batch_file_name`) in each partition its rows
+        fall into, rows sorted by every column and exact duplicates dropped; returns the partitions.
+
+        Nothing is read back: the cost is the batch's, whatever the partition already holds. A file
+        of that name is replaced (a replayed batch, the same bytes); other files stay. The rows were
+        checked by the landing already (a Table must have the record's schema).
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        if not name.startswith(BATCH_PREFIX) or not name.endswith(".parquet") or "/" in name:
+            raise ValueError(f"{name!r} is not a batch file name; make it with batch_file_name()")
+        schema = arrow_schema(table.record)
+        batch = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
+        if batch.schema != schema:
+            raise ValueError(f"{table.path}: a batch needs the record's schema {schema}, got {batch.schema}")
+        if not batch.num_rows:
+            return []
+        column, _ = _partitioning(table)
+        time = batch.column(table.time_field)
+        unit = ("hour", 1) if column == "hour" else ("minute", 15)
+        starts = pc.floor_temporal(time, multiple=unit[1], unit=unit[0])
+        scratch = self._scratch(table)
+        written = []
+        try:
+            for start in sorted(pc.unique(starts).to_pylist()):
+                partition = partition_of(table, start)
+                members = batch.filter(pc.equal(starts, pa.scalar(start, starts.type)))
+                staged = scratch / f"{partition.replace('/', '_')}.parquet"
+                pq.write_table(sorted_rows(distinct_rows(members)), staged, compression="snappy")
+                self._commit(table, partition, staged, name=name)
+                written.append(partition)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return written
+
+    def compact(self, table: LakeTable, partition: str) -> dict[str, int]:
+        """Fold a closed partition's files into one `part-00000.parquet`: their rows without exact
+        duplicates, sorted by every column, the same bytes on every rerun. Only the files read are
+        removed (a batch landed meanwhile stays, and the next compaction takes it).
+
+        Returns {"files": files folded, "rows_in": rows read, "rows": rows kept}; a partition that is
+        one file already is left as it is.
+        """
+        import pyarrow.parquet as pq
+
+        files = self.data_files(table, partition)
+        if not files or files == [self.table_dir(table) / partition / DATA_FILE]:
+            rows = pq.read_metadata(files[0]).num_rows if files else 0
+            return {"files": len(files), "rows_in": rows, "rows": rows}
+        merged = self._read_files(table, files)
+        kept = sorted_rows(distinct_rows(merged))
+        scratch = self._scratch(table)
+        try:
+            staged = scratch / "compacted.parquet"
+            pq.write_table(kept, staged, compression="snappy")
+            self._commit(table, partition, staged, replaces=files)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return {"files": len(files), "rows_in": merged.num_rows, "rows": kept.num_rows}
+
+    def _read_files(self, table: LakeTable, files: list[Path]) -> pa.Table:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = arrow_schema(table.record)
+        pieces = []
+        for path in files:
+            piece = pq.read_table(path, partitioning=None)
+            # Spark writes every column as nullable; the record's schema is the contract.
+            columns = [piece.column(f.name).cast(f.type) for f in schema]
+            pieces.append(pa.Table.from_arrays(columns, schema=schema))
+        return pa.concat_tables(pieces) if pieces else schema.empty_table()
+
     def read(
         self, table: LakeTable, start: datetime | str | None = None, end: datetime | str | None = None
     ) -> pa.Table:
         import pyarrow as pa
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         schema = arrow_schema(table.record)
         pieces = []
         for partition in self.partitions_between(table, start, end):
-            piece = pq.read_table(self.table_dir(table) / partition / DATA_FILE, partitioning=None)
-            # Spark writes every column as nullable; the record's schema is the contract.
-            columns = [piece.column(f.name).cast(f.type) for f in schema]
-            pieces.append(pa.Table.from_arrays(columns, schema=schema))
+            files = self.data_files(table, partition)
+            piece = self._read_files(table, files)
+            pieces.append(distinct_rows(piece) if len(files) > 1 else piece)
         result = pa.concat_tables(pieces) if pieces else schema.empty_table()
         time = result.column(table.time_field)
         lo, hi = _bound(start), _bound(end)
@@ -313,11 +469,14 @@ class SparkLake(Lake["DataFrame", "DataFrame"]):
         from pyspark.sql import functions as F
 
         struct = spark_struct(table.record)
-        paths = [str(self.table_dir(table) / p) for p in self.partitions_between(table, start, end)]
+        partitions = self.partitions_between(table, start, end)
+        paths = [str(self.table_dir(table) / p) for p in partitions]
         if not paths:
             return self.spark.createDataFrame([], struct)
         # Leaf directories as paths: no partition discovery, so dt/hour/window never appear.
         frame = self.spark.read.schema(struct).parquet(*paths).select(*table.record.names)
+        if self._needs_distinct(table, partitions):  # landed batches not compacted yet: a replay's rows twice
+            frame = frame.dropDuplicates()
         lo, hi = _bound(start), _bound(end)
         if lo is not None:
             frame = frame.filter(F.col(table.time_field) >= F.lit(lo))

@@ -1,23 +1,33 @@
-"""Land validated events from the bus into the lake, partition by partition.
+"""Land validated events from the bus into the lake, one file per consumed batch.
 
-A batch is polled, each message validated against its schema (bad ones go to the dead-letter
-topic with the reason), merged with what its partitions already hold (duplicates from
-redelivery collapse), written as whole partitions, and only then committed. A crash anywhere
-before the commit replays the batch; the merge makes the replay harmless.
+A batch is polled, each message checked against its schema (bad ones go to the dead-letter topic
+with the reason), and its good rows written as the batch's own file in each lake partition they
+fall into, named by where the batch came from (topic, bus partition, first offset), and only then
+committed. Nothing already in the lake is read, so the cost per event stays flat however large the
+window grows, and memory is bounded by the batch. A crash before the commit replays the batch from
+the same offset: it rewrites the same file (the way Kafka Connect's S3 sink makes its output
+exactly-once). A row redelivered in a later batch (a producer's retry) lands in another file; the
+lake's readers drop exact duplicates across a partition's files, and `compact_partitions` folds a
+closed partition's files into one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from schemas.records import Event, LakeTable
+from schemas.records import Event, LakeTable, Record
 from sixfold.platform import schema
 from sixfold.platform.bus import EventBus, Message, dead_letter
-from sixfold.platform.lake import ArrowLake, partition_of, partition_span
+from sixfold.platform.lake import ArrowLake, batch_file_name, partition_of
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+MAX_BATCH = 5000  # messages per poll: the landing's memory bound
 
 
 @dataclass
@@ -28,8 +38,12 @@ class LandingReport:
     partitions: set[str] = field(default_factory=set)
 
 
-def _identity(record_names: tuple[str, ...], row: dict[str, Any]) -> bytes:
-    return orjson.dumps([row[n] for n in record_names], option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+def columns_of(record: Record, rows: list[dict[str, Any]]) -> pa.Table:
+    """Canonical rows of `record` as an Arrow table, built column by column (no per-row dicts)."""
+    import pyarrow as pa
+
+    arrow = schema.arrow_schema(record)
+    return pa.Table.from_arrays([pa.array([r[f.name] for r in rows], type=f.type) for f in arrow], schema=arrow)
 
 
 def land_batch(
@@ -39,31 +53,34 @@ def land_batch(
     table: LakeTable,
     messages: list[Message],
     prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row,
+    *,
+    check: Callable[[Any], dict[str, Any]] | None = None,
 ) -> LandingReport:
-    """Validate and write one polled batch; the caller commits the consumer afterwards."""
+    """Check and write one polled batch as its own files; the caller commits the consumer afterwards.
+
+    `check` turns a decoded message into the event's canonical row or raises ValueError with the
+    reason (default: the event record's validation); `prepare` maps it to the lake table's row.
+    """
     report = LandingReport(received=len(messages))
-    new: dict[str, list[dict[str, Any]]] = {}
+    check = partial(schema.validate_event, event) if check is None else check
+    same_record = event.record is table.record
+    rows_by_source: dict[int, list[dict[str, Any]]] = {}
+    first_offset: dict[int, int] = {}
     for message in messages:
+        source = message.partition
+        if source not in first_offset or message.offset < first_offset[source]:
+            first_offset[source] = message.offset
         try:
-            row = prepare(schema.validate_event(event, message.json()))
+            row = prepare(check(message.json()))
         except ValueError as exc:
             dead_letter(bus, message, str(exc))
             report.rejected += 1
             continue
-        new.setdefault(partition_of(table, row[table.time_field]), []).append(row)
-    names = table.record.names
-    merged: list[dict[str, Any]] = []
-    for partition, rows in new.items():
-        start, end = partition_span(table, partition)
-        existing = lake.read(table, start, end).to_pylist()
-        unique = {_identity(names, r): r for r in existing}
-        for r in rows:
-            unique.setdefault(_identity(names, r), r)
-        merged.extend(unique.values())
+        rows_by_source.setdefault(source, []).append(row if same_record else schema.validate(table.record, row))
+    for source, rows in sorted(rows_by_source.items()):
+        name = batch_file_name(event.topic, source, first_offset[source])
+        report.partitions.update(lake.put_batch(table, name, columns_of(table.record, rows)))
         report.landed += len(rows)
-        report.partitions.add(partition)
-    if merged:
-        lake.overwrite_partitions(table, merged)
     return report
 
 
@@ -79,10 +96,12 @@ def land(
     prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row,
     on_batch: Callable[[LandingReport], None] | None = None,
     before_commit: Callable[[LandingReport], None] | None = None,
+    check: Callable[[Any], dict[str, Any]] | None = None,
+    max_records: int = MAX_BATCH,
 ) -> LandingReport:
     """Consume `event.topic` until it is idle for `idle_timeout_s`, landing every batch.
 
-    `before_commit` runs after a batch's partitions are written and before its offsets are
+    `before_commit` runs after a batch's files are written and before its offsets are
     committed: a further effect of the batch (e.g. a serving-store upsert) made there is
     replayed, never lost, after a crash, so it must be idempotent.
     """
@@ -91,13 +110,13 @@ def land(
     try:
         batches = 0
         while max_batches is None or batches < max_batches:
-            messages = consumer.poll(max_records=5000, timeout_s=idle_timeout_s)
+            messages = consumer.poll(max_records=max_records, timeout_s=idle_timeout_s)
             if not messages:
                 break
-            report = land_batch(bus, lake, event, table, messages, prepare)
+            report = land_batch(bus, lake, event, table, messages, prepare, check=check)
             if before_commit:
                 before_commit(report)
-            consumer.commit()  # only after the partitions are durable
+            consumer.commit()  # only after the files are durable
             batches += 1
             total.received += report.received
             total.landed += report.landed
@@ -108,3 +127,15 @@ def land(
     finally:
         consumer.close()
     return total
+
+
+def compact_partitions(lake: ArrowLake, table: LakeTable, partitions: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Compact each partition (`ArrowLake.compact`): one file each, duplicates removed; a rerun
+    writes the same bytes. Returns {partition: {"files", "rows_in", "rows"}}."""
+    return {p: lake.compact(table, p) for p in partitions}
+
+
+def compact_window(lake: ArrowLake, table: LakeTable, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+    """Compact every partition of [start, end) (a closed window: the landing has moved past it)."""
+    chosen = [p for p in lake.partitions_between(table, start, end) if p != partition_of(table, end)]
+    return compact_partitions(lake, table, chosen)
