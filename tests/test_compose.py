@@ -30,6 +30,7 @@ CLIENT_SERVICES = (
     "stream-post-fanout",
     "stream-search-events",
     "stream-url-clicks",
+    "stream-chat-group-fanout",
     "airflow-init",
     "airflow-api-server",
     "airflow-scheduler",

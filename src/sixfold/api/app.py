@@ -115,6 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from sixfold.chat.api import router as chat_router
 
     app.include_router(chat_router)
+    from sixfold.chat.api_groups import router as chat_groups_router
+
+    app.include_router(chat_groups_router)
     from sixfold.shortener.api import router as shortener_router
 
     app.include_router(shortener_router)  # last: its GET /{key} takes any path nobody else answers
