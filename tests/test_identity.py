@@ -44,9 +44,15 @@ NAMING_ANOTHER = {
     ("delete", "/v1/posts/{post_id}"): {},  # the post in the path is the other user's
     ("post", "/v1/chat/devices"): {"json": {"user_id": "{other}", "device_id": "stolen"}},
     ("get", "/v1/chat/conversations/{conversation_id}/messages"): {},  # the other user's conversation
+    ("get", "/v1/chat/groups/{group_id}"): {},  # the group in the path is the other user's, without me
+    ("post", "/v1/chat/groups/{group_id}/members"): {"json": {"user_id": "{me}"}},  # joining it uninvited
+    ("delete", "/v1/chat/groups/{group_id}/members/{user_id}"): {},  # removing its owner from it
 }
 # routes that take a token but only read what every user may see (a device's public key is public)
-TOKEN_READS_OF_PUBLIC = {("get", "/v1/chat/users/{user_id}/devices")}
+TOKEN_READS_OF_PUBLIC = {("get", "/v1/chat/users/{user_id}/devices"),
+                         ("get", "/v1/chat/media/{media_id}")}  # by hash, ciphertext: its key is in a message
+# chat writes that name no one else to act for: the group's owner, the upload's sender, is the token's owner
+CHAT_CREATES = {("post", "/v1/chat/groups"), ("post", "/v1/chat/media")}
 # shortener writes that name no one: they act for the API key's owner
 SHORTENER_CREATES = {("post", "/v1/urls"), ("post", "/v1/urls:batch")}
 FORGED = [
@@ -76,10 +82,10 @@ def operations(client: TestClient) -> list[tuple[str, str, dict]]:
     return [(method, path, op) for path, item in spec["paths"].items() for method, op in item.items()]
 
 
-def url_for(path: str, user: int, post: int = 1) -> str:
+def url_for(path: str, user: int, post: int = 1, group: int = 1) -> str:
     return (path.replace("{user_id}", str(user)).replace("{media_id}", "1").replace("{tag}", "x")
             .replace("{post_id}", str(post)).replace("{key}", "some-key")
-            .replace("{conversation_id}", f"d:{user}:{user}"))
+            .replace("{conversation_id}", f"d:{user}:{user}").replace("{group_id}", str(group)))
 
 
 def test_every_write_and_personal_read_needs_a_valid_token(client: TestClient) -> None:
@@ -121,6 +127,7 @@ def test_a_token_never_acts_for_another_user(client: TestClient) -> None:
     their_post = theirs.json()["post_id"]
     my_key = {"X-Api-Key": as_me.post("/v1/api-keys").json()["api_key"]}
     their_key = {"X-Api-Key": Authed(client, other_token).post("/v1/api-keys").json()["api_key"]}
+    their_group = Authed(client, other_token).post("/v1/chat/groups", json={"name": "theirs"}).json()["group_id"]
     their_link = client.post("/v1/urls", json={"long_url": "https://example.com/"}, headers=their_key).json()["key"]
     covered, covered_links = set(), set()
     for method, path, op in operations(client):
@@ -134,13 +141,13 @@ def test_a_token_never_acts_for_another_user(client: TestClient) -> None:
             continue
         if "security" not in op:
             continue
-        if (method, path) in TOKEN_READS_OF_PUBLIC:
+        if (method, path) in TOKEN_READS_OF_PUBLIC | CHAT_CREATES:
             continue
         assert (method, path) in NAMING_ANOTHER or (method, path) == ("post", "/v1/api-keys"), \
             f"{method.upper()} {path} takes a token: add a request naming another user to NAMING_ANOTHER"
         if (method, path) not in NAMING_ANOTHER:
             continue
-        answer = as_me.request(method.upper(), url_for(path, other, their_post),
+        answer = as_me.request(method.upper(), url_for(path, other, their_post, their_group),
                                **fill(NAMING_ANOTHER[(method, path)], me, other))
         assert answer.status_code == 403, (method, path, answer.text)
         message = answer.json()["error"]["message"]
