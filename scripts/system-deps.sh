@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests and benchmarks use, installed only when missing:
 # Java + Maven (Spark, Kafka, Cassandra), Chromium (browser tests), wrk, Redis + RediSearch (bench peers),
-# nginx (the shortener bench's redirect ceiling) and Memcached (the shortener's cache on the cluster profile).
+# nginx (the shortener bench's redirect ceiling), Memcached (the shortener's cache on the cluster profile)
+# and ejabberd (the chat bench's XMPP peer).
 set -euo pipefail
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
@@ -13,6 +14,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # nginx lives in /usr/sbin, which is not on every user's PATH
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || need+=(memcached)
+command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || need+=(ejabberd)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
