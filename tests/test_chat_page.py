@@ -2,8 +2,8 @@
 
 Ann writes to Bob while Bob's page is closed: her message shows one tick (sent). Bob opens the page
 again and his browser gets it but has not opened the chat: two ticks (delivered). Bob opens the chat
-(the tab is visible): two blue ticks (read). A MutationObserver in Ann's page records every state
-the tick went through, so the order is checked, not only the end. Then Bob answers and Ann's page,
+in a background tab: still two ticks; he looks at the tab: two blue ticks (read). A MutationObserver
+in Ann's page records every state the tick went through, so the order is checked, not only the end. Then Bob answers and Ann's page,
 open on the chat, reads it. Every message shown equals what was typed, and the server holds only the
 encrypted envelopes (history read with a plain HTTP client), sealed by the page's in-browser NaCl.
 """
@@ -34,6 +34,13 @@ TICK_LOG = """() => {
   new MutationObserver(record).observe(document.getElementById('messages'),
                                        {childList: true, subtree: true, attributes: true});
   record();
+}"""
+
+# the tab going to the background and back (headless pages are always visible otherwise)
+VISIBILITY = """(state) => {
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
+  Object.defineProperty(document, 'hidden', {configurable: true, get: () => state === 'hidden'});
+  document.dispatchEvent(new Event('visibilitychange'));
 }"""
 
 
@@ -144,8 +151,13 @@ def test_two_browsers_exchange_messages_and_watch_the_ticks(person, server: Serv
     ann.wait_for_timeout(800)  # delivered, not read: Bob has not opened the chat
     assert shown(ann, "out")[0]["status"] == "delivered" and shown(ann, "out")[0]["ticks"] == "✓✓"
 
+    # Bob opens the chat while his tab is in the background: shown, but nobody has seen it yet
+    bob.evaluate(VISIBILITY, "hidden")
     bob.click(f"#conversations li[data-peer='{ann_id}'] button")
     wait_shown(bob, "in", [hello])
+    ann.wait_for_timeout(800)
+    assert shown(ann, "out")[0]["status"] == "delivered"
+    bob.evaluate(VISIBILITY, "visible")  # he looks at it
     wait_status(ann, "read")
     assert ann.evaluate("() => window.tickLog") in (["sending", "sent", "delivered", "read"],
                                                     ["sent", "delivered", "read"])
