@@ -216,6 +216,17 @@ def test_receipts_reach_every_sender_device_and_a_dropped_device_gets_what_it_mi
             assert bob_phone.connects > connects
             assert [f["body"] for f in got if f["type"] == "message"] == [f"while you were away {i}" for i in range(3)]
             assert [f["seq"] for f in got if f["type"] == "message"] == [s["seq"] for s in later]
+
+            # a send made while the socket is gone is sent again on reconnection, and stored once
+            await bob_phone.drop()
+            answer = await bob_phone.send("typed in the tunnel", to=ann.user_id, client_msg_id="tunnel-1")
+            assert answer["status"] == "sent" and answer["seq"] == later[-1]["seq"] + 1
+            assert bob_phone.connects == connects + 2
+            got = await ann_phone.receive_until(lambda f: f.get("message_id") == answer["message_id"], WAIT_S)
+            assert [f["body"] for f in got if f["type"] == "message"] == ["typed in the tunnel"]
+            history = httpx.get(f"{base}/v1/chat/conversations/{answer['conversation_id']}/messages",
+                                headers=bearer(ann.token), params={"limit": 100}, timeout=10).json()["messages"]
+            assert [m["client_msg_id"] for m in history].count("tunnel-1") == 1
         finally:
             for device in (ann_phone, ann_laptop, bob_phone):
                 await device.close()
