@@ -5,14 +5,17 @@ again and his browser gets it but has not opened the chat: two ticks (delivered)
 in a background tab: still two ticks; he looks at the tab: two blue ticks (read). A MutationObserver
 in Ann's page records every state the tick went through, so the order is checked, not only the end. Then Bob answers and Ann's page,
 open on the chat, reads it. Every message shown equals what was typed, and the server holds only the
-encrypted envelopes (history read with a plain HTTP client), sealed by the page's in-browser NaCl.
+encrypted envelopes (history read with a plain HTTP client), sealed by the page's in-browser NaCl;
+what a browser sealed opens with PyNaCl, and what the Python client sealed opens in the browser.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,10 @@ import pytest
 from accounts import bearer
 from browser import TIMEOUT_MS, Server
 from playwright import sync_api as playwright_sync  # a dev dependency: missing, the run must fail, not skip
+
+from sixfold.chat.client import SecureChat
+from sixfold.chat.client import sign_up as sign_up_user
+from sixfold.chat.e2e import DeviceKeys, open_sealed
 
 pytestmark = pytest.mark.e2e
 
@@ -125,6 +132,22 @@ def wait_shown(page: Any, direction: str, texts: list[str]) -> None:
         page.wait_for_timeout(50)
 
 
+async def python_device_says(base: str, to: int, text: str) -> int:
+    cat = await sign_up_user(base, "cat")
+    device = await SecureChat.open(base, cat, "tablet")
+    try:
+        await device.send_text(text, to=to)
+    finally:
+        await device.close()
+    return cat.user_id
+
+
+def run_async(work: Any) -> Any:
+    """Run a coroutine to its end on a thread of its own (Playwright's sync API holds this thread's loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result(timeout=60)
+
+
 def test_two_browsers_exchange_messages_and_watch_the_ticks(person, server: Server) -> None:
     bob = person()
     bob_id = sign_up(bob, "bob")
@@ -183,6 +206,11 @@ def test_two_browsers_exchange_messages_and_watch_the_ticks(person, server: Serv
         assert envelope["v"] == 1 and set(envelope["to"]) == {f"{bob_id}/{bob_device}" if message["from"] == int(ann_id)
                                                               else f"{ann_id}/{ann.text_content('#device-id')}"}
         assert hello not in message["body"] and reply not in message["body"] and "Lunch" not in message["body"]
+    # what tweetnacl sealed in Ann's browser opens with PyNaCl and the key Bob's browser holds (one format)
+    bob_keys = json.loads(bob.evaluate("() => localStorage.getItem('sixfold.chat.devices')"))[bob_id]
+    from_ann = next(m for m in history if m["from"] == int(ann_id))
+    assert open_sealed(from_ann["body"], DeviceKeys.from_private_key(bob_keys["secret_key"]),
+                       f"{bob_id}/{bob_device}") == hello
 
     # a reload shows the conversation from history, decrypted in the browser with the stored key
     goto_chat(ann, server)
@@ -190,6 +218,14 @@ def test_two_browsers_exchange_messages_and_watch_the_ticks(person, server: Serv
     open_chat(ann, bob_id)
     wait_shown(ann, "out", [hello])
     wait_shown(ann, "in", [reply])
+
+    # and the other way: a Python device (PyNaCl, sixfold.chat.client) writes; Ann's browser opens it
+    note = "from a Python device: ünïcode & <tags> stay text"
+    cat_id = run_async(python_device_says(server.url, int(ann_id), note))
+    ann.wait_for_function("(p) => document.querySelector(`#conversations li[data-peer='${p}'] .unread`)"
+                          "?.textContent === '1'", arg=str(cat_id))
+    open_chat(ann, str(cat_id))
+    wait_shown(ann, "in", [note])
 
     for page in (ann, bob):
         off_server = [u for u in page.requested if not u.split("://", 1)[-1].startswith(server.url.split("://")[1])
