@@ -166,7 +166,7 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
           phrases: Optional[int] = typer.Option(None, min=100, help="typeahead: phrases served (default 200,000)"),
           prefixes: Optional[int] = typer.Option(None, min=10, help="typeahead: prefixes replayed (default 20,000)"),
           duration: Optional[int] = typer.Option(None, min=1, help="typeahead, feed, shortener: wrk seconds (default 15)"),
-          connections: Optional[int] = typer.Option(None, min=1, help="typeahead, feed, shortener: client connections (default 64; feed, shortener 32)"),
+          connections: Optional[int] = typer.Option(None, min=1, help="typeahead, feed, shortener, chat: client connections (default 64; feed, shortener 32; chat 1,000, even)"),
           log_rows: Optional[int] = typer.Option(None, min=1000, help="typeahead: log rows aggregated (default 10M)"),
           build_phrases: Optional[int] = typer.Option(None, min=100,
                                                       help="typeahead: phrases in the trie build (default 1M)"),
@@ -182,7 +182,9 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
     available: dict[str, str] = {"typeahead": "serving vs RediSearch, aggregation Spark vs DuckDB, trie build",
                                  "feed": "fanout hybrid vs pure push, offline timeline job, timeline reads over HTTP",
                                  "crawler": "pages/s of our crawler vs Scrapy on the local test site, coverage",
-                                 "shortener": "redirects/s and p99 vs nginx's map on the same keys, creations/s"}
+                                 "shortener": "redirects/s and p99 vs nginx's map on the same keys, creations/s",
+                                 "chat": "messages/s and p99 send -> delivered receipt vs ejabberd and a bare relay, "
+                                         "memory per idle connection"}
     if system not in available:
         names = ", ".join(sorted(available)) or "none yet (each system adds its own)"
         console.print(f"[red]no benchmark for {system!r}[/red]; available: {names}")
@@ -233,6 +235,21 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
             _, json_path, png_path = run_shortener(settings, shortener_opts,
                                                    say=lambda m: console.print(f"[dim]{m}[/dim]"))
         except (RuntimeError, ValueError) as exc:
+            console.print(f"[red]bench failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {json_path} and {png_path}")
+        return
+
+    if system == "chat":
+        from sixfold.chat.bench import ChatBenchOptions
+        from sixfold.chat.bench import run as run_chat
+
+        chat_opts = ChatBenchOptions.quick() if quick else ChatBenchOptions()
+        if connections is not None:
+            chat_opts = replace(chat_opts, connections=connections)
+        try:
+            _, json_path, png_path = run_chat(settings, chat_opts, say=lambda m: console.print(f"[dim]{m}[/dim]"))
+        except RuntimeError as exc:
             console.print(f"[red]bench failed:[/red] {exc}")
             raise typer.Exit(1) from None
         typer.echo(f"wrote {json_path} and {png_path}")
