@@ -49,6 +49,7 @@ FEED_END = datetime(2026, 3, 3, 0, 0, tzinfo=UTC)  # feed: posts in the 30 days 
 CRAWL_AT = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 CLICKS_T0 = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)  # url_clicks: landed clicks 09:00 .. 13:00
 EXPIRY_DAY = datetime(2026, 3, 6, 0, 0, tzinfo=UTC)  # url_expiry: links expiring around this midnight
+RETENTION_END = datetime(2026, 3, 8, 0, 0, tzinfo=UTC)  # chat_retention: messages from 40 to 1 days before
 CRAWL_ENV = {"SIXFOLD_CRAWLER_DEFAULT_DELAY_S": "0", "SIXFOLD_CRAWLER_ROBOTS_RETRY_S": "0.1",
              "SIXFOLD_CRAWLER_ROBOTS_ATTEMPTS": "1", "SIXFOLD_CRAWLER_MAX_DEPTH": "6"}
 SITE = SiteSpec(hosts=2, pages_per_host=12, crawl_delay_s=0.0, traps=False)
@@ -231,10 +232,52 @@ def prepare_url_expiry(settings: Settings) -> Trigger:
     return Trigger(EXPIRY_DAY, check=check)
 
 
+def prepare_chat_retention(settings: Settings) -> Trigger:
+    """A conversation with a read message 40, 31, 29 and 1 days before RETENTION_END: the run ending then
+    deletes the first two and their receipts."""
+    from sixfold.chat.service import ChatService
+    from sixfold.platform.ids import Sequencer
+    from sixfold.platform.store import open_store
+
+    ann, bob = 9_000_001, 9_000_002
+    ages = (40, 31, 29, 1)
+    clock = [0.0]
+    sent: dict[int, tuple[str, int]] = {}
+    store = open_store(settings)
+    try:
+        store.upsert_many(SERVING_TABLES["users"], [{"user_id": u, "username": f"e2e-chat-{u}",
+                                                     "created_at": RETENTION_END - timedelta(days=60)} for u in (ann, bob)])
+        chat = ChatService(store, Sequencer(5), clock=lambda: clock[0])
+        for age in ages:
+            clock[0] = (RETENTION_END - timedelta(days=age)).timestamp()
+            ack = chat.send(ann, "phone", {"client_msg_id": f"e2e-{age}", "to": bob, "body": f"{age} days"},
+                            lambda _: None).ack
+            chat.receipt(bob, "tab", {"message_id": ack["message_id"], "status": "read"}, lambda _: None)
+            sent[age] = (ack["conversation_id"], ack["seq"])
+    finally:
+        store.close()
+
+    def check(run: dict[str, Any]) -> None:
+        end = parse_timestamp(run["data_interval_end"])
+        store = open_store(settings)
+        try:
+            kept = {age for age, (conversation, seq) in sent.items()
+                    if store.get(SERVING_TABLES["chat_messages"], {"conversation_id": conversation, "seq": seq})}
+            receipts = {age for age, (conversation, seq) in sent.items()
+                        if store.query(SERVING_TABLES["chat_receipts"], {"conversation_id": conversation, "seq": seq})}
+        finally:
+            store.close()
+        assert kept == receipts == {age for age in ages if RETENTION_END - timedelta(days=age) >= end - timedelta(days=30)}
+        assert 0 < len(kept) < len(ages)
+
+    return Trigger(RETENTION_END, check=check)
+
+
 def prepare(settings: Settings, site: RunningSite) -> dict[str, Trigger]:
     return {"sample_window_counts": prepare_sample_window_counts(settings), "typeahead": prepare_typeahead(settings),
             **prepare_feed(settings), "crawl_cycle": prepare_crawl_cycle(settings, site),
-            "url_clicks": prepare_url_clicks(settings), "url_expiry": prepare_url_expiry(settings)}
+            "url_clicks": prepare_url_clicks(settings), "url_expiry": prepare_url_expiry(settings),
+            "chat_retention": prepare_chat_retention(settings)}
 
 
 # ---- Airflow under `sixfold airflow standalone` -------------------------------------------------------------
