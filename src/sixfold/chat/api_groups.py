@@ -60,7 +60,7 @@ class NewMember(BaseModel):
 
 @router.post("/v1/chat/groups", status_code=201, response_model=CreatedGroup,
              summary="Create a group: you own it and are a member, with the members you name",
-             responses=error_responses(401, 404, 422, 429, 503, why={
+             responses=error_responses(400, 401, 404, 422, 429, 503, why={
                  404: "a member names no user", 422: "no name, or more than 256 members"}))
 def post_group(request: Request, body: NewGroup, user: int = Depends(writing_user)) -> Any:
     return app_groups(request.app).create(user, body.name, list(body.members))
@@ -74,7 +74,7 @@ def get_group(request: Request, group_id: Id, user: int = Depends(acting_user)) 
 
 @router.post("/v1/chat/groups/{group_id}/members", status_code=201, response_model=Group,
              summary="Add a member (the group's owner only)",
-             responses=error_responses(401, 403, 404, 409, 422, 429, 503, why={
+             responses=error_responses(400, 401, 403, 404, 409, 422, 429, 503, why={
                  403: "you are not the group's owner", 404: "no such group or user",
                  409: "the user is already a member", 422: "the group has 256 members already"}))
 def post_member(request: Request, group_id: Id, body: NewMember, user: int = Depends(writing_user)) -> Any:
