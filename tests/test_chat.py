@@ -66,8 +66,14 @@ def test_a_message_and_its_receipts_reach_every_device_and_a_resend_is_no_duplic
     # the laptop was offline throughout: it gets the message (from its own user's other device) and both receipts
     with client.websocket_connect(f"/v1/chat/ws?token={laptop}") as lap:
         frames = [lap.receive_json() for _ in range(3)]
+        lap.send_text(json.dumps({"type": "ack", "message_id": frames[0]["message_id"], "status": "delivered"}))
+        lap.send_text(json.dumps({"type": "ping"}))
+        assert lap.receive_json() == {"type": "pong"}  # its own user's message: acknowledged without a receipt
     assert [f["type"] for f in frames] == ["message", "ack", "ack"]
     assert frames[0]["body"] == "hello" and [f["status"] for f in frames[1:]] == ["delivered", "read"]
+    with client.websocket_connect(f"/v1/chat/ws?token={laptop}") as lap:
+        lap.send_text(json.dumps({"type": "ping"}))
+        assert lap.receive_json() == {"type": "pong"}  # nothing is replayed again
     history = Authed(client, bob_t).get(f"/v1/chat/conversations/{sent['conversation_id']}/messages").json()
     assert [m["body"] for m in history["messages"]] == ["hello"]  # one message, not two
 

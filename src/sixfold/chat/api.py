@@ -93,8 +93,7 @@ async def chat_socket(websocket: WebSocket, token: str | None = None) -> None:
     if held is None or held[1] is None:
         await websocket.close(code=4401, reason="a device token is needed: POST /v1/chat/devices gives one")
         return
-    await websocket.accept()
-    await app_gateway(websocket.app).serve(websocket, held[0], held[1])
+    await app_gateway(websocket.app).serve(websocket, held[0], held[1])  # it accepts once the device is registered
 
 
 @router.get("/chat", include_in_schema=False)

@@ -136,17 +136,22 @@ class Gateway:
     def _frame_of(deliveries: list[Delivery], entry: str, user_id: int, device_id: str) -> str:
         return next(f for u, d, e, f in deliveries if (u, d, e) == (user_id, device_id, entry))
 
-    def _gateway_of(self, user_id: int, device_id: str) -> str | None:
+    def _gateway_of(self, user_id: int, device_id: str, fresh: bool = False) -> str | None:
+        """Where a device is connected. A connected device's gateway is remembered for a second (a
+        frame that reaches a gateway the device has left is sent on from there); "nowhere" is never
+        remembered, so a device that connects is reached by the very next frame."""
         now = time.monotonic()
-        hit = self._remote.get((user_id, device_id))
+        hit = None if fresh else self._remote.get((user_id, device_id))
         if hit is not None and hit[0] > now:
             return hit[1]
         row = self.service.store.get(CONNECTIONS, {"user_id": user_id, "device_id": device_id})
-        gateway = row["gateway"] if row is not None else None
+        if row is None:
+            self._remote.pop((user_id, device_id), None)
+            return None
         if len(self._remote) > 100_000:
             self._remote.clear()
-        self._remote[(user_id, device_id)] = (now + 1.0, gateway)  # a (re)connection elsewhere shows within 1 s
-        return gateway
+        self._remote[(user_id, device_id)] = (now + 1.0, row["gateway"])
+        return row["gateway"]
 
     # ---- background: deliveries from other gateways, registry renewal ------------------------------
     def _start_background(self) -> None:
@@ -177,6 +182,12 @@ class Gateway:
                     conn = self.connections.get((row["user_id"], row["device_id"]))
                     if conn is not None:
                         conn.push(row["entry"], row["frame"])
+                        continue
+                    # the device left this gateway after the sender looked: send it on to where it is now
+                    # (its pending entry also waits for it in the store, so nothing is lost either way)
+                    where = self._gateway_of(row["user_id"], row["device_id"], fresh=True)
+                    if where is not None and where != self.id:
+                        self.bus.produce(DELIVERIES.topic, {**row, "gateway": where}, key=where)
                 if messages:
                     consumer.commit()
                 else:
@@ -201,9 +212,15 @@ class Gateway:
         from starlette.websockets import WebSocketDisconnect
 
         conn = Connection(user_id, device_id, asyncio.get_running_loop())
+        # registered before the handshake completes: any frame routed once the client is connected finds it
         old = await run_in_threadpool(self.attach, conn)
         if old is not None:
             old.push(None, "__close__", replay=True)
+        try:
+            await websocket.accept()
+        except Exception:
+            await run_in_threadpool(self.detach, conn)
+            raise
         writer = asyncio.create_task(self._write(websocket, conn))
         try:
             for entry, frame in await run_in_threadpool(self.service.pending, user_id, device_id):

@@ -238,11 +238,14 @@ class ChatService:
             raise ChatError(404, f"ack: no message {message_id}", "not_found")
         conversation_id, seq = ref["conversation_id"], ref["seq"]
         self.require_member(conversation_id, user_id)
+        mine = {"user_id": user_id, "device_id": device_id, "entry": entry_of(conversation_id, seq)}
         if user_id == ref["sender_id"]:
+            # the sender's other devices got a copy to stay in sync: their ack clears it, and tells nobody
+            if self.store.delete_if_present(PENDING, mine):
+                return []
             raise ChatError(403, f"ack: message {message_id} is your own; only its recipients acknowledge it",
                             "forbidden")
-        self.store.delete(PENDING, {"user_id": user_id, "device_id": device_id,
-                                    "entry": entry_of(conversation_id, seq)})
+        self.store.delete(PENDING, mine)
         key = {"conversation_id": conversation_id, "seq": seq, "user_id": user_id, "device_id": device_id}
         before = self.store.get(RECEIPTS, key)
         if before is not None and (before["status"] == "read" or before["status"] == status):
