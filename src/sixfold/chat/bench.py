@@ -774,7 +774,7 @@ def run(settings: Settings, opts: ChatBenchOptions, say: Say = print) -> tuple[d
             say(f"{LABELS[side]}: {opts.connections:,} connections ...")
             try:
                 result[side] = with_load(lambda side=side: parts[side](opts, work, say))  # type: ignore[misc]
-            except (RuntimeError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a peer that fails is reported, the others still run
                 if side == "sixfold":
                     raise
                 say(f"{LABELS[side]} failed: {exc}")
