@@ -1,6 +1,6 @@
-"""Every 15 minutes: land the window's searches, aggregate, check, build the trie, validate, swap.
+"""Every 15 minutes: land the window's searches, compact them, aggregate, check, build the trie, validate, swap.
 
-wait_for_window >> land >> aggregate (spark-submit) >> check >> build >> validate >> swap
+wait_for_window >> land >> compact >> aggregate (spark-submit) >> check >> build >> validate >> swap
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ with DAG(
 
         return land_pending()
 
+    @task
+    def compact(data_interval_start=None, data_interval_end=None) -> dict:
+        from sixfold.typeahead.dag_tasks import compact
+
+        return compact(data_interval_start, data_interval_end)
+
     aggregate = SparkSubmitOperator(
         task_id="aggregate",
         conn_id="spark_default",
@@ -70,5 +76,5 @@ with DAG(
         return swap(version)
 
     built = build()
-    wait_for_window() >> land() >> aggregate >> check() >> built
+    wait_for_window() >> land() >> compact() >> aggregate >> check() >> built
     swap(validate(built))

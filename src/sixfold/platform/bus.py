@@ -171,32 +171,51 @@ class SpoolBus:
         pass
 
 
-def _frames(f: Any, position: int, limit: int | None) -> Iterable[tuple[int, int, str | None, bytes]]:
-    """Yield (start position, timestamp ms, key, value) of complete frames from `position`."""
+_READ_CHUNK = 1 << 20
+
+
+def _frames(f: Any, position: int, limit: int | None) -> Iterable[tuple[int, int, int, str | None, bytes]]:
+    """Yield (start, end position, timestamp ms, key, value) of complete frames from `position`.
+
+    The file is read in large chunks and cut into frames in memory (a read per frame would cost
+    more than the frame's own work).
+    """
     f.seek(position)
+    buf, at = b"", 0  # `buf[at]` is the byte at file position `position`
     n = 0
     while limit is None or n < limit:
-        head = f.read(_HEAD.size)
-        if len(head) < _HEAD.size:
-            return
-        length, crc = _HEAD.unpack(head)
-        body = f.read(length)
-        if len(body) < length or zlib.crc32(body) != crc:
+        if len(buf) - at < _HEAD.size:
+            more = f.read(_READ_CHUNK)
+            if not more:
+                return
+            buf, at = buf[at:] + more, 0
+            continue
+        length, crc = _HEAD.unpack_from(buf, at)
+        end = at + _HEAD.size + length
+        if end > len(buf):
+            more = f.read(max(_READ_CHUNK, end - len(buf)))
+            if not more:
+                return
+            buf, at = buf[at:] + more, 0
+            continue
+        body = buf[at + _HEAD.size:end]
+        if zlib.crc32(body) != crc:
             return
         ts_ms, klen = _BODY.unpack_from(body)
         start = _BODY.size
         key = None if klen == _NO_KEY else body[start:start + klen].decode()
         value = body[start + (0 if klen == _NO_KEY else klen):]
-        yield position, ts_ms, key, value
+        yield position, position + _HEAD.size + length, ts_ms, key, value
         position += _HEAD.size + length
+        at = end
         n += 1
 
 
 def _valid_end(f: Any) -> int:
     """Byte length of the complete frames at the start of the file."""
     end = 0
-    for _pos, _ts, _key, _value in _frames(f, 0, None):
-        end = f.tell()
+    for _pos, end, _ts, _key, _value in _frames(f, 0, None):
+        pass
     return end
 
 
@@ -233,10 +252,9 @@ class SpoolConsumer:
         out: list[Message] = []
         with open(path, "rb") as f:
             position, offset = self._position, self._offset
-            for pos, ts_ms, key, value in _frames(f, position, max_records):
+            for _start, position, ts_ms, key, value in _frames(f, position, max_records):
                 out.append(Message(self.topic, 0, offset, key, value, ts_ms))
                 offset += 1
-                position = f.tell()
         if out:
             self._offset, self._position = offset, position
             self._pending = (offset, position)

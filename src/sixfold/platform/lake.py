@@ -7,7 +7,7 @@ written beside the lake and moved over the old one with a single rename, then an
 of the partition is removed; partitions the rows do not touch are left alone.
 
 Landed tables are written differently (`ArrowLake.put_batch`): each consumed batch adds its own
-file, named by where the batch came from (`batch-<topic>-<bus partition>-<first offset>.parquet`),
+file, named by where the batch came from (`batch-<topic>-<group>-<bus partition>-<first offset>.parquet`),
 so a batch replayed after a crash rewrites the same file and nothing is read back. A partition of
 several files may then hold a redelivered row twice: both readers drop exact duplicate rows when a
 partition has more than one file (each file is free of them on its own), and `ArrowLake.compact`
@@ -24,6 +24,7 @@ run (seen with Spark 4.0.5 / parquet-mr 1.15.2). The data and the partitions rep
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -172,10 +173,14 @@ def _is_data_file(path: Path) -> bool:
     return path.suffix == ".parquet" and not path.name.startswith(("_", "."))
 
 
-def batch_file_name(topic: str, bus_partition: int, first_offset: int) -> str:
-    """The file a landed batch becomes in each lake partition it touches: where it came from, so a
-    replay of the batch (same topic, partition and first offset) rewrites the same file."""
-    return f"{BATCH_PREFIX}{topic}-{bus_partition:04d}-{first_offset:020d}.parquet"
+def batch_file_name(topic: str, bus_partition: int, first_offset: int, group: str = "") -> str:
+    """The file a landed batch becomes in each lake partition it touches: where it came from (topic,
+    bus partition, first offset, and the consumer group when given, so two groups landing one topic
+    never overwrite each other's files), so a replay of the batch rewrites the same file."""
+    source = f"{topic}-{group}" if group else topic
+    if len(source) > 180:  # file names stop at 255 bytes
+        source = f"{topic[:80]}-{hashlib.sha256(source.encode()).hexdigest()[:32]}"
+    return f"{BATCH_PREFIX}{source}-{bus_partition:04d}-{first_offset:020d}.parquet"
 
 
 def _sortable(schema: pa.Schema) -> bool:

@@ -3,7 +3,8 @@
 A batch is polled, each message checked against its schema (bad ones go to the dead-letter topic
 with the reason), and its good rows written as the batch's own file in each lake partition they
 fall into, named by where the batch came from (topic, bus partition, first offset), and only then
-committed. Nothing already in the lake is read, so the cost per event stays flat however large the
+committed. (Files are named by the consumer group too: two groups landing one topic never
+overwrite each other's.) Nothing already in the lake is read, so the cost per event stays flat however large the
 window grows, and memory is bounded by the batch. A crash before the commit replays the batch from
 the same offset: it rewrites the same file (the way Kafka Connect's S3 sink makes its output
 exactly-once). A row redelivered in a later batch (a producer's retry) lands in another file; the
@@ -55,11 +56,13 @@ def land_batch(
     prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row,
     *,
     check: Callable[[Any], dict[str, Any]] | None = None,
+    group: str = "",
 ) -> LandingReport:
     """Check and write one polled batch as its own files; the caller commits the consumer afterwards.
 
     `check` turns a decoded message into the event's canonical row or raises ValueError with the
     reason (default: the event record's validation); `prepare` maps it to the lake table's row.
+    `group`, the consumer group, is part of the files' names (see `batch_file_name`).
     """
     report = LandingReport(received=len(messages))
     check = partial(schema.validate_event, event) if check is None else check
@@ -78,7 +81,7 @@ def land_batch(
             continue
         rows_by_source.setdefault(source, []).append(row if same_record else schema.validate(table.record, row))
     for source, rows in sorted(rows_by_source.items()):
-        name = batch_file_name(event.topic, source, first_offset[source])
+        name = batch_file_name(event.topic, source, first_offset[source], group)
         report.partitions.update(lake.put_batch(table, name, columns_of(table.record, rows)))
         report.landed += len(rows)
     return report
@@ -113,7 +116,7 @@ def land(
             messages = consumer.poll(max_records=max_records, timeout_s=idle_timeout_s)
             if not messages:
                 break
-            report = land_batch(bus, lake, event, table, messages, prepare, check=check)
+            report = land_batch(bus, lake, event, table, messages, prepare, check=check, group=group)
             if before_commit:
                 before_commit(report)
             consumer.commit()  # only after the files are durable

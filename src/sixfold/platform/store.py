@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -60,6 +60,50 @@ def _counter(table: ServingTable, key: dict[str, Any], column: str, delta: int) 
     if isinstance(delta, bool) or not isinstance(delta, int):
         raise ValueError(f"add: delta must be an integer, got {delta!r}")
     return canon, f
+
+
+_ABSENT = object()
+
+
+_PLAIN_TYPES: dict[str, type | None] = {"string": str, "int": int, "long": int, "double": float, "bool": bool,
+                                       "timestamp": datetime}
+
+
+@cache
+def _plain_checks(record: Record) -> tuple[tuple[str, type | None, Any, bool], ...]:
+    """(name, canonical Python type or None when always validated, bound, required) per field."""
+    out = []
+    for f in record.fields:
+        bound = schema.INT_RANGES.get(f.type) if f.type in schema.INT_RANGES else f.max_length
+        out.append((f.name, _PLAIN_TYPES.get(f.type), bound, f.required))
+    return tuple(out)
+
+
+def _plain_values(checks: tuple[tuple[str, type | None, Any, bool], ...], row: Any) -> list[Any] | None:
+    """The row's values in field order when it is already canonical (a dict of exactly the record's
+    fields, each already in the form `schema.validate` would return it; `checks`: `_plain_checks`),
+    else None: landing writes millions of checked rows, and validating them again would accept them
+    unchanged."""
+    if type(row) is not dict or len(row) != len(checks):
+        return None
+    values = []
+    for name, kind, bound, required in checks:
+        value = row.get(name, _ABSENT)
+        if value is None and not required:
+            values.append(None)
+            continue
+        if kind is None or type(value) is not kind:
+            return None
+        if kind is str:
+            if bound is not None and len(value) > bound:
+                return None
+        elif kind is int:
+            if not bound[0] <= value <= bound[1]:
+                return None
+        elif kind is datetime and (value.tzinfo is not timezone.utc or value.microsecond % 1000):
+            return None  # schema.parse_timestamp gives UTC to the millisecond
+        values.append(value)
+    return values
 
 
 def _check_ttl(ttl_s: int | None) -> None:
@@ -261,12 +305,19 @@ class SQLiteStore(_KeyedReads):
         sql = f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})'
         expires = self._expiry(ttl_s)
         ranges = _integer_ranges(table.record)
+        checks = _plain_checks(table.record)
+        # strings and numbers are stored as they are; the other types are converted
+        convert = [None if f.type in ("string", "int", "long", "double") else partial(schema.to_sqlite, f)
+                   for f in fields]
         params = []
         for row in rows:
             values = _plain_integers(ranges, row) if ranges else None
             if values is None:
-                canon = schema.validate(table.record, row)
-                values = [schema.to_sqlite(f, canon[f.name]) for f in fields]
+                plain = _plain_values(checks, row)
+                if plain is None:
+                    canon = schema.validate(table.record, row)
+                    plain = [canon[f.name] for f in fields]
+                values = [v if c is None or v is None else c(v) for c, v in zip(convert, plain)]
             values.append(expires)
             params.append(values)
         with self._transaction() as conn:
@@ -479,12 +530,16 @@ class CassandraStore(_KeyedReads):
         ttl = f" USING TTL {ttl_s}" if ttl_s else ""
         stmt = self._prepare(f'INSERT INTO {self.keyspace}."{table.name}" ({cols}) VALUES ({marks}){ttl}')
         ranges = _integer_ranges(table.record)
+        checks = _plain_checks(table.record)
         params = []
         for row in rows:
             values = _plain_integers(ranges, row) if ranges else None
             if values is None:
-                canon = schema.validate(table.record, row)
-                values = [self._to_cql(f, canon[f.name]) for f in fields]
+                plain = _plain_values(checks, row)
+                if plain is None:
+                    canon = schema.validate(table.record, row)
+                    plain = [canon[f.name] for f in fields]
+                values = [self._to_cql(f, v) for f, v in zip(fields, plain)]
             params.append(values)
         return len(self._concurrent(stmt, params, "write"))
 

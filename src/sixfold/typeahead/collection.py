@@ -13,7 +13,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from schemas.records import EVENTS, LAKE_TABLES, SEARCH_EVENT, SERVING_TABLES
@@ -42,6 +42,8 @@ def normalize_query(text: str) -> str:
     NFKC runs again after lower-casing because lower-casing can produce a sequence NFKC would
     rewrite (e.g. 'İ' -> 'i' + U+0307): without it, normalising twice could change the text.
     """
+    if text.isascii():  # NFKC leaves ASCII as it is
+        return " ".join(text.lower().split())
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).lower())
     return " ".join(folded.split())
 
@@ -53,11 +55,47 @@ def _has_control(text: str) -> str | None:
     return None
 
 
+_FIELDS = frozenset(SEARCH_EVENT.names)
+_MAX_LENGTHS = tuple(SEARCH_EVENT.field(n).max_length or 0 for n in ("user_id", "query", "region"))
+
+
+def _plain_search_event(payload: Any) -> dict[str, Any] | None:
+    """The canonical event of a payload that is plainly good (the common case, checked in a few
+    microseconds: millions of events a minute come through here), else None for the full check."""
+    if type(payload) is not dict or payload.keys() != _FIELDS:
+        return None
+    user_id, query, region, ts = payload["user_id"], payload["query"], payload["region"], payload["ts"]
+    if type(user_id) is not str or type(query) is not str or type(region) is not str or type(ts) is not str:
+        return None
+    user_id, query, region = user_id.strip(), normalize_query(query), normalize_query(region)
+    max_user, max_query, max_region = _MAX_LENGTHS
+    # isprintable() is False for every control character (and some others, which the full check judges)
+    if not (0 < len(user_id) <= max_user and 0 < len(query) <= max_query and 0 < len(region) <= max_region
+            and region != GLOBAL and query.isprintable()):
+        return None
+    try:
+        when = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    when = when.astimezone(timezone.utc)
+    if when.microsecond % 1000:
+        when = when.replace(microsecond=when.microsecond // 1000 * 1000)
+    return {"user_id": user_id, "query": query, "region": region, "ts": when}
+
+
 def check_search_event(payload: Any) -> dict[str, Any]:
     """The canonical search event (normalised query and region, UTC ts) or ValueError with the reason.
 
     Lengths are checked after normalisation: what is stored is what counts.
     """
+    plain = _plain_search_event(payload)
+    return plain if plain is not None else _check_fully(payload)
+
+
+def _check_fully(payload: Any) -> dict[str, Any]:
+    """`check_search_event` for any payload, with every reason (the plain path's reference)."""
     if not isinstance(payload, dict):
         raise ValueError(f"{SEARCH_EVENT.name}: expected a JSON object, got {type(payload).__name__}")
     candidate = dict(payload)
@@ -83,8 +121,11 @@ def check_search_event(payload: Any) -> dict[str, Any]:
 
 
 def publish(bus: EventBus, rows: Iterable[dict[str, Any]]) -> int:
-    """Put checked events on `search-events`, keyed by user_id (one user's events stay in order)."""
-    items = [(row["user_id"], schema.to_json_row(SEARCH_EVENT, row)) for row in rows]
+    """Put checked events on `search-events`, keyed by user_id (one user's events stay in order).
+
+    The bus encodes a canonical row as its JSON form directly (timestamps as ISO-8601 with Z).
+    """
+    items = [(row["user_id"], row if row.keys() == _FIELDS else schema.to_json_row(SEARCH_EVENT, row)) for row in rows]
     return bus.produce_many(TOPIC, items) if items else 0
 
 
@@ -98,14 +139,17 @@ def recent_ttl_s(settings: Settings, ts: datetime, now: float) -> int:
 
 def remember_recent(store: ServingStore, settings: Settings, rows: list[dict[str, Any]],
                     now: float | None = None) -> int:
-    """Upsert landed events into `user_recent_queries`; idempotent, so a replayed batch is harmless."""
+    """Upsert landed events into `user_recent_queries`, one batched write per TTL minute; idempotent,
+    so a replayed batch is harmless."""
     now = time.time() if now is None else now
     by_ttl: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         ttl = recent_ttl_s(settings, row["ts"], now)
         if ttl > 0:
-            by_ttl.setdefault(ttl, []).append(
-                {"user_id": row["user_id"], "ts": row["ts"], "query": row["query"], "region": row["region"]})
+            # a checked search event is a recent-query row as it is (the same four fields)
+            by_ttl.setdefault(ttl, []).append(row if row.keys() == _FIELDS else
+                                              {"user_id": row["user_id"], "ts": row["ts"], "query": row["query"],
+                                               "region": row["region"]})
     return sum(store.upsert_many(RECENT, group, ttl_s=ttl) for ttl, group in sorted(by_ttl.items()))
 
 
@@ -122,8 +166,9 @@ def land_search_events(
 ) -> LandingReport:
     """Land every pending search event into the lake by 15-minute window; returns received/landed/rejected.
 
-    Each batch: check every message (bad ones to `search-events.dlq` with the reason), merge into
-    whole lake partitions, upsert the user's recent queries, and only then commit the offsets.
+    Each batch: check every message once (bad ones to `search-events.dlq` with the reason), write
+    the batch's own file in each window it touches, upsert the users' recent queries in one batched
+    write, and only then commit the offsets.
     """
     own_bus, own_store = bus is None, store is None
     bus = open_bus(settings) if bus is None else bus
@@ -132,17 +177,16 @@ def land_search_events(
         store = open_store(settings) if store is None else store
         landed_rows: list[dict[str, Any]] = []
 
-        def prepare(row: dict[str, Any]) -> dict[str, Any]:
-            clean = check_search_event(row)
-            landed_rows.append(clean)
-            return clean
+        def keep(row: dict[str, Any]) -> dict[str, Any]:
+            landed_rows.append(row)
+            return row
 
         def before_commit(_report: LandingReport) -> None:
             remember_recent(store, settings, landed_rows)
             landed_rows.clear()
 
         return land(bus, lake, EVENT, LAKE_TABLE, group, idle_timeout_s=idle_timeout_s, max_batches=max_batches,
-                    prepare=prepare, on_batch=on_batch, before_commit=before_commit)
+                    check=check_search_event, prepare=keep, on_batch=on_batch, before_commit=before_commit)
     finally:
         if own_store and store is not None:
             store.close()

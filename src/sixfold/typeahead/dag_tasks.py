@@ -23,6 +23,11 @@ def land_pending() -> dict[str, Any]:
     return report if isinstance(report, dict) else {k: v for k, v in vars(report).items() if k != "partitions"}
 
 
+def compact(window_start: datetime, window_end: datetime) -> dict[str, Any]:
+    """Fold the closed window's landed batch files into one file, duplicates removed."""
+    return pipeline.compact_events(Settings.from_env(), window_start, window_end)
+
+
 def check(window_start: datetime) -> dict[str, Any]:
     return pipeline.check_window(Settings.from_env(), window_start)
 
