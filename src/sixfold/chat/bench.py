@@ -100,6 +100,8 @@ def phase_figures(raw: dict[str, Any]) -> dict[str, Any]:
                                "sent_acks", "errors", "error_sample", "seconds", "client_cpu_s")}
     out["lost"] = raw["messages"] - raw["delivered"]
     out["rate"] = raw["delivered"] / seconds if seconds > 0 else 0.0
+    # near 1.0 the load generator (one core at most) was the limit: the side's rate is then a floor
+    out["client_cpu_share"] = raw["client_cpu_s"] / seconds if seconds > 0 else 0.0
     out.update(percentiles(raw["latencies_ms"]))
     if raw.get("send_lag_ms"):
         lag = percentiles(raw["send_lag_ms"])
@@ -684,6 +686,11 @@ def print_table(result: dict[str, Any]) -> None:
         elif "server" in result.get(side, {}):
             notes.append(f"{LABELS[side]}: {result[side]['server']}")
     c = result["conditions"]
+    bound = [LABELS[side] for side in SIDES if "saturated" in result.get(side, {})
+             and result[side]["saturated"]["client_cpu_share"] > 0.8]
+    if bound:
+        notes.append(f"[yellow]the load generator used more than 0.8 of a core in the saturated phase of "
+                     f"{', '.join(bound)}: that rate is a floor of what the server can do[/yellow]")
     notes += [c["ratios"], f"pattern: {c['pattern']}", f"load: {c['load_generator']}", f"memory: {c['memory']}",
               f"[dim]{result['host']['note']}[/dim]"]
     loads = [result[side]["loadavg_1m"] for side in SIDES if "loadavg_1m" in result.get(side, {})]
