@@ -27,7 +27,7 @@ def client(settings: Settings):
 
 
 def blob_files(settings: Settings) -> list[Path]:
-    return list(FilesystemBlobStore(settings.blob_dir).blob_files())
+    return list(FilesystemBlobStore(settings.blob_dir / "chat").blob_files())  # chat keeps its own namespace
 
 
 def spooled(settings: Settings) -> list[Path]:

@@ -30,7 +30,7 @@ def app_chat_media(app: Any) -> Any:
 
     settings = app.state.settings
     return shared(app.state, "chat_media",
-                  lambda: ChatMedia(open_blob_store(settings), settings.var / "tmp" / "chat-uploads"))
+                  lambda: ChatMedia(open_blob_store(settings, namespace="chat"), settings.var / "tmp" / "chat-uploads"))
 
 
 # ---- groups -------------------------------------------------------------------------------------------

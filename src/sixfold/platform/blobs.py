@@ -164,9 +164,13 @@ class S3BlobStore:
         )
 
 
-def open_blob_store(settings: Settings) -> BlobStore:
-    """The configured blob store: the filesystem under settings.blob_dir unless an s3:// URL is set."""
+def open_blob_store(settings: Settings, namespace: str = "") -> BlobStore:
+    """The configured blob store: the filesystem under settings.blob_dir unless an s3:// URL is set.
+
+    A system that keeps its own references passes a `namespace` (chat: "chat"), so one system's
+    release of a blob it no longer uses can never remove another system's copy of the same bytes;
+    within a namespace, equal content is stored once."""
     url = str(getattr(settings, "blob_url", "") or "")
     if url.startswith(("s3://", "s3a://", "http://", "https://")):
-        return S3BlobStore(url)
-    return FilesystemBlobStore(settings.blob_dir)
+        return S3BlobStore(f"{url.rstrip('/')}/{namespace}" if namespace else url)
+    return FilesystemBlobStore(settings.blob_dir / namespace if namespace else settings.blob_dir)
