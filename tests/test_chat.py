@@ -284,3 +284,50 @@ def test_two_gateways_route_to_each_other_through_the_event_log(home: Path, tmp_
             b.send(json.dumps({"type": "ack", "message_id": got[-1]["message_id"], "status": "read"}))
             receipt = json.loads(a.recv(timeout=10))
             assert (receipt["status"], receipt["by"], receipt["client_msg_id"]) == ("read", bob, "x9")
+
+
+def test_a_group_message_reaches_every_member_through_the_live_fanout_consumer(home: Path, tmp_path: Path) -> None:
+    """`sixfold serve` runs the group fanout consumer itself: a message to a group of three (one member with
+    two devices) reaches every other member device once, and each member's receipt reaches the sender."""
+    import httpx
+    from websockets.sync.client import connect
+
+    from sixfold.platform.benchkit import free_port, running, wait_until
+
+    port = free_port()
+    with running([SIXFOLD, "serve", "--port", str(port)], {**os.environ}, tmp_path / "serve.log") as proc:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+        def healthy() -> bool:
+            try:
+                return http.get("/v1/health").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, proc, "sixfold serve", tmp_path / "serve.log")
+        (ann, ann_t), (bob, bob_t), (cat, cat_t) = (signup(http, n) for n in ("ann", "bob", "cat"))
+        group = Authed(http, ann_t).post("/v1/chat/groups", json={"name": "trip", "members": [bob, cat]})
+        assert group.status_code == 201, group.text
+        group_id = group.json()["group_id"]
+        tokens = {("ann", "a"): device(http, ann_t, ann, "a"), ("bob", "b"): device(http, bob_t, bob, "b"),
+                  ("cat", "c1"): device(http, cat_t, cat, "c1"), ("cat", "c2"): device(http, cat_t, cat, "c2")}
+        sockets = {k: connect(f"ws://127.0.0.1:{port}/v1/chat/ws?token={t}") for k, t in tokens.items()}
+        try:
+            a = sockets[("ann", "a")]
+            a.send(json.dumps({"type": "send", "client_msg_id": "g1", "group_id": group_id, "body": "tickets booked"}))
+            sent = json.loads(a.recv(timeout=10))
+            assert sent["status"] == "sent"
+            for key in (("bob", "b"), ("cat", "c1"), ("cat", "c2")):
+                got = json.loads(sockets[key].recv(timeout=PATIENCE_S))
+                assert (got["body"], got["group_id"], got["message_id"]) == ("tickets booked", group_id,
+                                                                            sent["message_id"])
+                sockets[key].send(json.dumps({"type": "ack", "message_id": got["message_id"], "status": "delivered"}))
+            receipts = sorted((r["by"], r["by_device"]) for r in (json.loads(a.recv(timeout=PATIENCE_S))
+                                                                  for _ in range(3)))
+            assert receipts == sorted([(bob, "b"), (cat, "c1"), (cat, "c2")])
+        finally:
+            for ws in sockets.values():
+                ws.close()
+
+
+PATIENCE_S = 30.0  # a failure bound on a loaded machine, not a performance target
