@@ -106,6 +106,8 @@ def phase_figures(raw: dict[str, Any]) -> dict[str, Any]:
     if raw.get("send_lag_ms"):
         lag = percentiles(raw["send_lag_ms"])
         out["send_lag_ms"] = {"p99": lag["p99_ms"], "max": lag["max_ms"]}
+    # where the tail sits in time: clustered (a stall) or spread (queueing)
+    out["slowest"] = [{"ms": round(ms, 1), "sent_at_s": round(at, 2)} for ms, at in raw.get("slowest", [])]
     for key in ("offered_rate", "per_client"):
         if key in raw:
             out[key] = raw[key]
@@ -135,6 +137,7 @@ class Tracker:
         self.sent_at: dict[str, float] = {}
         self.done: set[str] = set()
         self.latencies_ms: list[float] = []
+        self.sent_offsets_s: list[float] = []  # when each timed message was sent, from the phase's first send
         self.waiters: dict[str, asyncio.Future[None]] = {}
         self.duplicates = self.unknown = 0
         self.first_send = self.last_receipt = 0.0
@@ -162,6 +165,7 @@ class Tracker:
             return
         self.done.add(key)
         self.latencies_ms.append((now - started) * 1e3)
+        self.sent_offsets_s.append(started - self.first_send)
         self.last_receipt = now
         future = self.waiters.pop(key, None)
         if future is not None and not future.done():
@@ -196,7 +200,8 @@ class Run:
         return {"messages": messages, "delivered": len(t.done), "duplicates": t.duplicates, "unknown": t.unknown,
                 "received": c.received, "receipts_sent": c.receipts_sent, "sent_acks": c.sent_acks,
                 "errors": c.errors, "error_sample": c.error_sample, "seconds": seconds,
-                "latencies_ms": t.latencies_ms, "client_cpu_s": cpu_s}
+                "latencies_ms": t.latencies_ms, "client_cpu_s": cpu_s,
+                "slowest": sorted(zip(t.latencies_ms, t.sent_offsets_s), reverse=True)[:10]}
 
 
 class SocketLink:
