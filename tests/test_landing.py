@@ -220,3 +220,20 @@ def test_plain_check_agrees_with_the_full_check(user_id: str, query: str, region
     else:
         got = check_search_event(payload)
         assert got == expected and got["ts"].tzinfo is timezone.utc
+
+
+@pytest.mark.unit
+def test_compact_closed_folds_only_partitions_that_ended(settings: Settings) -> None:
+    from sixfold.platform.landing import compact_closed
+
+    bus, lake = spool(settings), ArrowLake(settings)
+    events = searches(300, seed=10)  # two windows
+    publish(bus, events)
+    land(bus, lake, EVENT, TABLE, "landing", idle_timeout_s=0.1, max_records=40)
+    first, second = partition_of(TABLE, T0), partition_of(TABLE, T0 + timedelta(minutes=15))
+    before = multiset(lake.read(TABLE).to_pylist())
+    folded = compact_closed(lake, TABLE, T0 + timedelta(minutes=20))  # the second window is still open
+    assert list(folded) == [first]
+    assert [p.name for p in lake.data_files(TABLE, first)] == [DATA_FILE]
+    assert len(lake.data_files(TABLE, second)) > 1
+    assert multiset(lake.read(TABLE).to_pylist()) == before

@@ -28,6 +28,7 @@ import random
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -208,6 +209,17 @@ def staged_user_rows(files: Iterable[Path], batch_rows: int = 65_536) -> Iterato
             yield user(current, posts, authors)
 
 
+def fold_closed_hours(settings: Settings, grace: timedelta = timedelta(minutes=5)) -> dict[str, int]:
+    """Compact the landed hours of follows, posts and deletions that closed (with `grace` for late
+    batches) into one file each, so the job reads few files; returns the files folded per table."""
+    from sixfold.platform.lake import ArrowLake
+    from sixfold.platform.landing import compact_closed
+
+    lake, before = ArrowLake(settings), datetime.now(timezone.utc) - grace
+    return {name: sum(f["files"] for f in compact_closed(lake, LAKE_TABLES[name], before).values())
+            for name in ("follow_events", "posts", "post_deletions")}
+
+
 def generate_timelines(spark: SparkSession, settings: Settings, store: ServingStore, per_user: int = PER_USER,
                        say: Callable[[str], None] | None = None,
                        progress: Callable[[int], None] | None = None) -> dict[str, int]:
@@ -225,6 +237,7 @@ def generate_timelines(spark: SparkSession, settings: Settings, store: ServingSt
     from sixfold.feed.search import live_posts
     from sixfold.platform.lake import SparkLake
 
+    fold_closed_hours(settings)
     lake = SparkLake(spark, settings)
     events = lake.read(LAKE_TABLES["follow_events"]).cache()  # scanned twice: the graph, the active users
     deletions = lake.read(LAKE_TABLES["post_deletions"])

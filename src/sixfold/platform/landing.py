@@ -138,6 +138,16 @@ def compact_partitions(lake: ArrowLake, table: LakeTable, partitions: Iterable[s
     return {p: lake.compact(table, p) for p in partitions}
 
 
+def compact_closed(lake: ArrowLake, table: LakeTable, before: datetime) -> dict[str, dict[str, int]]:
+    """Compact every partition that ended by `before` and still holds several files (a job reading a
+    landed table folds what the landing has moved past; the open partition keeps its batch files)."""
+    from sixfold.platform.lake import partition_span
+
+    closed = [p for p in lake.partitions_between(table, None, before)
+              if partition_span(table, p)[1] <= before and len(lake.data_files(table, p)) > 1]
+    return compact_partitions(lake, table, closed)
+
+
 def compact_window(lake: ArrowLake, table: LakeTable, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
     """Compact every partition of [start, end) (a closed window: the landing has moved past it)."""
     chosen = [p for p in lake.partitions_between(table, start, end) if p != partition_of(table, end)]

@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any
 
 from schemas.records import EVENTS, LAKE_TABLES, SEARCH_EVENT, SERVING_TABLES
@@ -150,7 +151,8 @@ def remember_recent(store: ServingStore, settings: Settings, rows: list[dict[str
             by_ttl.setdefault(ttl, []).append(row if row.keys() == _FIELDS else
                                               {"user_id": row["user_id"], "ts": row["ts"], "query": row["query"],
                                                "region": row["region"]})
-    return sum(store.upsert_many(RECENT, group, ttl_s=ttl) for ttl, group in sorted(by_ttl.items()))
+    key = itemgetter("user_id", "ts", "query")  # the table's key order: the store's index pages are met in order
+    return sum(store.upsert_many(RECENT, sorted(group, key=key), ttl_s=ttl) for ttl, group in sorted(by_ttl.items()))
 
 
 def land_search_events(
