@@ -17,9 +17,14 @@ from pyspark.sql import SparkSession
 from sixfold.platform.settings import Settings
 
 # Engine defaults, not user configuration: a laptop or a CI runner has a few cores and a few GB.
+# One shuffle partition per core: more only adds tasks that queue for the same cores (and AQE
+# coalesces small shuffles further).
+CORES = max(2, os.cpu_count() or 2)
 SMALL_MACHINE_CONF: dict[str, str] = {
-    "spark.sql.shuffle.partitions": "4",
-    "spark.default.parallelism": "4",
+    "spark.sql.shuffle.partitions": str(CORES),
+    "spark.default.parallelism": str(CORES),
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     # Arrow and Spark must read each other's files: micros with isAdjustedToUTC, not legacy INT96.

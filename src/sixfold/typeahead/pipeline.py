@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from schemas.records import LAKE_TABLES
-from sixfold.platform.lake import ArrowLake, partition_span
+from sixfold.platform.lake import ArrowLake, partition_of, partition_span
 from sixfold.platform.schema import parse_timestamp
 from sixfold.platform.settings import Settings
 from sixfold.typeahead.serving import ArtifactStore, load_trie
@@ -53,40 +53,65 @@ def compact_events(settings: Settings, start: datetime, end: datetime) -> dict[s
 
 
 def aggregate_window(spark: Any, settings: Settings, window_start: datetime) -> dict[str, Any]:
-    """Count the window's phrases and fold them into the decayed state; returns the window's ledger."""
+    """Count the window's phrases and fold them into the decayed state; returns the window's ledger.
 
+    One Spark job over the raw events (`window_tally`: one scan, one aggregation); the per-phrase
+    rest (the 'global' sums, the fold into the previous state, sorting) runs vectorised in Arrow on
+    the driver, which writes the lake anyway."""
     from sixfold.platform.lake import SparkLake
-    from sixfold.typeahead.aggregate import decay_factor, fold_decay, valid_events, window_phrase_counts
+    from sixfold.typeahead.aggregate import counts_table, decay_factor, fold_decay_table, rejected_of, window_tally
 
     window_start = window_floor(window_start)
     end = window_start + WINDOW
     lake, arrow = SparkLake(spark, settings), ArrowLake(settings)
-    events = lake.read(EVENTS, window_start, end).cache()
-    events_in = events.count()
-    counted_rows = valid_events(events).count()
-    counts = window_phrase_counts(events, window_start).cache()
+    tally = window_tally(lake.read(EVENTS, window_start, end)).toArrow()
+    events_in = int(pc_sum(tally.column("count")))
+    rejected = rejected_of(tally)
+    counts = counts_table(tally, window_start)
     prev_window = previous_state_window(settings, window_start)
     if prev_window is None:
         previous, factor = None, 1.0
     else:
-        previous = lake.read(STATE, prev_window, prev_window + WINDOW)
+        previous = arrow.read(STATE, prev_window, prev_window + WINDOW)
         factor = decay_factor(window_start - prev_window, settings.typeahead_half_life_s)
-    state = fold_decay(previous, counts, factor, window_start)
-    # Written through Arrow: sorted rows, one file per partition, the same bytes on every rerun.
-    counts_table = counts.toArrow()
-    arrow.replace_range(COUNTS, window_start, end, counts_table)
-    arrow.replace_range(STATE, window_start, end, state.toArrow())
-    counted = sum(c for r, c in zip(counts_table.column("region").to_pylist(), counts_table.column("count").to_pylist())
-                  if r != "global")
-    ledger = {"window_start": window_start.isoformat(), "events_in": events_in, "counted": counted,
-              "rejected": events_in - counted_rows, "previous_state": prev_window.isoformat() if prev_window else None,
-              "decay_factor": factor, "phrases": counts_table.num_rows}
+    state = fold_decay_table(previous, counts, factor, window_start)
+    # Sorted rows, one file per partition, the same bytes on every rerun.
+    replace_window(arrow, COUNTS, window_start, counts)
+    replace_window(arrow, STATE, window_start, state)
+    ledger = {"window_start": window_start.isoformat(), "events_in": events_in, "counted": events_in - rejected,
+              "rejected": rejected, "previous_state": prev_window.isoformat() if prev_window else None,
+              "decay_factor": factor, "phrases": counts.num_rows}
     path = stats_path(settings, window_start)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(ledger, indent=1))
-    events.unpersist()
-    counts.unpersist()
     return ledger
+
+
+def pc_sum(column: Any) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.sum(column).as_py() or 0)
+
+
+def replace_window(arrow: ArrowLake, table: Any, window_start: datetime, rows: Any) -> None:
+    """Replace one window partition of `table` with an Arrow table of its rows, sorted by every
+    column as ArrowLake sorts them, without a Python object per row (millions of phrases a window)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from sixfold.platform.schema import arrow_schema
+
+    schema = arrow_schema(table.record)
+    ordered = rows.select(list(table.record.names)).cast(schema)
+    ordered = ordered.sort_by([(name, "ascending") for name in table.record.names]).combine_chunks()
+    scratch = arrow._scratch(table)
+    try:
+        staged = scratch / "window.parquet"
+        pq.write_table(ordered, staged, compression="snappy")
+        arrow._commit(table, partition_of(table, window_start), staged)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_window(settings: Settings, window_start: datetime) -> dict[str, Any]:
