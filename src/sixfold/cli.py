@@ -167,7 +167,7 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
           prefixes: Optional[int] = typer.Option(None, min=10, help="typeahead: prefixes replayed (default 20,000)"),
           duration: Optional[int] = typer.Option(None, min=1, help="typeahead, feed, shortener: wrk seconds (default 15)"),
           connections: Optional[int] = typer.Option(None, min=1, help="typeahead, feed, shortener, chat: client connections (default 64; feed, shortener 32; chat 1,000, even)"),
-          log_rows: Optional[int] = typer.Option(None, min=1000, help="typeahead: log rows aggregated (default 10M)"),
+          log_rows: Optional[int] = typer.Option(None, min=1000, help="typeahead, pipeline: log rows aggregated (default 10M)"),
           build_phrases: Optional[int] = typer.Option(None, min=100,
                                                       help="typeahead: phrases in the trie build (default 1M)"),
           users: Optional[int] = typer.Option(None, min=10, help="feed: synthetic users (default 100,000)"),
@@ -184,7 +184,9 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
                                  "crawler": "pages/s of our crawler vs Scrapy on the local test site, coverage",
                                  "shortener": "redirects/s and p99 vs nginx's map on the same keys, creations/s",
                                  "chat": "messages/s and p99 send -> delivered receipt vs ejabberd and a bare relay, "
-                                         "memory per idle connection"}
+                                         "memory per idle connection",
+                                 "pipeline": "typeahead ingest+land events/s and memory, Kafka produce vs "
+                                             "ProducerPerformance, aggregation Spark vs DuckDB"}
     if system not in available:
         names = ", ".join(sorted(available)) or "none yet (each system adds its own)"
         console.print(f"[red]no benchmark for {system!r}[/red]; available: {names}")
@@ -250,6 +252,22 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
         try:
             _, json_path, png_path = run_chat(settings, chat_opts, say=lambda m: console.print(f"[dim]{m}[/dim]"))
         except RuntimeError as exc:
+            console.print(f"[red]bench failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {json_path} and {png_path}")
+        return
+
+    if system == "pipeline":
+        from sixfold.typeahead.bench_pipeline import PipelineBenchOptions
+        from sixfold.typeahead.bench_pipeline import run as run_pipeline
+
+        pipeline_opts = PipelineBenchOptions.quick() if quick else PipelineBenchOptions()
+        if log_rows is not None:
+            pipeline_opts = replace(pipeline_opts, agg_rows=log_rows)
+        try:
+            _, json_path, png_path = run_pipeline(settings, pipeline_opts,
+                                                  say=lambda m: console.print(f"[dim]{m}[/dim]"))
+        except (RuntimeError, ValueError) as exc:
             console.print(f"[red]bench failed:[/red] {exc}")
             raise typer.Exit(1) from None
         typer.echo(f"wrote {json_path} and {png_path}")
