@@ -121,6 +121,7 @@ class Gateway:
                                          "entry": entry, "frame": frame}))
             elif entry.endswith("|m"):
                 offline.append((user_id, device_id, entry))
+            # a '~' receipt was for a device on this gateway that left meanwhile: its state is in chat_receipts
         if remote:
             self.bus.produce_many(DELIVERIES.topic, [(g, schema.to_json_row(DELIVERIES.record, row))
                                                      for g, row in remote])
@@ -249,7 +250,7 @@ class Gateway:
                     continue
                 conn.sent_entries.add(entry)
             await websocket.send_text(frame)
-            if entry is not None and "|r:" in entry:
+            if entry is not None and "|r:" in entry and not entry.startswith("~"):
                 await run_in_threadpool(self.service.delivered_receipt, conn.user_id, conn.device_id, entry)
 
     def _handle(self, conn: Connection, raw: str) -> list[str]:
@@ -271,7 +272,8 @@ class Gateway:
                                      key=sent.group["conversation_id"])
                 return [orjson.dumps(sent.ack).decode()]
             if kind == "ack":
-                self.service.receipt(conn.user_id, conn.device_id, frame, self.route)
+                self.service.receipt(conn.user_id, conn.device_id, frame, self.route,
+                                     lambda u, d: (u, d) in self.connections)
                 return []
             if kind == "ping":
                 return ['{"type":"pong"}']

@@ -100,6 +100,8 @@ class ChatService:
         self.max_group_members = max_group_members
         self._locks = [threading.Lock() for _ in range(256)]
         self._devices_cache: dict[int, tuple[float, list[str]]] = {}
+        self._known_users: set[int] = set()  # users seen to exist (accounts are never deleted)
+        self._days_written: set[tuple[str, str]] = set()  # (day, conversation) already in the retention index
 
     # ---- devices --------------------------------------------------------------------------------
     def register_device(self, user_id: int, device_id: Any, public_key: str | None = None) -> str:
@@ -175,8 +177,12 @@ class ChatService:
         if to is not None:
             if isinstance(to, bool) or not isinstance(to, int):
                 raise ChatError(422, f"send: to must be a user_id (an integer), got {to!r}")
-            if self.store.get(USERS, {"user_id": to}) is None:
-                raise ChatError(404, f"send: user {to} does not exist", "not_found")
+            if to not in self._known_users:
+                if self.store.get(USERS, {"user_id": to}) is None:
+                    raise ChatError(404, f"send: user {to} does not exist", "not_found")
+                if len(self._known_users) > 1_000_000:
+                    self._known_users.clear()
+                self._known_users.add(to)
             conversation_id = direct_conversation(sender_id, to)
             recipients = sorted({sender_id, to})
         else:
@@ -202,7 +208,12 @@ class ChatService:
             self.store.upsert(MESSAGES, row)
             self.store.upsert(REFS, {"message_id": message_id, "conversation_id": conversation_id, "seq": seq,
                                      "sender_id": sender_id, "client_msg_id": client_msg_id, "sent_at": now})
-            self.store.upsert(DAYS, {"day": now.strftime("%Y-%m-%d"), "conversation_id": conversation_id})
+            day = (now.strftime("%Y-%m-%d"), conversation_id)
+            if day not in self._days_written:
+                self.store.upsert(DAYS, {"day": day[0], "conversation_id": conversation_id})
+                if len(self._days_written) > 1_000_000:
+                    self._days_written.clear()
+                self._days_written.add(day)
             self._queue(deliveries, now)
             self.store.upsert(SENT, {"sender_id": sender_id, "sender_device": sender_device,
                                      "client_msg_id": client_msg_id, "conversation_id": conversation_id, "seq": seq,
@@ -226,7 +237,11 @@ class ChatService:
         return deliveries
 
     # ---- receipts ---------------------------------------------------------------------------------
-    def receipt(self, user_id: int, device_id: str, frame: dict[str, Any], route: Route) -> list[Delivery]:
+    def receipt(self, user_id: int, device_id: str, frame: dict[str, Any], route: Route,
+                connected_here: Callable[[int, str], bool] = lambda _u, _d: False) -> list[Delivery]:
+        """Record a device's receipt and send it to every device of the sender. A sender device connected
+        to the calling gateway gets it straight away (its entry starts with '~': nothing stored); the
+        others get a pending entry first, so one that is offline gets it when it returns."""
         status = frame.get("status")
         if status not in ("delivered", "read"):
             raise ChatError(422, f"ack: status must be delivered or read, got {status!r}")
@@ -255,8 +270,10 @@ class ChatService:
         out = _frame({**self._ack(message_id, ref["client_msg_id"], conversation_id, seq, status),
                       "by": user_id, "by_device": device_id, "at": _iso(now)})
         entry = entry_of(conversation_id, seq, f"r:{status}:{user_id}:{device_id}")
-        deliveries = [(ref["sender_id"], device, entry, out) for device in self.device_ids(ref["sender_id"])]
-        self._queue(deliveries, now)
+        sender = ref["sender_id"]
+        deliveries = [(sender, device, "~" + entry if connected_here(sender, device) else entry, out)
+                      for device in self.device_ids(sender)]
+        self._queue([d for d in deliveries if not d[2].startswith("~")], now)
         route(deliveries)
         return deliveries
 
