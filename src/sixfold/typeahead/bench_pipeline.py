@@ -575,7 +575,7 @@ def draw_chart(result: dict, path: Path) -> None:
                 color=red)
     axes[2].set_xticks(x, ["cold", "warm"])
     axes[2].set_ylabel("seconds")
-    axes[2].set_title(f"aggregate {a['rows']:,} events (Spark/DuckDB {a['ratio_cold']:.1f}x cold, "
+    axes[2].set_title(f"aggregate {a['rows']:,} events, one window\n(Spark/DuckDB {a['ratio_cold']:.1f}x cold, "
                       f"{a['ratio_warm']:.1f}x warm)")
     axes[2].legend()
     fig.suptitle(f"sixfold bench pipeline, {result['started_at']} ({result['host']['cores']} cores shared)")
