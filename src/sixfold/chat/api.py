@@ -26,7 +26,8 @@ def app_chat(app: Any) -> Any:
 def app_gateway(app: Any) -> Any:
     from sixfold.chat.gateway import Gateway
 
-    return shared(app.state, "chat_gateway", lambda: Gateway(app_chat(app), app_bus(app)))
+    return shared(app.state, "chat_gateway", lambda: Gateway(app_chat(app), app_bus(app),
+                                                             inline=app.state.settings.profile == "embedded"))
 
 
 class NewDevice(BaseModel):

@@ -71,9 +71,12 @@ class Connection:
 
 
 class Gateway:
-    def __init__(self, service: ChatService, bus: Any) -> None:
+    def __init__(self, service: ChatService, bus: Any, inline: bool = False) -> None:
         self.service = service
         self.bus = bus
+        # embedded (SQLite, sub-millisecond writes): handle frames on the event loop, no thread hop per
+        # frame; cluster (Cassandra round trips): in the thread pool, so a slow node never stalls the loop
+        self.inline = inline
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.connections: dict[tuple[int, str], Connection] = {}
         self._lock = threading.Lock()
@@ -229,7 +232,8 @@ class Gateway:
             conn.replayed()
             while True:
                 raw = await websocket.receive_text()
-                for frame in await run_in_threadpool(self._handle, conn, raw):
+                answers = self._handle(conn, raw) if self.inline else await run_in_threadpool(self._handle, conn, raw)
+                for frame in answers:
                     conn.push(None, frame, replay=True)
         except WebSocketDisconnect:
             pass
