@@ -191,40 +191,47 @@ class ChatService:
             conversation_id = f"g:{group_id}"
             recipients = self.require_member(conversation_id, sender_id)
         with self._locks[hash(conversation_id) % len(self._locks)]:
-            seq = self.store.add(SEQUENCES, {"conversation_id": conversation_id}, "last_seq", 1)
-            message_id = self.sequencer.next_id()
-            now = self._now()
-            row = {"conversation_id": conversation_id, "seq": seq, "message_id": message_id, "sender_id": sender_id,
-                   "sender_device": sender_device, "client_msg_id": client_msg_id, "body": body, "sent_at": now}
-            out = {"type": "message", "message_id": message_id, "conversation_id": conversation_id, "seq": seq,
-                   "from": sender_id, "from_device": sender_device, "body": body, "sent_at": _iso(now),
-                   **({"group_id": group_id} if group_id is not None else {})}
-            text = _frame(out)
-            entry = entry_of(conversation_id, seq)
-            deliveries: list[Delivery] = []
-            if group_id is None:  # groups fan out in a stream consumer, keyed by group (see groups.py)
-                deliveries = [(user, device, entry, text) for user in recipients for device in self.device_ids(user)
-                              if (user, device) != (sender_id, sender_device)]
-            self.store.upsert(MESSAGES, row)
-            self.store.upsert(REFS, {"message_id": message_id, "conversation_id": conversation_id, "seq": seq,
-                                     "sender_id": sender_id, "client_msg_id": client_msg_id, "sent_at": now})
-            day = (now.strftime("%Y-%m-%d"), conversation_id)
-            if day not in self._days_written:
-                self.store.upsert(DAYS, {"day": day[0], "conversation_id": conversation_id})
-                if len(self._days_written) > 1_000_000:
-                    self._days_written.clear()
-                self._days_written.add(day)
-            self._queue(deliveries, now)
-            self.store.upsert(SENT, {"sender_id": sender_id, "sender_device": sender_device,
-                                     "client_msg_id": client_msg_id, "conversation_id": conversation_id, "seq": seq,
-                                     "message_id": message_id}, ttl_s=RETENTION_DAYS * 86_400)
-            sent = Sent(self._ack(message_id, client_msg_id, conversation_id, seq, "sent"), deliveries)
-            if group_id is not None:
-                sent.group = {"group_id": group_id, "conversation_id": conversation_id, "seq": seq,
-                              "sender_id": sender_id, "sender_device": sender_device, "frame": text}
-            if deliveries:
-                route(deliveries)
+            with self.store.batch():  # one commit for the whole message (SQLite); all or nothing
+                sent, day = self._store_message(sender_id, sender_device, client_msg_id, body, conversation_id,
+                                                recipients, group_id)
+            self._days_written.add(day)
+            if sent.deliveries:
+                route(sent.deliveries)  # after the commit: nobody sees a message that could still vanish
             return sent
+
+    def _store_message(self, sender_id: int, sender_device: str, client_msg_id: str, body: str,
+                       conversation_id: str, recipients: list[int], group_id: int | None) -> tuple[Sent, tuple]:
+        seq = self.store.add(SEQUENCES, {"conversation_id": conversation_id}, "last_seq", 1)
+        message_id = self.sequencer.next_id()
+        now = self._now()
+        row = {"conversation_id": conversation_id, "seq": seq, "message_id": message_id, "sender_id": sender_id,
+               "sender_device": sender_device, "client_msg_id": client_msg_id, "body": body, "sent_at": now}
+        out = {"type": "message", "message_id": message_id, "conversation_id": conversation_id, "seq": seq,
+               "from": sender_id, "from_device": sender_device, "body": body, "sent_at": _iso(now),
+               **({"group_id": group_id} if group_id is not None else {})}
+        text = _frame(out)
+        entry = entry_of(conversation_id, seq)
+        deliveries: list[Delivery] = []
+        if group_id is None:  # groups fan out in a stream consumer, keyed by group (see groups.py)
+            deliveries = [(user, device, entry, text) for user in recipients for device in self.device_ids(user)
+                          if (user, device) != (sender_id, sender_device)]
+        self.store.upsert(MESSAGES, row)
+        self.store.upsert(REFS, {"message_id": message_id, "conversation_id": conversation_id, "seq": seq,
+                                 "sender_id": sender_id, "client_msg_id": client_msg_id, "sent_at": now})
+        day = (now.strftime("%Y-%m-%d"), conversation_id)
+        if day not in self._days_written:
+            self.store.upsert(DAYS, {"day": day[0], "conversation_id": conversation_id})
+            if len(self._days_written) > 1_000_000:
+                self._days_written.clear()
+        self._queue(deliveries, now)
+        self.store.upsert(SENT, {"sender_id": sender_id, "sender_device": sender_device,
+                                 "client_msg_id": client_msg_id, "conversation_id": conversation_id, "seq": seq,
+                                 "message_id": message_id}, ttl_s=RETENTION_DAYS * 86_400)
+        sent = Sent(self._ack(message_id, client_msg_id, conversation_id, seq, "sent"), deliveries)
+        if group_id is not None:
+            sent.group = {"group_id": group_id, "conversation_id": conversation_id, "seq": seq,
+                          "sender_id": sender_id, "sender_device": sender_device, "frame": text}
+        return sent, day
 
     def fan_out_group(self, event: dict[str, Any]) -> list[Delivery]:
         """The pending entries of a group message for every member device but the sender's own (the
@@ -251,8 +258,16 @@ class ChatService:
         ref = self.store.get(REFS, {"message_id": message_id})
         if ref is None:
             raise ChatError(404, f"ack: no message {message_id}", "not_found")
-        conversation_id, seq = ref["conversation_id"], ref["seq"]
-        self.require_member(conversation_id, user_id)
+        self.require_member(ref["conversation_id"], user_id)
+        with self.store.batch():  # the receipt's writes commit together
+            deliveries = self._receipt(user_id, device_id, ref, status, connected_here)
+        if deliveries:
+            route(deliveries)  # after the commit
+        return deliveries
+
+    def _receipt(self, user_id: int, device_id: str, ref: dict[str, Any], status: str,
+                 connected_here: Callable[[int, str], bool]) -> list[Delivery]:
+        conversation_id, seq, message_id = ref["conversation_id"], ref["seq"], ref["message_id"]
         mine = {"user_id": user_id, "device_id": device_id, "entry": entry_of(conversation_id, seq)}
         if user_id == ref["sender_id"]:
             # the sender's other devices got a copy to stay in sync: their ack clears it, and tells nobody
@@ -274,7 +289,6 @@ class ChatService:
         deliveries = [(sender, device, "~" + entry if connected_here(sender, device) else entry, out)
                       for device in self.device_ids(sender)]
         self._queue([d for d in deliveries if not d[2].startswith("~")], now)
-        route(deliveries)
         return deliveries
 
     # ---- pending ----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class ServingStore(Protocol):
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None: ...
     def delete_if_present(self, table: ServingTable, key: dict[str, Any]) -> bool: ...
     def add(self, table: ServingTable, key: dict[str, Any], column: str, delta: int) -> int: ...
+    def batch(self) -> Any: ...
     def close(self) -> None: ...
 
 
@@ -274,10 +275,32 @@ class SQLiteStore(_KeyedReads):
         return None if ttl_s is None else self._now_us() + ttl_s * 1_000_000
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """This thread's writes inside the block as one transaction: one commit instead of one per
+        call, and all or nothing (a raise rolls every one back). Nested blocks join the outer one."""
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        with self._transaction("IMMEDIATE"):
+            self._local.depth = 1
+            try:
+                yield
+            finally:
+                self._local.depth = 0
+
+    @contextmanager
     def _transaction(self, kind: str = "") -> Iterator[sqlite3.Connection]:
         """One transaction on this thread's connection: committed when the block ends, rolled back
-        when it raises. "IMMEDIATE" takes the file's write lock at once (read-then-write steps)."""
+        when it raises. "IMMEDIATE" takes the file's write lock at once (read-then-write steps).
+        Inside `batch` it is part of the batch's transaction."""
         conn = self._conn()
+        if getattr(self._local, "depth", 0):
+            yield conn
+            return
         conn.execute(f"BEGIN {kind}")
         try:
             yield conn
@@ -662,6 +685,12 @@ class CassandraStore(_KeyedReads):
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # another writer won this round
         raise ServiceUnavailable("Cassandra", self.where, f"{table.name}.{column}: add lost {self.ADD_ATTEMPTS} "
                                  "compare-and-set rounds in a row (an extremely hot key)")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The SQLite store's write batch has no counterpart here: each write is its own statement
+        (a logged batch across partitions would cost more than it saves)."""
+        yield
 
     def close(self) -> None:
         self._cluster.shutdown()
