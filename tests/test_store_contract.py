@@ -420,3 +420,24 @@ def test_sqlite_add_holds_across_connections_and_restarts_an_expired_row(tmp_pat
     a.upsert(t, {"id": 2, "kind": "a", "n": 10}, ttl_s=5)
     now[0] += 6
     assert b.add(t, {"id": 2, "kind": "a"}, "n", 1) == 1 and not b.delete_if_present(t, {"id": 9, "kind": "a"})
+
+
+def test_sqlite_batches_commit_together_and_roll_back_whole(tmp_path) -> None:
+    from sixfold.platform.store import SQLiteStore
+
+    store, other = SQLiteStore(tmp_path / "b.sqlite3"), SQLiteStore(tmp_path / "b.sqlite3")
+    t = new_table()
+    other.ensure_table(t)  # (creating a table is a write: it would wait for the batch)
+    with store.batch():
+        store.upsert(t, row("ivy", 1))
+        with store.batch():  # nested: joins the outer transaction
+            store.upsert_many(t, [row("ivy", 2), row("ivy", 3)])
+        assert other.query(t, {"owner": "ivy"}) == []  # another connection sees nothing before the commit
+    assert sorted(r["seq"] for r in other.query(t, {"owner": "ivy"})) == [1, 2, 3]
+    with pytest.raises(RuntimeError):
+        with store.batch():
+            store.delete(t, {"owner": "ivy"})
+            store.upsert(t, row("jon", 1))
+            raise RuntimeError("half way")
+    assert sorted(r["seq"] for r in other.query(t, {"owner": "ivy"})) == [1, 2, 3]  # nothing of it stayed
+    assert other.query(t, {"owner": "jon"}) == []
