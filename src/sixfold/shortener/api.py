@@ -235,6 +235,8 @@ REDIRECT_RESPONSES = {302: {"description": "to the long URL (`Location`)"},
             summary="Redirect through a data centre's prefix (/x/{key}), as the course's short URLs carry it")
 def get_redirect_via_datacentre(request: Request, dc: str, key: str) -> Any:
     own = request.app.state.settings.shortener_datacentre
+    if len(dc) != 1:  # not a data-centre prefix at all (e.g. /v1/nope): the app's plain 404
+        return Response(error_answer(404, "Not Found")[1], status_code=404, media_type="application/json")
     if dc != own:
         return Response(error_answer(404, f"no path /{dc}/...: the data-centre prefix of this server is /{own}/")[1],
                         status_code=404, media_type="application/json")
