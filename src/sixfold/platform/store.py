@@ -243,6 +243,19 @@ def _sqlite_match(key: list[tuple[Field, Any]]) -> tuple[str, list[Any]]:
     return " AND ".join(f'"{f.name}" = ?' for f, _ in key), [schema.to_sqlite(f, v) for f, v in key]
 
 
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.RLock:
+    """One lock per database file in this process: its threads take turns to write instead of meeting
+    SQLite's busy handler, which sleeps with growing back-off (up to 100 ms a try) and starves some
+    writers for a second under a few dozen concurrent ones. Other processes still meet at SQLite's lock."""
+    key = str(path.resolve())
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.RLock())
+
+
 class SQLiteStore(_KeyedReads):
     """Embedded serving store in one SQLite file (WAL mode, safe across threads of one process)."""
 
@@ -254,6 +267,7 @@ class SQLiteStore(_KeyedReads):
         self._tables: set[str] = set()
         self._plans: dict[tuple, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
+        self._write = _write_lock(self.path)
         self._conn()  # fail now, not on first use, when the path is unusable
 
     def _conn(self) -> sqlite3.Connection:
@@ -301,18 +315,19 @@ class SQLiteStore(_KeyedReads):
         if getattr(self._local, "depth", 0):
             yield conn
             return
-        conn.execute(f"BEGIN {kind}")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._write:
+            conn.execute(f"BEGIN {kind}")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def ensure_table(self, table: ServingTable) -> None:
         if table.name in self._tables:
             return
-        with self._lock:
+        with self._write, self._lock:  # DDL is a write: the same order of locks as every other write
             self._conn().execute(schema.sqlite_ddl(table))
             self._tables.add(table.name)
 
@@ -423,14 +438,17 @@ class SQLiteStore(_KeyedReads):
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None:
         self.ensure_table(table)
         where, params = _sqlite_match(_canonical_key(table, key))
-        self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where}', params)
+        with self._write:
+            self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where}', params)
 
     def delete_if_present(self, table: ServingTable, key: dict[str, Any]) -> bool:
         """Delete the live row with this whole key; True when this call deleted it (one statement,
         so of several racing callers exactly one sees True)."""
         where, params = _sqlite_match(_whole_key(table, key, "delete_if_present"))
         self.ensure_table(table)
-        cur = self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where} AND {_LIVE}', [*params, self._now_us()])
+        with self._write:
+            cur = self._conn().execute(f'DELETE FROM "{table.name}" WHERE {where} AND {_LIVE}',
+                                       [*params, self._now_us()])
         return cur.rowcount == 1
 
     def add(self, table: ServingTable, key: dict[str, Any], column: str, delta: int) -> int:
@@ -454,7 +472,8 @@ class SQLiteStore(_KeyedReads):
     def purge_expired(self, table: ServingTable) -> int:
         """Physically remove expired rows (reads already hide them); returns how many went."""
         self.ensure_table(table)
-        cur = self._conn().execute(f'DELETE FROM "{table.name}" WHERE "_expires_at" <= ?', [self._now_us()])
+        with self._write:
+            cur = self._conn().execute(f'DELETE FROM "{table.name}" WHERE "_expires_at" <= ?', [self._now_us()])
         return cur.rowcount
 
     def close(self) -> None:
