@@ -123,7 +123,7 @@ class Gateway:
                 remote.append((gateway, {"gateway": gateway, "user_id": user_id, "device_id": device_id,
                                          "entry": entry, "frame": frame}))
             elif entry.endswith("|m"):
-                offline.append((user_id, device_id, entry))
+                offline.append((user_id, device_id, entry, frame))
             # a '~' receipt was for a device on this gateway that left meanwhile: its state is in chat_receipts
         if remote:
             self.bus.produce_many(DELIVERIES.topic, [(g, schema.to_json_row(DELIVERIES.record, row))
@@ -133,12 +133,8 @@ class Gateway:
             self.bus.produce_many(NOTIFICATIONS.topic, [
                 (str(u), schema.to_json_row(NOTIFICATIONS.record, {
                     "user_id": u, "device_id": d, "conversation_id": e.split("|", 1)[0],
-                    "message_id": orjson.loads(self._frame_of(deliveries, e, u, d))["message_id"], "at": now}))
-                for u, d, e in offline])
-
-    @staticmethod
-    def _frame_of(deliveries: list[Delivery], entry: str, user_id: int, device_id: str) -> str:
-        return next(f for u, d, e, f in deliveries if (u, d, e) == (user_id, device_id, entry))
+                    "message_id": orjson.loads(f)["message_id"], "at": now}))
+                for u, d, e, f in offline])
 
     def _gateway_of(self, user_id: int, device_id: str, fresh: bool = False) -> str | None:
         """Where a device is connected. A connected device's gateway is remembered for a second (a
