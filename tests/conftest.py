@@ -14,6 +14,9 @@ from sixfold.platform.airflow_env import DAGS_FOLDER, airflow_env
 from sixfold.platform.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+# Where `sixfold services up` keeps its servers' state, read before any test points SIXFOLD_HOME at a
+# temporary directory (the `home` fixture): the session's servers must not depend on which test asked first.
+SERVICES_HOME = os.environ.get("SIXFOLD_HOME", str(REPO))
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def cluster_settings() -> Settings:
     """Settings that point at the servers `sixfold services up` started (the developer's or CI's)."""
     env = dict(os.environ)
     env["SIXFOLD_PROFILE"] = "cluster"
-    env.setdefault("SIXFOLD_HOME", str(REPO))
+    env["SIXFOLD_HOME"] = SERVICES_HOME
     return Settings.from_env(env)
 
 
@@ -64,6 +67,41 @@ def services_running():
     yield settings
     for service in started:
         service.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Close Cassandra stores a test left open: their driver threads would otherwise outlive the run."""
+    from sixfold.platform.store import close_open_cassandra_stores
+
+    left = close_open_cassandra_stores()
+    if left:
+        print(f"\nconftest: closed {left} Cassandra store(s) left open by tests", file=sys.stderr)
+
+
+def pytest_unconfigure(config):
+    """The run is over: if the interpreter has not exited EXIT_GRACE_S later (a leaked non-daemon or
+    executor thread that Python joins at exit), print every thread's stack and exit with pytest's status.
+    A finished run never waits for CI's timeout; the stacks name the leak so it can be fixed."""
+    import faulthandler
+    import threading
+
+    status = int(getattr(config, "_sixfold_exitstatus", 0))
+
+    def last_word() -> None:
+        threading.Event().wait(EXIT_GRACE_S)
+        sys.__stderr__.write(f"\nconftest: still not exited {EXIT_GRACE_S} s after the run; threads:\n")
+        faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        os._exit(status)
+
+    threading.Thread(target=last_word, name="exit-watchdog", daemon=True).start()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    config._sixfold_exitstatus = exitstatus
+
+
+EXIT_GRACE_S = 60
 
 
 def pytest_collection_modifyitems(config, items):

@@ -483,6 +483,20 @@ class SQLiteStore(_KeyedReads):
             self._local.conn = None
 
 
+# Every Cassandra store this process opened and has not closed. A driver Cluster left open keeps a
+# heartbeat thread and an executor alive; at interpreter exit Python joins that executor's workers, so
+# one forgotten store can keep a finished process from exiting. `close_open_cassandra_stores` ends them.
+_OPEN_CASSANDRA: set[CassandraStore] = set()
+
+
+def close_open_cassandra_stores() -> int:
+    """Close every Cassandra store still open in this process; returns how many there were."""
+    stores = list(_OPEN_CASSANDRA)
+    for store in stores:  # close() removes it from the set
+        store.close()
+    return len(stores)
+
+
 class CassandraStore(_KeyedReads):
     """Cluster serving store on Apache Cassandra; the keyspace is created on first use (RF 1 locally)."""
 
@@ -507,6 +521,7 @@ class CassandraStore(_KeyedReads):
                 "set SIXFOLD_CASSANDRA_HOST=HOST:PORT to a running node, or run `sixfold services up`",
             ) from exc
         self._session.default_timeout = self.timeout
+        _OPEN_CASSANDRA.add(self)
         self._run(
             f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
             f"{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}"
@@ -712,6 +727,7 @@ class CassandraStore(_KeyedReads):
         yield
 
     def close(self) -> None:
+        _OPEN_CASSANDRA.discard(self)
         self._cluster.shutdown()
 
 
