@@ -560,6 +560,90 @@ CHAT_NOTIFICATION = Record(
     doc="A push notification for an offline device: the integration point for a real sender (APNs, FCM).",
 )
 
+# ---- docs (Google Docs) -------------------------------------------------------------------------
+DOC = Record(
+    "doc",
+    (Field("doc_id", "string", max_length=32, doc="decimal text of a sequencer id (a string: JavaScript's numbers "
+                                                   "cannot hold 64 bits)"),
+     Field("title", "string", max_length=200), Field("owner_id", "long", doc="the creator"),
+     Field("public", "bool", doc="anyone may read it (writing still needs an editor's role)"),
+     Field("created_at", "timestamp")),
+    doc="A collaborative document; its text lives in the update log and snapshots (Loro).",
+)
+DOC_MEMBER = Record(
+    "doc_member",
+    (Field("doc_id", "string"), Field("user_id", "long"), Field("role", "string", doc="owner, editor or viewer"),
+     Field("added_at", "timestamp")),
+    doc="Who may read (viewer) or also write (editor, owner) a document.",
+)
+DOC_SEQUENCE = Record(
+    "doc_sequence",
+    (Field("doc_id", "string"), Field("last_version", "long", required=False)),
+    doc="The last version of a document: the number of updates made durable (the store's atomic add hands out the next).",
+)
+DOC_UPDATE = Record(
+    "doc_update",
+    (
+        Field("doc_id", "string"),
+        Field("version", "long", doc="1, 2, 3, ... per document"),
+        Field("author_id", "long"),
+        Field("at", "timestamp"),
+        Field("update", "bytes", doc="Loro update bytes (ExportMode.Updates since the state before it)"),
+        Field("frontiers", "bytes", doc="Loro frontiers of the document right after it (Frontiers.encode())"),
+        Field("summary", "string", doc="what it changed, for people: '+12 -3 chars'"),
+    ),
+    doc="One durable update of a document, appended before it is acknowledged; compaction folds old ones into a snapshot.",
+)
+DOC_VERSION = Record(
+    "doc_version",
+    (Field("doc_id", "string"), Field("version", "long"), Field("author_id", "long"), Field("at", "timestamp"),
+     Field("frontiers", "bytes"), Field("summary", "string")),
+    doc="A version whose update row compaction folded into a snapshot: what the history still shows of it.",
+)
+DOC_SNAPSHOT = Record(
+    "doc_snapshot",
+    (
+        Field("doc_id", "string"),
+        Field("version", "long", doc="the last update folded in"),
+        Field("snapshot", "bytes", doc="Loro ExportMode.Snapshot, or ShallowSnapshot past the retained history"),
+        Field("restorable_from", "long", doc="the oldest version whose content can still be restored (0: all)"),
+        Field("made_at", "timestamp"),
+    ),
+    doc="A document's update log folded into one Loro snapshot (the docs_compaction DAG); load = it + later updates.",
+)
+DOC_COMMENT = Record(
+    "doc_comment",
+    (
+        Field("doc_id", "string"), Field("comment_id", "long"), Field("author_id", "long"),
+        Field("text", "string", max_length=10_000),
+        Field("start_cursor", "bytes", doc="Loro cursor on the range's first character"),
+        Field("end_cursor", "bytes", doc="Loro cursor on the range's last character"),
+        Field("quote", "string", doc="the text of the range when the comment was made"),
+        Field("at", "timestamp"),
+    ),
+    doc="A comment anchored to a range of a document by Loro cursors, so it follows concurrent edits.",
+)
+DOC_UPDATE_EVENT = Record(
+    "doc_update_event",
+    (Field("doc_id", "string"), Field("version", "long"), Field("author_id", "long"), Field("at", "timestamp"),
+     Field("origin", "string", doc="the serving process that made it durable (it skips its own)"),
+     Field("update", "bytes", doc="Loro update bytes")),
+    doc="A durable document update, for the other serving processes' in-memory copies and their connections.",
+)
+DOC_VIEW_EVENT = Record(
+    "doc_view_event",
+    (Field("view_id", "string", max_length=32, doc="random, made at the view: a replayed event collapses on it"),
+     Field("doc_id", "string", max_length=32), Field("user_id", "long", required=False, doc="absent: anonymous"),
+     Field("source", "string", max_length=8, doc="http (a GET of the document) or ws (a WebSocket join)"),
+     Field("ts", "timestamp")),
+    doc="A document was read: the `doc-viewed` event, landed in the lake as it is.",
+)
+DOC_VIEW_COUNT = Record(
+    "doc_view_count",
+    (Field("doc_id", "string"), Field("day", "timestamp", doc="start of the UTC day"), Field("views", "long")),
+    doc="Views of one document on one UTC day (jobs/docs_views.py).",
+)
+
 EVENTS: dict[str, Event] = {
     "search-events": Event("search-events", SEARCH_EVENT, key="user_id"),
     "post-created": Event("post-created", POST, key="author_id"),
@@ -569,6 +653,8 @@ EVENTS: dict[str, Event] = {
     "chat-deliveries": Event("chat-deliveries", CHAT_DELIVERY, key="gateway"),
     "chat-group-messages": Event("chat-group-messages", CHAT_GROUP_MESSAGE, key="conversation_id"),
     "notifications": Event("notifications", CHAT_NOTIFICATION, key="user_id"),
+    "docs-updates": Event("docs-updates", DOC_UPDATE_EVENT, key="doc_id"),
+    "doc-viewed": Event("doc-viewed", DOC_VIEW_EVENT, key="doc_id"),
 }
 
 LAKE_TABLES: dict[str, LakeTable] = {
@@ -586,6 +672,8 @@ LAKE_TABLES: dict[str, LakeTable] = {
     "crawl_duplicates": LakeTable("crawl/duplicates", CRAWL_DUPLICATE, time_field="as_of", partitioning="hour"),
     "url_clicks": LakeTable("shortener/clicks", URL_CLICK, time_field="ts", partitioning="hour"),
     "url_click_counts": LakeTable("shortener/click_counts", URL_CLICK_COUNT, time_field="hour", partitioning="hour"),
+    "doc_views": LakeTable("docs/views", DOC_VIEW_EVENT, time_field="ts", partitioning="hour"),
+    "doc_view_counts": LakeTable("docs/view_counts", DOC_VIEW_COUNT, time_field="day", partitioning="hour"),
 }
 
 SERVING_TABLES: dict[str, ServingTable] = {
@@ -644,6 +732,15 @@ SERVING_TABLES: dict[str, ServingTable] = {
     "chat_members": ServingTable("chat_members", CHAT_MEMBER, partition_key=("group_id",), clustering_key=("user_id",)),
     "chat_conversation_days": ServingTable("chat_conversation_days", CHAT_CONVERSATION_DAY, partition_key=("day",),
                                            clustering_key=("conversation_id",)),
+    "docs": ServingTable("docs", DOC, partition_key=("doc_id",)),
+    "doc_members": ServingTable("doc_members", DOC_MEMBER, partition_key=("doc_id",), clustering_key=("user_id",)),
+    "doc_sequences": ServingTable("doc_sequences", DOC_SEQUENCE, partition_key=("doc_id",)),
+    "doc_updates": ServingTable("doc_updates", DOC_UPDATE, partition_key=("doc_id",), clustering_key=("version",)),
+    "doc_versions": ServingTable("doc_versions", DOC_VERSION, partition_key=("doc_id",), clustering_key=("version",)),
+    "doc_snapshots": ServingTable("doc_snapshots", DOC_SNAPSHOT, partition_key=("doc_id",)),
+    "doc_comments": ServingTable("doc_comments", DOC_COMMENT, partition_key=("doc_id",), clustering_key=("comment_id",)),
+    "doc_view_counts": ServingTable("doc_view_counts", DOC_VIEW_COUNT, partition_key=("doc_id",),
+                                    clustering_key=("day",)),
 }
 
 RECORDS: dict[str, Record] = {
@@ -653,5 +750,6 @@ RECORDS: dict[str, Record] = {
                         CRAWL_DUPLICATE, SHORT_URL, URL_EXPIRY, URL_ID_COUNTER, SHORTENER_SECRET, URL_CLICK_EVENT,
                         URL_CLICK, URL_CLICK_COUNT, CHAT_DEVICE, CHAT_MESSAGE, CHAT_MESSAGE_REF, CHAT_SENT, CHAT_PENDING, CHAT_RECEIPT,
                         CHAT_SEQUENCE, CHAT_CONNECTION, CHAT_GROUP, CHAT_MEMBER, CHAT_CONVERSATION_DAY, CHAT_DELIVERY,
-                        CHAT_GROUP_MESSAGE, CHAT_NOTIFICATION)
+                        CHAT_GROUP_MESSAGE, CHAT_NOTIFICATION, DOC, DOC_MEMBER, DOC_SEQUENCE, DOC_UPDATE, DOC_VERSION,
+                        DOC_SNAPSHOT, DOC_COMMENT, DOC_UPDATE_EVENT, DOC_VIEW_EVENT, DOC_VIEW_COUNT)
 }

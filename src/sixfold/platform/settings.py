@@ -101,6 +101,11 @@ class Settings:
     shortener_datacentre: str = "x"  # this server's letter in /x/{key} short URLs
     shortener_public_url: str = ""  # base of short_url answers (empty: the scheme and host the request came to)
     shortener_click_flush_s: float = 0.25  # clicks wait at most this long in memory before they are published
+    # docs
+    docs_cache_docs: int = 1000  # documents kept in memory (a LoroDoc each) per serving process, least recently used out
+    docs_retain_days: float = 30.0  # compaction keeps this much history restorable; older folds into a shallow snapshot
+    docs_vocabulary: int = 50_000  # English words (wordfreq's most frequent) that completion and spelling know
+    docs_view_flush_s: float = 0.25  # doc-viewed events wait at most this long in memory before they are published
     # crawler
     crawler_user_agent: str = "SixfoldBot/0.1 (+https://github.com/sixfold/sixfold)"
     crawler_concurrency: int = 16  # fetches in flight at once (never more than one per host)
@@ -191,6 +196,7 @@ class Settings:
             **_identity_settings(env, defaults),
             **_crawler_settings(env, defaults),
             **_shortener_settings(env, defaults, profile),
+            **_docs_settings(env, defaults),
             feed_celebrity_threshold=int(celebrity),
             feed_read_cache_s=_non_negative(env, "SIXFOLD_FEED_READ_CACHE_S", defaults.feed_read_cache_s),
             feed_page_cache_s=_non_negative(env, "SIXFOLD_FEED_PAGE_CACHE_S", defaults.feed_page_cache_s),
@@ -345,6 +351,16 @@ def _shortener_settings(env: Mapping[str, str], d: "Settings", profile: str) -> 
         parse_windows(out["shortener_limit_per_key"])
     except ValueError as exc:
         raise SettingsError(f"SIXFOLD_SHORTENER_LIMIT_PER_KEY: {exc}") from None
+    return out
+
+
+def _docs_settings(env: Mapping[str, str], d: "Settings") -> dict:
+    """SIXFOLD_DOCS_*: every docs_* field, by its upper-cased name (all positive numbers)."""
+    out: dict = {}
+    for name in (f.removeprefix("docs_") for f in d.__dataclass_fields__ if f.startswith("docs_")):
+        default = getattr(d, f"docs_{name}")
+        out[f"docs_{name}"] = _number(env, f"SIXFOLD_DOCS_{name.upper()}", default, whole=isinstance(default, int),
+                                      positive=True)
     return out
 
 
