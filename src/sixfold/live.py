@@ -13,11 +13,12 @@ from sixfold.platform.settings import Settings
 
 def all_consumers() -> list[Consumer]:
     from sixfold.chat.groups import consumers as chat_consumers
+    from sixfold.docs.views import consumers as docs_consumers
     from sixfold.feed.fanout import consumers as feed_consumers
     from sixfold.shortener.clicks import consumers as shortener_consumers
     from sixfold.typeahead.collection import consumers as typeahead_consumers
 
-    return [*feed_consumers(), *typeahead_consumers(), *shortener_consumers(), *chat_consumers()]
+    return [*feed_consumers(), *typeahead_consumers(), *shortener_consumers(), *chat_consumers(), *docs_consumers()]
 
 
 def start_consumers(settings: Settings, idle_s: float = 0.2) -> ConsumerThreads:

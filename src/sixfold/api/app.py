@@ -68,6 +68,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     gateway = getattr(app.state, "chat_gateway", None)
     if gateway is not None:
         gateway.stop()
+    docs_hub = getattr(app.state, "docs_hub", None)
+    if docs_hub is not None:
+        docs_hub.stop()
+    doc_views = getattr(app.state, "docs_views", None)
+    if doc_views is not None:  # publish the views still buffered
+        doc_views.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -118,6 +124,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from sixfold.chat.api_groups import router as chat_groups_router
 
     app.include_router(chat_groups_router)
+    from sixfold.docs.api import router as docs_router
+
+    app.include_router(docs_router)
     from sixfold.shortener.api import router as shortener_router
 
     app.include_router(shortener_router)  # last: its GET /{key} takes any path nobody else answers
