@@ -149,6 +149,41 @@ def airflow(airflow_db: dict[str, str], settings: Settings, monkeypatch: pytest.
 
 
 
+# ---- `sixfold serve` as a user runs it ----------------------------------------------------------------
+@pytest.fixture
+def serve(home: Path, tmp_path: Path):
+    """Start the real `sixfold serve` (own process group) on a free port and wait for its health: a
+    function of the extra arguments returning (process, httpx client); every one started is stopped
+    after the test. A test may SIGKILL one and start another on the same SIXFOLD_HOME."""
+    import httpx
+
+    from sixfold.platform.benchkit import free_port, running, wait_until
+
+    started: list = []
+    sixfold = str(Path(sys.executable).parent / "sixfold")
+
+    def start(*args: str):
+        port = free_port()
+        log = tmp_path / f"serve-{port}.log"
+        context = running([sixfold, "serve", "--port", str(port), *args], dict(os.environ), log)
+        proc = context.__enter__()
+        started.append(context)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+        def healthy() -> bool:
+            try:
+                return client.get("/v1/health").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, proc, "sixfold serve", log)
+        return proc, client
+
+    yield start
+    for context in started:
+        context.__exit__(None, None, None)
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium, headless, driven by Playwright (one per test module)."""

@@ -12,17 +12,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from accounts import Authed, signup
 
-from sixfold.platform.benchkit import free_port, running, wait_until
 
 pytestmark = pytest.mark.e2e
-SIXFOLD = str(Path(sys.executable).parent / "sixfold")
 PATIENCE_S = 30.0  # a failure bound on a loaded machine, not a performance target
 
 
@@ -35,32 +33,6 @@ def eventually(probe: Callable[[], object]) -> tuple[object, float]:
             return found, time.monotonic() - start
         time.sleep(0.1)
     raise AssertionError(f"not seen within {PATIENCE_S} s: {probe()!r}")
-
-
-@pytest.fixture
-def serve(home: Path, tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen, httpx.Client]]]:
-    started: list = []
-
-    def start(*args: str) -> tuple[subprocess.Popen, httpx.Client]:
-        port = free_port()
-        log = tmp_path / f"serve-{port}.log"
-        context = running([SIXFOLD, "serve", "--port", str(port), *args], dict(os.environ), log)
-        proc = context.__enter__()
-        started.append(context)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-
-        def healthy() -> bool:
-            try:
-                return client.get("/v1/health").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(healthy, proc, "sixfold serve", log)
-        return proc, client
-
-    yield start
-    for context in started:
-        context.__exit__(None, None, None)
 
 
 def test_a_post_reaches_timelines_and_search_with_no_other_command(serve) -> None:
