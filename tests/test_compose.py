@@ -31,6 +31,7 @@ CLIENT_SERVICES = (
     "stream-search-events",
     "stream-url-clicks",
     "stream-chat-group-fanout",
+    "stream-docs-views",
     "airflow-init",
     "airflow-api-server",
     "airflow-scheduler",

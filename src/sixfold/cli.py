@@ -156,7 +156,7 @@ def demo(events: int = typer.Option(20_000, min=1, help="typeahead: synthetic se
                   f" online, ticks {' '.join(summary['chat']['ticks_seen_live'][-2:])}  -> {base}/chat\n"
                   f"  Airflow UI: `sixfold airflow standalone`, then http://127.0.0.1:8080", highlight=False)
     if serve_after:
-        console.print(f"serving on {base} (landing page: {base}/, API docs: {base}/docs); Ctrl-C stops")
+        console.print(f"serving on {base} (landing page: {base}/, API docs: {base}/api-docs); Ctrl-C stops")
         serve(host="127.0.0.1", port=port, workers=1, consumers=True)
 
 

@@ -78,7 +78,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    # the API's own pages at /api-docs: /docs is the documents' editor (PROTOCOL.md of sixfold.docs)
     app = FastAPI(title="Sixfold", version=__version__, default_response_class=ORJSONResponse, lifespan=_lifespan,
+                  docs_url="/api-docs",
                   description="Thin endpoints serving what the Sixfold pipelines precomputed.")
     app.state.settings = settings
 
