@@ -47,12 +47,25 @@ NAMING_ANOTHER = {
     ("get", "/v1/chat/groups/{group_id}"): {},  # the group in the path is the other user's, without me
     ("post", "/v1/chat/groups/{group_id}/members"): {"json": {"user_id": "{me}"}},  # joining it uninvited
     ("delete", "/v1/chat/groups/{group_id}/members/{user_id}"): {},  # removing its owner from it
+    # docs: the document in the path is the other user's (private), without me as a member
+    ("get", "/v1/docs/{doc_id}"): {},
+    ("post", "/v1/docs/{doc_id}/edits"): {"json": [[0, 0, "mine now"]]},
+    ("get", "/v1/docs/{doc_id}/updates"): {},
+    ("post", "/v1/docs/{doc_id}/members"): {"json": {"user_id": "{me}", "role": "editor"}},  # joining it uninvited
+    ("get", "/v1/docs/{doc_id}/members"): {},
+    ("get", "/v1/docs/{doc_id}/history"): {},
+    ("post", "/v1/docs/{doc_id}/restore"): {"json": {"version": 0}},
+    ("post", "/v1/docs/{doc_id}/comments"): {"json": {"start": 0, "end": 1, "text": "x"}},
+    ("get", "/v1/docs/{doc_id}/comments"): {},
+    ("get", "/v1/docs/{doc_id}/views"): {},
 }
 # routes that take a token but only read what every user may see (a device's public key is public)
 TOKEN_READS_OF_PUBLIC = {("get", "/v1/chat/users/{user_id}/devices"),
                          ("get", "/v1/chat/media/{media_id}")}  # by hash, ciphertext: its key is in a message
 # chat writes that name no one else to act for: the group's owner, the upload's sender, is the token's owner
 CHAT_CREATES = {("post", "/v1/chat/groups"), ("post", "/v1/chat/media")}
+# docs: creating a document names no one else (its owner is the token's owner)
+DOCS_CREATES = {("post", "/v1/docs")}
 # shortener writes that name no one: they act for the API key's owner
 SHORTENER_CREATES = {("post", "/v1/urls"), ("post", "/v1/urls:batch")}
 FORGED = [
@@ -82,8 +95,8 @@ def operations(client: TestClient) -> list[tuple[str, str, dict]]:
     return [(method, path, op) for path, item in spec["paths"].items() for method, op in item.items()]
 
 
-def url_for(path: str, user: int, post: int = 1, group: int = 1) -> str:
-    return (path.replace("{user_id}", str(user)).replace("{media_id}", "1").replace("{tag}", "x")
+def url_for(path: str, user: int, post: int = 1, group: int = 1, doc: str = "1") -> str:
+    return (path.replace("{user_id}", str(user)).replace("{doc_id}", doc).replace("{media_id}", "1").replace("{tag}", "x")
             .replace("{post_id}", str(post)).replace("{key}", "some-key")
             .replace("{conversation_id}", f"d:{user}:{user}").replace("{group_id}", str(group)))
 
@@ -129,6 +142,8 @@ def test_a_token_never_acts_for_another_user(client: TestClient) -> None:
     their_key = {"X-Api-Key": Authed(client, other_token).post("/v1/api-keys").json()["api_key"]}
     their_group = Authed(client, other_token).post("/v1/chat/groups", json={"name": "theirs"}).json()["group_id"]
     their_link = client.post("/v1/urls", json={"long_url": "https://example.com/"}, headers=their_key).json()["key"]
+    their_doc = Authed(client, other_token).post("/v1/docs", json={"title": "theirs"}).json()["doc_id"]
+    Authed(client, other_token).post(f"/v1/docs/{their_doc}/edits", json=[[0, 0, "private"]])
     covered, covered_links = set(), set()
     for method, path, op in operations(client):
         if op.get("security") == [{"apiKey": []}]:  # the shortener: another user's link, with my own key
@@ -141,13 +156,13 @@ def test_a_token_never_acts_for_another_user(client: TestClient) -> None:
             continue
         if "security" not in op:
             continue
-        if (method, path) in TOKEN_READS_OF_PUBLIC | CHAT_CREATES:
+        if (method, path) in TOKEN_READS_OF_PUBLIC | CHAT_CREATES | DOCS_CREATES:
             continue
         assert (method, path) in NAMING_ANOTHER or (method, path) == ("post", "/v1/api-keys"), \
             f"{method.upper()} {path} takes a token: add a request naming another user to NAMING_ANOTHER"
         if (method, path) not in NAMING_ANOTHER:
             continue
-        answer = as_me.request(method.upper(), url_for(path, other, their_post, their_group),
+        answer = as_me.request(method.upper(), url_for(path, other, their_post, their_group, their_doc),
                                **fill(NAMING_ANOTHER[(method, path)], me, other))
         assert answer.status_code == 403, (method, path, answer.text)
         message = answer.json()["error"]["message"]
