@@ -202,3 +202,9 @@ def test_demo_runs_the_typeahead_pipeline_end_to_end(home):
                                 "Bring the photos from the trip!"] and chat["history"] == 3
     assert chat["ticks_seen_live"] == ["delivered", "read"] * 3
     assert sorted(chat["laptop_caught_up"]) == sorted(["message", "delivered", "read"] * 3)
+    # docs: two writers' 300 edits converged; the restore made a new version whose content is version 40's
+    docs = summary["docs"]
+    assert docs["converged"] and docs["version"] == 301 and docs["restored_version"] == 302
+    owner = {"Authorization": f"Bearer {docs['owner_token']}"}
+    assert client.get(f"/v1/docs/{docs['doc_id']}", headers=owner).json()["content"] == docs["content"]
+    assert docs["history"][:2] == [302, 301]

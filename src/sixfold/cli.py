@@ -110,11 +110,12 @@ def demo(events: int = typer.Option(20_000, min=1, help="typeahead: synthetic se
          serve_after: bool = typer.Option(True, "--serve/--no-serve", help="serve on 127.0.0.1:8000 afterwards"),
          port: int = typer.Option(8000, help="port to serve on"),
          sample: bool = typer.Option(False, "--sample", help="also run the platform's sample job via spark-submit")) -> None:
-    """Run every built system once on generated data (typeahead, feed, crawler, shortener, chat), say what each did,
+    """Run every built system once on generated data (typeahead, feed, crawler, shortener, chat, docs), say what each did,
     then serve."""
     import json
 
-    from sixfold.demo import run_chat, run_crawler, run_feed, run_sample_pipeline, run_shortener, run_typeahead
+    from sixfold.demo import (run_chat, run_crawler, run_docs, run_feed, run_sample_pipeline, run_shortener,
+                              run_typeahead)
     from sixfold.platform.spark import get_session
 
     settings = settings_or_exit()
@@ -135,6 +136,8 @@ def demo(events: int = typer.Option(20_000, min=1, help="typeahead: synthetic se
             summary["shortener"] = run_shortener(settings, spark, say=say)
         with console.status("chat: a scripted conversation with a device coming back online ..."):
             summary["chat"] = run_chat(settings, say=say)
+        with console.status("docs: two writers at once over the WebSocket, a restore, the history ..."):
+            summary["docs"] = run_docs(settings, say=say)
     finally:
         spark.stop()
     out = settings.var / "demo" / "summary.json"
@@ -154,6 +157,9 @@ def demo(events: int = typer.Option(20_000, min=1, help="typeahead: synthetic se
                   f" ({summary['shortener']['top_stats']['total']:,} clicks)  -> {base}/s\n"
                   f"  chat       {len(summary['chat']['messages'])} messages delivered to a device that came back"
                   f" online, ticks {' '.join(summary['chat']['ticks_seen_live'][-2:])}  -> {base}/chat\n"
+                  f"  docs       {summary['docs']['edits']} edits by two writers at once, version "
+                  f"{summary['docs']['version']}, restored v{summary['docs']['restored_to']}"
+                  f"  -> {base}/docs/{summary['docs']['doc_id']}#token={summary['docs']['owner_token']}\n"
                   f"  Airflow UI: `sixfold airflow standalone`, then http://127.0.0.1:8080", highlight=False)
     if serve_after:
         console.print(f"serving on {base} (landing page: {base}/, API docs: {base}/api-docs); Ctrl-C stops")

@@ -318,3 +318,87 @@ def run_chat(settings: Settings, say: Callable[[str], None] = print) -> dict[str
         history = client.get(f"/v1/chat/conversations/{conversation}/messages", headers=bob_auth).json()
     return {"ann": ann, "bob": bob, "conversation_id": conversation, "messages": [f["body"] for f in got],
             "ticks_seen_live": ticks, "laptop_caught_up": kinds, "history": len(history["messages"])}
+
+
+def run_docs(settings: Settings, say: Callable[[str], None] = print, edits: int = 300) -> dict[str, Any]:
+    """A document written by two people at once over the WebSocket: Ann (the owner) and Bob (an editor)
+    each replay half of a few hundred edits concurrently, their clients ending with the server's text;
+    then Ann restores an early version (a new version with that content) and the history is printed."""
+    import threading
+
+    from fastapi.testclient import TestClient
+    from loro import ExportMode, LoroDoc
+
+    from sixfold.api.app import create_app
+
+    rng = random.Random(13)
+    words = "the quick brown fox jumps over a lazy dog while two writers share one page".split()
+    with TestClient(create_app(settings)) as client:
+        users = {}
+        for name in ("ann", "bob"):
+            made = client.post("/v1/users", json={"username": f"docs_{name}_{rng.randrange(10**6)}"}).json()
+            users[name] = (made["user_id"], made["token"], {"Authorization": f"Bearer {made['token']}"})
+        (ann, ann_token, ann_auth), (bob, bob_token, _) = users["ann"], users["bob"]
+        doc = client.post("/v1/docs", json={"title": "Trip plan"}, headers=ann_auth).json()["doc_id"]
+        client.post(f"/v1/docs/{doc}/members", json={"user_id": bob, "role": "editor"}, headers=ann_auth)
+        client.post(f"/v1/docs/{doc}/edits", json=[[0, 0, "Trip plan\n"]], headers=ann_auth)
+        finals: dict[str, str] = {}
+        both_done = threading.Barrier(2)
+
+        def writer(name: str, token: str, seed: int) -> None:
+            local = random.Random(seed)
+            with client.websocket_connect(f"/v1/docs/{doc}/ws?token={token}") as ws:
+                replica = LoroDoc()
+                ws.send_json({"type": "hello", "vv": None})
+                replica.import_(ws.receive_bytes())
+                ws.receive_json()  # synced
+                text, sent, acks = replica.get_text("content"), replica.oplog_vv, 0
+                for i in range(edits // 2):
+                    n = text.len_unicode
+                    if n > 40 and local.random() < 0.25:
+                        pos = local.randrange(n - 5)
+                        text.delete(pos, local.randrange(1, 5))
+                    else:
+                        text.insert(local.randrange(n + 1), local.choice(words) + " ")
+                    replica.commit()
+                    ws.send_bytes(replica.export(ExportMode.Updates(from_=sent)))
+                    sent = replica.oplog_vv
+                    while True:  # take what arrived meanwhile, up to this edit's ack
+                        frame = ws.receive()
+                        if frame.get("bytes") is not None:
+                            replica.import_(frame["bytes"])
+                        elif '"ack"' in frame.get("text", ""):
+                            acks += 1
+                            break
+                both_done.wait()  # the other's last update is acked, so forwarded here before the pong
+                ws.send_json({"type": "ping"})
+                while True:
+                    frame = ws.receive()
+                    if frame.get("bytes") is not None:
+                        replica.import_(frame["bytes"])
+                    elif '"pong"' in frame.get("text", ""):
+                        break
+                finals[name] = text.to_string()
+
+        threads = [threading.Thread(target=writer, args=(n, t, s)) for n, t, s in (("ann", ann_token, 1),
+                                                                                   ("bob", bob_token, 2))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        server = client.get(f"/v1/docs/{doc}", headers=ann_auth).json()
+        say(f"docs: Ann and Bob replayed {edits} edits at once over the WebSocket: version {server['version']}, "
+            f"{len(server['content'])} characters; both clients equal the server: "
+            f"{finals.get('ann') == finals.get('bob') == server['content']}")
+        target = 40
+        restored = client.post(f"/v1/docs/{doc}/restore", json={"version": target}, headers=ann_auth).json()["version"]
+        after = client.get(f"/v1/docs/{doc}", headers=ann_auth).json()
+        say(f"docs: Ann restored version {target} as version {restored} ({len(after['content'])} characters; "
+            "nothing erased: every version stays in the history)")
+        history = client.get(f"/v1/docs/{doc}/history", params={"limit": 5}, headers=ann_auth).json()["versions"]
+        names = {ann: "ann", bob: "bob"}
+        for v in history:
+            say(f"docs:   v{v['version']:<4} {names.get(v['author_id'], v['author_id'])} {v['at']} {v['summary']}")
+    return {"doc_id": doc, "owner_token": ann_token, "edits": edits, "version": server["version"],
+            "converged": finals.get("ann") == finals.get("bob") == server["content"], "restored_version": restored,
+            "restored_to": target, "history": [v["version"] for v in history], "content": after["content"]}
