@@ -18,3 +18,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip check >/dev/null || { .venv/bin/python -m pip check; exit 1; }
   echo "$want" > "$stamp"
 fi
+# the docs' npm packages (the Node test client, the bench's Yjs side): installed once into var/node/docs, offline after
+if command -v npm >/dev/null 2>&1; then bash scripts/build-docs-bundle.sh --install >/dev/null || echo "warning: the docs' npm packages did not install (tests install them when they run)" >&2; fi
