@@ -8,7 +8,8 @@ beyond the BMP, so the browser's UTF-16 and the server's code points must agree;
 digits). The oracle: both editors end with the same text, equal to what `GET /v1/docs/{id}` says; the
 characters of Ann's alphabet in it are exactly what Ann typed, in order (each keystroke lands after her
 previous one, whatever arrives around it), the same for Bob, and the seed is intact. Presence (who is
-here, the other's cursor) and a restore from the history list, which both editors follow, are checked too.
+here, the other's cursor), a dropped connection (what was typed meanwhile arrives after the page
+reconnects) and a restore from the history list, which both editors follow, are checked too.
 """
 
 from __future__ import annotations
@@ -165,6 +166,15 @@ def test_two_pages_typing_at_once_end_with_the_same_text_as_the_server(person, s
     # word suggestions for the word at Ann's cursor
     ann.wait_for_function("() => document.querySelectorAll('#suggestions button.suggestion').length > 0")
     assert all(w.startswith("wor") for w in ann.eval_on_selector_all("#suggestions button", "els => els.map(e => e.textContent)"))
+
+    # Bob's connection drops; what he types meanwhile is kept, and after the page reconnects (hello with its
+    # version vector) it is sent again and everybody has it
+    bob.evaluate("() => window.docsPage.drop()")
+    bob.keyboard.type("-AGAIN")
+    bob.wait_for_function("() => window.docsPage.state().syncs === 2")
+    final = settled([ann, bob], server, doc_id, ann_token)
+    assert "".join(BOB_CHARS.findall(final)) == "".join(BOB) + "-AGAIN"
+    assert "".join(ANN_CHARS.findall(final)) == "".join(ANN)
 
     # restore the seed from Ann's history list (one version per keystroke: it is on an older page)
     for _ in range(10):
