@@ -163,8 +163,9 @@ def test_two_pages_typing_at_once_end_with_the_same_text_as_the_server(person, s
     # presence: each page draws the other's cursor; Ann's ends after her last keystroke ("wor")
     ann.wait_for_function("() => document.querySelector('#editor .remote-caret[data-user=\"bob\"]') !== null")
     bob.wait_for_function("() => document.querySelector('#editor .remote-caret[data-user=\"ann\"]') !== null")
-    # word suggestions for the word at Ann's cursor
-    ann.wait_for_function("() => document.querySelectorAll('#suggestions button.suggestion').length > 0")
+    # word suggestions for the word at Ann's cursor (the server loads its word list on the first request)
+    ann.wait_for_function("() => document.querySelectorAll('#suggestions button.suggestion').length > 0",
+                          timeout=3 * TIMEOUT_MS)
     assert all(w.startswith("wor") for w in ann.eval_on_selector_all("#suggestions button", "els => els.map(e => e.textContent)"))
 
     # Bob's connection drops; what he types meanwhile is kept, and after the page reconnects (hello with its
@@ -184,8 +185,8 @@ def test_two_pages_typing_at_once_end_with_the_same_text_as_the_server(person, s
         ann.wait_for_function("(n) => document.querySelectorAll('#history li').length > n",
                               arg=len(ann.query_selector_all("#history li")))
     ann.click(f"#history li[data-version='{seed_version}'] button")
-    ann.wait_for_function("() => /Restored version/.test(document.getElementById('history-status').textContent)")
     assert settled([ann, bob], server, doc_id, ann_token) == SEED
+    assert re.fullmatch(rf"Restored version {seed_version} as version \d+\.", str(ann.text_content("#history-status")))
 
     for page in (ann, bob):
         assert page.errors == []
