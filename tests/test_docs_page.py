@@ -9,7 +9,8 @@ digits). The oracle: both editors end with the same text, equal to what `GET /v1
 characters of Ann's alphabet in it are exactly what Ann typed, in order (each keystroke lands after her
 previous one, whatever arrives around it), the same for Bob, and the seed is intact. Presence (who is
 here, the other's cursor), a dropped connection (what was typed meanwhile arrives after the page
-reconnects) and a restore from the history list, which both editors follow, are checked too.
+reconnects), a restore from the history list, which both editors follow, and a comment on a selection
+are checked too.
 """
 
 from __future__ import annotations
@@ -187,6 +188,17 @@ def test_two_pages_typing_at_once_end_with_the_same_text_as_the_server(person, s
     ann.click(f"#history li[data-version='{seed_version}'] button")
     assert settled([ann, bob], server, doc_id, ann_token) == SEED
     assert re.fullmatch(rf"Restored version {seed_version} as version \d+\.", str(ann.text_content("#history-status")))
+
+    # a comment on Ann's selection (the second line): offsets in code points, the quote as selected
+    ann.click(".cm-content")
+    ann.keyboard.press("Control+End")
+    ann.keyboard.press("Shift+Home")
+    ann.fill("#comment-text", "two hashes")
+    ann.click("#add-comment")
+    ann.wait_for_function("() => document.querySelectorAll('#comments li[data-comment]').length === 1")
+    assert ann.text_content("#comments li .quote") == "“##”"
+    comments = httpx.get(f"{server.url}/v1/docs/{doc_id}/comments", headers=bearer(ann_token), timeout=10).json()
+    assert [(c["start"], c["end"], c["quote"], c["text"]) for c in comments["comments"]] == [(3, 5, "##", "two hashes")]
 
     for page in (ann, bob):
         assert page.errors == []
