@@ -103,3 +103,19 @@ def test_quick_shortener_bench_writes_every_section(tmp_path: Path) -> None:
     assert "SIXFOLD_SHORTENER_LIMIT_PER_KEY=''" in latest["conditions"]["sixfold"]
     assert "share the same" in latest["host"]["note"]
     assert "Sixfold / nginx" in stdout and "redirects" in stdout
+
+
+def test_vegeta_targets_interleave_one_write_in_every_n_requests() -> None:
+    from sixfold.platform.benchkit import vegeta_targets
+
+    reads = [("GET", f"/k{i}", "", "") for i in range(7)]
+    writes = [("POST", "/v1/urls", "key-1", f'{{"long_url": "https://e.com/{j}"}}') for j in range(5)]
+    targets = vegeta_targets("http://127.0.0.1:1", reads + writes, write_every=4, credential_header="X-Api-Key")
+    kinds = [t["method"] for t in targets]
+    assert len(targets) == 20 and [i for i, k in enumerate(kinds, start=1) if k == "POST"] == [4, 8, 12, 16, 20]
+    assert [t["url"] for t in targets if t["method"] == "GET"][:8] == [f"http://127.0.0.1:1/k{i % 7}" for i in range(8)]
+    post = targets[3]
+    assert post["header"] == {"X-Api-Key": ["key-1"], "Content-Type": ["application/json"]}
+    import base64
+
+    assert base64.b64decode(post["body"]) == b'{"long_url": "https://e.com/0"}'

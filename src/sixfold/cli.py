@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -192,102 +192,40 @@ def bench(system: str = typer.Argument(..., help="which system to benchmark"),
                                  "chat": "messages/s and p99 send -> delivered receipt vs ejabberd and a bare relay, "
                                          "memory per idle connection",
                                  "pipeline": "typeahead ingest+land events/s and memory, Kafka produce vs "
-                                             "ProducerPerformance, aggregation Spark vs DuckDB"}
+                                             "ProducerPerformance, aggregation Spark vs DuckDB",
+                                 "docs": "the automerge-paper trace replayed by Loro (engine, HTTP), Yjs and "
+                                         "loro-crdt in Node, a plain string; snapshot sizes"}
     if system not in available:
         names = ", ".join(sorted(available)) or "none yet (each system adds its own)"
         console.print(f"[red]no benchmark for {system!r}[/red]; available: {names}")
         raise typer.Exit(2)
+    import importlib
     from dataclasses import replace
 
+    # system -> (module, options class, {option field: the command-line value that overrides it})
+    benches: dict[str, tuple[str, str, dict[str, Any]]] = {
+        "typeahead": ("sixfold.typeahead.bench", "BenchOptions",
+                      {"phrases": phrases, "prefixes": prefixes, "duration_s": duration, "connections": connections,
+                       "log_rows": log_rows, "build_phrases": build_phrases}),
+        "feed": ("sixfold.feed.bench", "FeedBenchOptions",
+                 {"users": users, "posts": posts, "read_users": read_users, "duration_s": duration,
+                  "connections": connections}),
+        "crawler": ("sixfold.crawler.bench", "CrawlerBenchOptions", {"hosts": hosts, "pages_per_host": pages}),
+        "shortener": ("sixfold.shortener.bench", "ShortenerBenchOptions",
+                      {"links": links, "duration_s": duration, "connections": connections}),
+        "chat": ("sixfold.chat.bench", "ChatBenchOptions", {"connections": connections}),
+        "pipeline": ("sixfold.typeahead.bench_pipeline", "PipelineBenchOptions", {"agg_rows": log_rows}),
+        "docs": ("sixfold.docs.bench", "DocsBenchOptions", {}),
+    }
     settings = settings_or_exit()
-    if system == "feed":
-        from sixfold.feed.bench import FeedBenchOptions
-        from sixfold.feed.bench import run as run_feed
-
-        feed_opts = FeedBenchOptions.quick() if quick else FeedBenchOptions()
-        feed_overrides = {"users": users, "posts": posts, "read_users": read_users, "duration_s": duration,
-                          "connections": connections}
-        feed_opts = replace(feed_opts, **{k: v for k, v in feed_overrides.items() if v is not None})
-        try:
-            _, json_path, png_path = run_feed(settings, feed_opts, say=lambda m: console.print(f"[dim]{m}[/dim]"))
-        except RuntimeError as exc:
-            console.print(f"[red]bench failed:[/red] {exc}")
-            raise typer.Exit(1) from None
-        typer.echo(f"wrote {json_path} and {png_path}")
-        return
-
-    if system == "crawler":
-        from sixfold.crawler.bench import CrawlerBenchOptions
-        from sixfold.crawler.bench import run as run_crawler
-
-        crawler_opts = CrawlerBenchOptions.quick() if quick else CrawlerBenchOptions()
-        crawler_overrides = {"hosts": hosts, "pages_per_host": pages}
-        crawler_opts = replace(crawler_opts, **{k: v for k, v in crawler_overrides.items() if v is not None})
-        try:
-            _, json_path, png_path = run_crawler(settings, crawler_opts,
-                                                 say=lambda m: console.print(f"[dim]{m}[/dim]"))
-        except (RuntimeError, ValueError) as exc:
-            console.print(f"[red]bench failed:[/red] {exc}")
-            raise typer.Exit(1) from None
-        typer.echo(f"wrote {json_path} and {png_path}")
-        return
-
-    if system == "shortener":
-        from sixfold.shortener.bench import ShortenerBenchOptions
-        from sixfold.shortener.bench import run as run_shortener
-
-        shortener_opts = ShortenerBenchOptions.quick() if quick else ShortenerBenchOptions()
-        shortener_overrides = {"links": links, "duration_s": duration, "connections": connections}
-        shortener_opts = replace(shortener_opts, **{k: v for k, v in shortener_overrides.items() if v is not None})
-        try:
-            _, json_path, png_path = run_shortener(settings, shortener_opts,
-                                                   say=lambda m: console.print(f"[dim]{m}[/dim]"))
-        except (RuntimeError, ValueError) as exc:
-            console.print(f"[red]bench failed:[/red] {exc}")
-            raise typer.Exit(1) from None
-        typer.echo(f"wrote {json_path} and {png_path}")
-        return
-
-    if system == "chat":
-        from sixfold.chat.bench import ChatBenchOptions
-        from sixfold.chat.bench import run as run_chat
-
-        chat_opts = ChatBenchOptions.quick() if quick else ChatBenchOptions()
-        if connections is not None:
-            chat_opts = replace(chat_opts, connections=connections)
-        try:
-            _, json_path, png_path = run_chat(settings, chat_opts, say=lambda m: console.print(f"[dim]{m}[/dim]"))
-        except RuntimeError as exc:
-            console.print(f"[red]bench failed:[/red] {exc}")
-            raise typer.Exit(1) from None
-        typer.echo(f"wrote {json_path} and {png_path}")
-        return
-
-    if system == "pipeline":
-        from sixfold.typeahead.bench_pipeline import PipelineBenchOptions
-        from sixfold.typeahead.bench_pipeline import run as run_pipeline
-
-        pipeline_opts = PipelineBenchOptions.quick() if quick else PipelineBenchOptions()
-        if log_rows is not None:
-            pipeline_opts = replace(pipeline_opts, agg_rows=log_rows)
-        try:
-            _, json_path, png_path = run_pipeline(settings, pipeline_opts,
-                                                  say=lambda m: console.print(f"[dim]{m}[/dim]"))
-        except (RuntimeError, ValueError) as exc:
-            console.print(f"[red]bench failed:[/red] {exc}")
-            raise typer.Exit(1) from None
-        typer.echo(f"wrote {json_path} and {png_path}")
-        return
-
-    from sixfold.typeahead.bench import BenchOptions, run
-
-    opts = BenchOptions.quick() if quick else BenchOptions()
-    overrides = {"phrases": phrases, "prefixes": prefixes, "duration_s": duration, "connections": connections,
-                 "log_rows": log_rows, "build_phrases": build_phrases}
+    module_name, options_name, overrides = benches[system]
+    module = importlib.import_module(module_name)
+    options_class = getattr(module, options_name)
+    opts = options_class.quick() if quick else options_class()
     opts = replace(opts, **{k: v for k, v in overrides.items() if v is not None})
     try:
-        _, json_path, png_path = run(settings, opts, say=lambda m: console.print(f"[dim]{m}[/dim]"))
-    except RuntimeError as exc:
+        _, json_path, png_path = module.run(settings, opts, say=lambda m: console.print(f"[dim]{m}[/dim]"))
+    except (RuntimeError, ValueError) as exc:
         console.print(f"[red]bench failed:[/red] {exc}")
         raise typer.Exit(1) from None
     typer.echo(f"wrote {json_path} and {png_path}")

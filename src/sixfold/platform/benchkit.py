@@ -322,3 +322,97 @@ def wrk_against(cmd: list[str], port: int, env: dict[str, str] | None, requests:
         **({"after_run": found} if found is not None else {}),
         "wrk_output": run.stdout,
     }
+
+
+# ---- open-loop load at a fixed rate: vegeta ------------------------------------------------------
+# wrk is closed-loop: each connection waits for its answer before sending again, so its percentiles at
+# saturation measure the queue it builds itself, and a stalled server is simply asked less
+# (coordinated omission). "N requests/s with p99 < X ms" is a question for an open-loop generator that
+# sends at N/s whatever the server does: vegeta (Go), built from the Go module proxy on first use.
+VEGETA_MODULE = "github.com/tsenart/vegeta/v12@v12.13.0"
+
+
+def vegeta_binary(home: Path) -> str:
+    """vegeta on PATH, else the one built under `home`/var/tools/bin, else built there now with `go install`."""
+    found = shutil.which("vegeta")
+    if found:
+        return found
+    bin_dir = home / "var" / "tools" / "bin"
+    built = bin_dir / "vegeta"
+    if built.exists():
+        return str(built)
+    go = shutil.which("go")
+    if not go:
+        raise RuntimeError(f"vegeta is not installed and there is no Go toolchain to build it; install Go, or "
+                           f"`go install {VEGETA_MODULE}` and put vegeta on PATH")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([go, "install", VEGETA_MODULE], env={**os.environ, "GOBIN": str(bin_dir)},
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not built.exists():
+        raise RuntimeError(f"`go install {VEGETA_MODULE}` failed: {done.stderr[-2000:]}")
+    return str(built)
+
+
+def vegeta_targets(base: str, requests: list[tuple[str, str, str, str]], write_every: int,
+                   credential_header: str = "Authorization") -> list[dict[str, Any]]:
+    """vegeta's JSON targets in the order the wrk script sends them: the reads (GETs) cycled, every
+    `write_every`-th request the next write. A write's credential goes in `credential_header`
+    ("Authorization" sends it as a bearer token)."""
+    import base64
+
+    reads = [r for r in requests if r[0] == "GET"]
+    writes = [r for r in requests if r[0] != "GET"]
+
+    def target(method: str, path: str, credential: str, body: str) -> dict[str, Any]:
+        t: dict[str, Any] = {"method": method, "url": base + path}
+        headers: dict[str, list[str]] = {}
+        if credential:
+            value = f"Bearer {credential}" if credential_header == "Authorization" else credential
+            headers[credential_header] = [value]
+        if body:
+            headers["Content-Type"] = ["application/json"]
+            t["body"] = base64.b64encode(body.encode()).decode()
+        if headers:
+            t["header"] = headers
+        return t
+
+    if not write_every or not writes:
+        return [target(*r) for r in reads]
+    out, w = [], 0
+    total = max(len(reads) + len(writes), len(writes) * write_every)
+    r = 0
+    for i in range(1, total + 1):
+        if i % write_every == 0 and w < len(writes):
+            out.append(target(*writes[w])); w += 1
+        else:
+            out.append(target(*reads[r % len(reads)])); r += 1
+    return out
+
+
+def vegeta_attack(vegeta: str, targets: list[dict[str, Any]], rate: int, duration_s: float, work: Path,
+                  stem: str) -> dict[str, Any]:
+    """Send `targets` (cycled) at `rate` requests/s for `duration_s`, open loop; vegeta's report as our
+    figures: rps (answered per second), p50/p90/p99 ms (vegeta's exact percentiles of every request),
+    non_2xx (answers other than 2xx/3xx, and requests that failed)."""
+    targets_file = work / f"vegeta-{stem}.jsonl"
+    targets_file.write_text("".join(json.dumps(t) + "\n" for t in targets))
+    results = work / f"vegeta-{stem}.bin"
+    attack = subprocess.run(
+        [vegeta, "attack", "-format=json", f"-targets={targets_file}", f"-rate={rate}/s", f"-duration={duration_s}s",
+         "-redirects=-1", "-keepalive=true", "-timeout=10s", f"-output={results}"],
+        capture_output=True, text=True, check=False)
+    if attack.returncode != 0:
+        raise RuntimeError(f"vegeta attack failed ({attack.returncode}): {attack.stderr[-2000:]}")
+    report = subprocess.run([vegeta, "report", "-type=json", str(results)], capture_output=True, text=True,
+                            check=False)
+    if report.returncode != 0:
+        raise RuntimeError(f"vegeta report failed: {report.stderr[-2000:]}")
+    data = json.loads(report.stdout)
+    lat = data["latencies"]
+    codes = {str(k): int(v) for k, v in (data.get("status_codes") or {}).items()}
+    bad = sum(n for code, n in codes.items() if not code.startswith(("2", "3")))
+    return {"rps": float(data["throughput"]), "offered_rps": float(data["rate"]), "requests": int(data["requests"]),
+            "p50_ms": lat["50th"] / 1e6, "p90_ms": lat["90th"] / 1e6, "p95_ms": lat["95th"] / 1e6,
+            "p99_ms": lat["99th"] / 1e6, "max_ms": lat["max"] / 1e6, "non_2xx": bad, "status_codes": codes,
+            "success_ratio": float(data["success"]), "errors": (data.get("errors") or [])[:5],
+            "generator": f"vegeta attack -rate={rate}/s -duration={duration_s}s (open loop; {VEGETA_MODULE})"}

@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,11 +79,13 @@ class ShortenerBenchOptions:
     workers: int = 2  # uvicorn workers and nginx worker_processes alike
     write_every: int = 50  # the mix: every 50th request of a wrk thread is a creation (2 %)
     seed: int = 7
+    paced_rate: int = 10_000  # the target's rate, sent open loop by vegeta (0: skip the paced part)
+    vegeta: str = ""  # vegeta's path (found or built by `run`)
 
     @classmethod
     def quick(cls) -> ShortenerBenchOptions:
         return cls(links=5_000, create_requests=2_000, check_sample=300, duration_s=2, create_duration_s=2,
-                   warmup_s=1)
+                   warmup_s=1, paced_rate=0)
 
 
 def long_url(seed: int, index: int) -> str:
@@ -154,10 +156,11 @@ def check_redirects(port: int, sample: list[tuple[int, str, str]]) -> dict[str, 
 def drive(cmd: list[str], port: int, env: dict[str, str] | None, requests: list[tuple[str, str, str, str]],
           first: tuple[str, str], sample: list[tuple[int, str, str]], *, health_path: str, server: str,
           opts: ShortenerBenchOptions, work: Path, say: Say, what: str, write_every: int = 0,
-          duration_s: int | None = None) -> dict[str, Any]:
+          duration_s: int | None = None, rate: int | None = None) -> dict[str, Any]:
     """Start `cmd`, wait for `health_path` and for `first` (path, long URL) to redirect right, warm up with
     wrk, run wrk (`--latency`, the shared Lua script: GETs cycled, every `write_every`-th request a write),
-    then check `sample` while the server still runs. Returns wrk's figures, the checks and the server."""
+    then check `sample` while the server still runs. Returns wrk's figures, the checks and the server.
+    With `rate`, the measured run is vegeta sending the same requests open loop at `rate` per second."""
     wrk = require("wrk")
     duration = duration_s or opts.duration_s
     stem = re.sub(r"[^a-z0-9]+", "-", Path(cmd[0]).name.lower())
@@ -190,25 +193,36 @@ def drive(cmd: list[str], port: int, env: dict[str, str] | None, requests: list[
                                str(script), base], capture_output=True, text=True, check=False)
         if warm.returncode != 0:
             raise RuntimeError(f"wrk warm-up failed: {warm.stderr}")
-        say(f"wrk -t{opts.threads} -c{opts.connections} -d{duration}s against {server.split(' (')[0]} on :{port}{what}")
-        run = subprocess.run([wrk, f"-t{opts.threads}", f"-c{opts.connections}", f"-d{duration}s", "--latency",
-                              "-s", str(script), base], capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr}\n{run.stdout}")
+        if rate:
+            say(f"vegeta at {rate:,}/s for {duration}s against {server.split(' (')[0]} on :{port}{what}")
+            figures = benchkit.vegeta_attack(
+                opts.vegeta,
+                benchkit.vegeta_targets(base, requests, write_every, credential_header="X-Api-Key"),
+                rate, duration, work, f"{stem}-{port}")
+            output = figures.pop("generator")
+        else:
+            say(f"wrk -t{opts.threads} -c{opts.connections} -d{duration}s against {server.split(' (')[0]} on :{port}{what}")
+            run = subprocess.run([wrk, f"-t{opts.threads}", f"-c{opts.connections}", f"-d{duration}s", "--latency",
+                                  "-s", str(script), base], capture_output=True, text=True, check=False)
+            if run.returncode != 0:
+                raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr}\n{run.stdout}")
+            output = run.stdout
         alive = proc.poll() is None
         checks = check_redirects(port, sample)
-    figures = benchkit.parse_wrk(run.stdout)
+    if not rate:
+        figures = benchkit.parse_wrk(output)
     if figures["non_2xx"] or any(figures.get("socket_errors", {}).values()):
         # what the server said about it (a traceback, a refusal): kept, since the scratch directory is not
         figures["server_log_tail"] = benchkit.tail(log_path, 40)
     say(f"  {figures['rps']:,.0f} req/s, p50 {figures.get('p50_ms', math.nan):.2f} ms, "
         f"p99 {figures.get('p99_ms', math.nan):.2f} ms, non-2xx/3xx {figures['non_2xx']:,}; "
         f"{checks['right']:,} of {checks['checked']:,} sampled redirects right")
-    return {**figures, "server": server, "server_alive_after": alive, "checks": checks, "wrk_output": run.stdout}
+    return {**figures, "server": server, "server_alive_after": alive, "checks": checks, "wrk_output": output}
 
 
 def _figures(out: dict[str, Any]) -> dict[str, Any]:
-    keep = ("rps", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "p99_9_ms", "requests", "duration_s", "non_2xx",
+    keep = ("rps", "offered_rps", "p50_ms", "p75_ms", "p90_ms", "p95_ms", "p99_ms", "p99_9_ms", "max_ms", "requests",
+            "duration_s", "non_2xx", "status_codes", "success_ratio", "errors",
             "socket_errors", "sent", "server_alive_after", "checks", "server_log_tail", "wrk_output")
     return {k: out[k] for k in keep if k in out}
 
@@ -313,13 +327,13 @@ def run_parts(home: Path, opts: ShortenerBenchOptions, work: Path, say: Say, res
                             "long_url": f"sixfold.shortener.bench.long_url(seed={opts.seed}, index)"})
 
     def sixfold(env: dict[str, str], reads: list, first: tuple[str, str], what: str, write_every: int = 0,
-                writes: list | None = None, duration_s: int | None = None) -> dict[str, Any]:
+                writes: list | None = None, duration_s: int | None = None, rate: int | None = None) -> dict[str, Any]:
         port = free_port()
         cmd, server = sixfold_serve(port, opts.workers)
         return with_load(lambda: _figures(drive(cmd, port, env, [*reads, *(writes or [])], first, sample,
                                                 health_path="/v1/health", server=server, opts=opts, work=work,
                                                 say=say, what=what, write_every=write_every,
-                                                duration_s=duration_s)))
+                                                duration_s=duration_s, rate=rate)))
 
     say(f"[2/5] creations: single POST /v1/urls, {opts.create_duration_s} s")
     result["creations"] = sixfold(hot_env, hot_reads, first_hot, ", every request a POST /v1/urls", write_every=1,
@@ -331,7 +345,7 @@ def run_parts(home: Path, opts: ShortenerBenchOptions, work: Path, say: Say, res
     nginx_server = (f"nginx {version} (Debian), worker_processes {opts.workers}, map $uri + return 302, "
                     "access_log off, keepalive_requests unlimited")
 
-    def nginx(reads: list, first: tuple[str, str], what: str) -> dict[str, Any]:
+    def nginx(reads: list, first: tuple[str, str], what: str, rate: int | None = None) -> dict[str, Any]:
         port = free_port()
         prefix = work / f"nginx-{port}"
         conf = bench_nginx.write_config(prefix, port, opts.workers,
@@ -339,7 +353,7 @@ def run_parts(home: Path, opts: ShortenerBenchOptions, work: Path, say: Say, res
         bench_nginx.check_config(binary, prefix, conf)
         return with_load(lambda: _figures(drive(bench_nginx.command(binary, prefix, conf), port, None, reads, first,
                                                 sample, health_path=bench_nginx.HEALTH_PATH, server=nginx_server,
-                                                opts=opts, work=work, say=say, what=what)))
+                                                opts=opts, work=work, say=say, what=what, rate=rate)))
 
     result["nginx"] = {"server": nginx_server, "version": version,
                        "hot": nginx(hot_reads, first_hot, f", hot {len(hot):,} keys"),
@@ -363,6 +377,18 @@ def run_parts(home: Path, opts: ShortenerBenchOptions, work: Path, say: Say, res
         "cache_off": sixfold(cold_env, hot_reads, first_hot, f", {share:.0%} creations, cache off",
                              write_every=opts.write_every, writes=creations),
     }
+    if opts.paced_rate:
+        # The target as it reads: this many requests a second, and the p99 they get. Open loop, the same
+        # generator and the same percentiles for both sides; nginx answers the mix's reads only.
+        say(f"[6/6] paced: the mix and nginx's redirects at {opts.paced_rate:,}/s sent open loop (vegeta)")
+        result["paced"] = {
+            "rate": opts.paced_rate,
+            "mixed_cache_on": sixfold(hot_env, hot_reads, first_hot, f", {share:.0%} creations, cache on",
+                                      write_every=opts.write_every, writes=creations, rate=opts.paced_rate),
+            "mixed_cache_off": sixfold(cold_env, hot_reads, first_hot, f", {share:.0%} creations, cache off",
+                                       write_every=opts.write_every, writes=creations, rate=opts.paced_rate),
+            "nginx_hot": nginx(hot_reads, first_hot, f", hot {len(hot):,} keys", rate=opts.paced_rate),
+        }
 
 
 def summarise(result: dict[str, Any], opts: ShortenerBenchOptions) -> None:
@@ -385,10 +411,21 @@ def summarise(result: dict[str, Any], opts: ShortenerBenchOptions) -> None:
     def met(figures: dict) -> dict[str, bool]:
         return {"rps_met": figures["rps"] >= TARGET_RPS, "p99_met": figures.get("p99_ms", math.inf) < TARGET_P99_MS}
 
+    def met_paced(figures: dict) -> dict[str, bool]:
+        # open loop: the rate was offered whatever happened; met when (almost) all of it was answered right
+        kept_up = figures["offered_rps"] >= TARGET_RPS and figures["rps"] >= 0.99 * figures["offered_rps"]
+        return {"rps_met": kept_up and figures["non_2xx"] == 0, "p99_met": figures["p99_ms"] < TARGET_P99_MS}
+
+    paced = result.get("paced")
+    judged = (met_paced(paced["mixed_cache_on"]) if paced else met(m["cache_on"]))
     result["targets"] = {
         "rps": TARGET_RPS, "p99_ms": TARGET_P99_MS,
-        "judged_on": f"the mix: hot-set redirects with {m['write_share']:.0%} creations, cache on",
-        **met(m["cache_on"]),
+        "judged_on": (f"the mix (hot-set redirects with {m['write_share']:.0%} creations, cache on) sent open loop at "
+                      f"{paced['rate']:,}/s by vegeta: the rate answered, and the p99 at that rate" if paced else
+                      f"the mix: hot-set redirects with {m['write_share']:.0%} creations, cache on, wrk closed loop"),
+        **judged,
+        "mixed_saturated_cache_on": met(m["cache_on"]),
+        **({"paced_mixed_cache_off": met_paced(paced["mixed_cache_off"])} if paced else {}),
         "mixed_cache_off": met(m["cache_off"]),
         "redirects_only_cached_set": met(s["hot_cache_on"]),
         "redirects_only_uncached_set": met(s["all_cache_off"]),
@@ -437,15 +474,29 @@ def figures_rows(result: dict) -> list[tuple[str, ...]]:
         rows.append((f"{label}, req/s", f"{ours['rps']:,.0f}", f"{peer['rps']:,.0f}",
                      f"{ratio:.2f}x" + (f"  {_verdict(flags)}" if flags else "")))
         rows.append((f"{label}, p50 / p99 ms", _ms(ours), _ms(peer), ""))
+    paced = result.get("paced")
+    if paced:
+        peer = paced["nginx_hot"]
+        for label, ours, flags in (
+                (f"mix paced at {paced['rate']:,}/s (vegeta), cache on (target)", paced["mixed_cache_on"],
+                 {k: t[k] for k in ("rps_met", "p99_met")}),
+                (f"mix paced at {paced['rate']:,}/s (vegeta), cache off", paced["mixed_cache_off"],
+                 t["paced_mixed_cache_off"])):
+            rows.append((f"{label}, answered/s", f"{ours['rps']:,.0f}", f"{peer['rps']:,.0f}", _verdict(flags)))
+            rows.append((f"{label}, p50 / p99 ms", _ms(ours), _ms(peer), ""))
     c, links = result["creations"], result["links"]
     rows.append(("creations, single POST /v1/urls, /s; p50 / p99 ms", f"{c['rps']:,.0f}; {_ms(c)}", "", ""))
     rows.append((f"creations, POST /v1/urls:batch of {links['batch_size']:,}, links/s", f"{links['links_per_s']:,.0f}",
                  "", ""))
     runs = [s["hot_cache_on"], s["hot_cache_off"], s["all_cache_off"], m["cache_on"], m["cache_off"], c]
+    peer_runs = [n["hot"], n["all"]]
+    if paced:
+        runs += [paced["mixed_cache_on"], paced["mixed_cache_off"]]
+        peer_runs.append(paced["nginx_hot"])
     rows.append(("non-2xx/3xx answers, all runs", f"{sum(x['non_2xx'] for x in runs):,}",
-                 f"{n['hot']['non_2xx'] + n['all']['non_2xx']:,}", ""))
+                 f"{sum(x['non_2xx'] for x in peer_runs):,}", ""))
     checked = [x["checks"] for x in runs]
-    peer_checked = [n["hot"]["checks"], n["all"]["checks"]]
+    peer_checked = [x["checks"] for x in peer_runs]
     rows.append(("sampled redirects right (302 + Location), all runs",
                  f"{sum(x['right'] for x in checked):,} of {sum(x['checked'] for x in checked):,}",
                  f"{sum(x['right'] for x in peer_checked):,} of {sum(x['checked'] for x in peer_checked):,}", ""))
@@ -455,7 +506,8 @@ def figures_rows(result: dict) -> list[tuple[str, ...]]:
 def print_table(result: dict) -> None:
     t = result["targets"]
     notes = [f"targets, judged on {t['judged_on']}: {_verdict(t)}",
-             f"HTTP rows: {result['conditions']['load_generator']}; percentiles from wrk for both sides",
+             f"HTTP rows: {result['conditions']['load_generator']}; percentiles from wrk for both sides (paced rows: "
+             "vegeta's, for both sides)",
              f"Sixfold: {result['conditions']['sixfold']}",
              f"nginx: {result['conditions']['nginx']}",
              f"key sets: {result['conditions']['key_sets']}",
@@ -470,8 +522,10 @@ def print_table(result: dict) -> None:
 
 def _runs(result: dict) -> list[dict]:
     s, m = result["sixfold"], result["mixed"]
+    paced = result.get("paced")
     return [result["creations"], result["nginx"]["hot"], result["nginx"]["all"], s["hot_cache_on"],
-            s["hot_cache_off"], s["all_cache_off"], m["cache_on"], m["cache_off"]]
+            s["hot_cache_off"], s["all_cache_off"], m["cache_on"], m["cache_off"],
+            *([paced["mixed_cache_on"], paced["mixed_cache_off"], paced["nginx_hot"]] if paced else [])]
 
 
 def draw_chart(result: dict, path: Path) -> None:
@@ -483,9 +537,14 @@ def draw_chart(result: dict, path: Path) -> None:
 
     s, n, m = result["sixfold"], result["nginx"], result["mixed"]
     groups = ["hot set", "all keys", f"mix ({m['write_share']:.0%} creations), hot set"]
-    series = (("Sixfold, cache on", (s["hot_cache_on"], None, m["cache_on"]), "#2b7bba"),
-              ("Sixfold, cache off", (s["hot_cache_off"], s["all_cache_off"], m["cache_off"]), "#8fb8de"),
-              ("nginx map (ceiling)", (n["hot"], n["all"], None), "#d1495b"))
+    paced = result.get("paced") or {}
+    if paced:
+        groups.append(f"mix paced at {paced['rate']:,}/s\n(vegeta, open loop)")
+    series = (("Sixfold, cache on", (s["hot_cache_on"], None, m["cache_on"], paced.get("mixed_cache_on")), "#2b7bba"),
+              ("Sixfold, cache off", (s["hot_cache_off"], s["all_cache_off"], m["cache_off"],
+                                      paced.get("mixed_cache_off")), "#8fb8de"),
+              ("nginx map (ceiling)", (n["hot"], n["all"], None, paced.get("nginx_hot")), "#d1495b"))
+    series = tuple((name, runs[:len(groups)], color) for name, runs, color in series)
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
     x = np.arange(len(groups))
     width = 0.27
@@ -502,7 +561,7 @@ def draw_chart(result: dict, path: Path) -> None:
     axes[0].set_title(f"redirects over HTTP (hot, cache on: {result['ratios']['hot_cache_on_over_nginx']:.2f}x "
                       f"nginx; target >= {TARGET_RPS:,.0f}/s)", fontsize=9)
     axes[1].axhline(TARGET_P99_MS, color="grey", linestyle="--", linewidth=0.8)
-    axes[1].set_ylabel("p99 ms (wrk)")
+    axes[1].set_ylabel("p99 ms (wrk; paced: vegeta)")
     axes[1].set_title(f"p99 latency (target < {TARGET_P99_MS:.0f} ms)", fontsize=9)
     for axis in axes[:2]:
         axis.set_xticks(x, groups, fontsize=8)
@@ -531,6 +590,9 @@ def run(settings: Settings, opts: ShortenerBenchOptions, say: Say = print) -> tu
     """Every part, the table, the JSON and the chart; returns (result, json, png)."""
     if opts.links < 10 or opts.write_every < 2 or not 0 < opts.hot_share <= 1:
         raise RuntimeError("give at least 10 links, write_every >= 2 and a hot share in (0, 1]")
+    if opts.paced_rate and not opts.vegeta:
+        say("vegeta (the open-loop load generator of the paced part) ...")
+        opts = replace(opts, vegeta=benchkit.vegeta_binary(settings.home))
     result = benchkit.new_result("shortener", opts, SHARED_CORES_NOTE + "; one server runs at a time")
     with tempfile.TemporaryDirectory(prefix="sixfold-bench-shortener-") as tmp:
         work = Path(tmp)
