@@ -228,3 +228,24 @@ def test_killing_kafka_mid_test_gives_a_clear_error_not_a_hang(services_running)
     assert 2 in got and 0 not in got and set(got) <= {1, 2}
     c2.close()
     after.close()
+
+
+def test_a_group_from_the_end_sees_only_what_is_produced_after_it_started(bus):
+    topic = fresh("fromend")
+    bus.produce_many(topic, [(None, {"n": i}) for i in range(5)])
+    late = bus.consumer(topic, "late", from_end=True)
+    bus.produce_many(topic, [(None, {"n": i}) for i in range(5, 8)])
+    got = drain(late, 3)
+    assert [m.json()["n"] for m in got] == [5, 6, 7] and [m.offset for m in got] == [5, 6, 7]
+    assert settle(late, 1.0) == []
+    late.commit()
+    late.close()
+    # once it committed, the group resumes where it was, not at the (new) end
+    bus.produce_many(topic, [(None, {"n": 8})])
+    again = bus.consumer(topic, "late", from_end=True)
+    assert [m.json()["n"] for m in drain(again, 1)] == [8]
+    again.close()
+    # a group without from_end still starts at the beginning
+    first = bus.consumer(topic, "from-start")
+    assert [m.json()["n"] for m in drain(first, 9)] == list(range(9))
+    first.close()

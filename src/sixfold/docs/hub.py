@@ -73,7 +73,8 @@ class Hub:
             while not self._stopping.is_set():
                 try:
                     if consumer is None:
-                        consumer = self.bus.consumer(UPDATE_EVENT.topic, group)
+                        # from the end: what came before this process started is in the store
+                        consumer = self.bus.consumer(UPDATE_EVENT.topic, group, from_end=True)
                     messages = consumer.poll(max_records=1000, timeout_s=0.05)
                 except Exception:  # noqa: BLE001 - the bus is down: retry (the store has every update)
                     log.exception("docs hub: polling docs-updates failed")

@@ -62,7 +62,7 @@ class EventBus(Protocol):
     def produce(self, topic: str, value: Any, key: str | None = None) -> None: ...
     def produce_many(self, topic: str, items: Iterable[tuple[str | None, Any]]) -> int: ...
     def produce_raw(self, topic: str, raw: bytes, key: str | None = None) -> None: ...
-    def consumer(self, topic: str, group: str) -> Consumer: ...
+    def consumer(self, topic: str, group: str, from_end: bool = False) -> Consumer: ...
     def close(self) -> None: ...
 
 
@@ -153,8 +153,10 @@ class SpoolBus:
             self._append(topic, frames)
         return len(frames)
 
-    def consumer(self, topic: str, group: str) -> "SpoolConsumer":
-        return SpoolConsumer(self, _check_topic(topic), _check_topic(group))
+    def consumer(self, topic: str, group: str, from_end: bool = False) -> "SpoolConsumer":
+        """A consumer of `topic` in `group`, from the group's committed offset; a group with none starts at
+        the beginning, or with `from_end` at the end (it sees only what is produced after this returns)."""
+        return SpoolConsumer(self, _check_topic(topic), _check_topic(group), from_end)
 
     def end_offset(self, topic: str) -> int:
         """How many complete messages the topic holds."""
@@ -220,22 +222,30 @@ def _valid_end(f: Any) -> int:
 
 
 class SpoolConsumer:
-    def __init__(self, bus: SpoolBus, topic: str, group: str) -> None:
+    def __init__(self, bus: SpoolBus, topic: str, group: str, from_end: bool = False) -> None:
         self.bus = bus
         self.topic = topic
         self.group = group
         self._offsets_path = bus.root / topic / "_groups" / f"{group}.json"
-        committed = self._read_committed()
+        committed = self._read_committed(from_end)
         self._offset = committed["offset"]
         self._position = committed["position"]
         self._pending: tuple[int, int] | None = None
 
-    def _read_committed(self) -> dict[str, int]:
+    def _read_committed(self, from_end: bool = False) -> dict[str, int]:
         try:
             data = orjson.loads(self._offsets_path.read_bytes())
             return {"offset": int(data["offset"]), "position": int(data["position"])}
         except FileNotFoundError:
-            return {"offset": 0, "position": 0}
+            if not from_end:
+                return {"offset": 0, "position": 0}
+        offset = position = 0
+        path = self.bus.log_path(self.topic)
+        if path.exists():
+            with open(path, "rb") as f:
+                for _start, position, _ts, _key, _value in _frames(f, 0, None):
+                    offset += 1
+        return {"offset": offset, "position": position}
 
     def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Message]:
         deadline = time.monotonic() + timeout_s
@@ -351,9 +361,10 @@ class KafkaBus:
             raise self._unavailable(f"producing to {topic!r} failed ({type(exc).__name__}: {exc})") from exc
         return len(items)
 
-    def consumer(self, topic: str, group: str) -> "KafkaBusConsumer":
+    def consumer(self, topic: str, group: str, from_end: bool = False) -> "KafkaBusConsumer":
+        """As `SpoolBus.consumer`: a group without committed offsets starts at the end with `from_end`."""
         self.ensure_topic(_check_topic(topic))
-        return KafkaBusConsumer(self, topic, _check_topic(group))
+        return KafkaBusConsumer(self, topic, _check_topic(group), from_end)
 
     def close(self) -> None:
         try:
@@ -363,21 +374,38 @@ class KafkaBus:
 
 
 class KafkaBusConsumer:
-    def __init__(self, bus: KafkaBus, topic: str, group: str) -> None:
+    def __init__(self, bus: KafkaBus, topic: str, group: str, from_end: bool = False) -> None:
         from kafka import KafkaConsumer
         from kafka.errors import KafkaError
 
         self.bus = bus
         self.topic = topic
+        self._early: list[Message] = []
         try:
             self._consumer = KafkaConsumer(
                 topic, bootstrap_servers=bus.where, group_id=group, enable_auto_commit=False,
-                auto_offset_reset="earliest", request_timeout_ms=max(bus.timeout_ms, 30000) + 1000,
+                auto_offset_reset="latest" if from_end else "earliest",
+                request_timeout_ms=max(bus.timeout_ms, 30000) + 1000,
                 bootstrap_timeout_ms=bus.timeout_ms, session_timeout_ms=10000, heartbeat_interval_ms=3000,
                 client_id="sixfold-consumer",
             )
+            if from_end:
+                # "latest" is resolved when the partitions are assigned, at a later poll: resolve it now, so
+                # whatever is produced after this constructor returns is seen (what arrives meanwhile is kept).
+                deadline = time.monotonic() + max(bus.timeout_ms / 1000, 10.0)
+                while not self._consumer.assignment() and time.monotonic() < deadline:
+                    self._early.extend(self._records(self._consumer.poll(timeout_ms=200)))
+                for tp in self._consumer.assignment():
+                    self._consumer.position(tp)
         except KafkaError as exc:
             raise bus._unavailable(f"consumer could not connect ({type(exc).__name__})") from exc
+
+    def _records(self, batches: dict) -> list[Message]:
+        return [
+            Message(self.topic, tp.partition, r.offset, None if r.key is None else r.key.decode(), r.value, r.timestamp)
+            for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition)
+            for r in records
+        ]
 
     def _broker_alive(self) -> bool:
         from sixfold.platform.services.runner import port_open
@@ -388,15 +416,14 @@ class KafkaBusConsumer:
     def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Message]:
         from kafka.errors import KafkaError
 
+        if self._early:
+            out, self._early = self._early[:max_records], self._early[max_records:]
+            return out
         try:
             batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as exc:
             raise self.bus._unavailable(f"poll failed ({type(exc).__name__}: {exc})") from exc
-        out = [
-            Message(self.topic, tp.partition, r.offset, None if r.key is None else r.key.decode(), r.value, r.timestamp)
-            for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition)
-            for r in records
-        ]
+        out = self._records(batches)
         # kafka-python keeps polling a dead broker quietly; an empty poll checks the broker is still there.
         if not out and not self._broker_alive():
             raise self.bus._unavailable("the broker stopped answering while consuming")

@@ -198,7 +198,7 @@ def drive(cmd: list[str], port: int, env: dict[str, str] | None, requests: list[
             figures = benchkit.vegeta_attack(
                 opts.vegeta,
                 benchkit.vegeta_targets(base, requests, write_every, credential_header="X-Api-Key"),
-                rate, duration, work, f"{stem}-{port}")
+                rate, duration, work, f"{stem}-{port}", connections=2 * opts.connections)
             output = figures.pop("generator")
         else:
             say(f"wrk -t{opts.threads} -c{opts.connections} -d{duration}s against {server.split(' (')[0]} on :{port}{what}")
