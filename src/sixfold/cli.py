@@ -26,11 +26,45 @@ console = Console(stderr=True)
 
 
 def settings_or_exit() -> Settings:
+    """The checked settings, or exit 2 naming every bad value (before anything is started)."""
+    from sixfold.platform.configuration import startup_settings
+
     try:
-        return Settings.from_env()
+        return startup_settings()
     except SettingsError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
+        for _var, reason in exc.problems:
+            console.print(f"[red]configuration error:[/red] {reason}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+config_app = typer.Typer(help="The configuration every command reads (SIXFOLD_* environment variables).",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Print the effective configuration (value and source of each setting, secrets masked); exit 2 naming
+    every bad value."""
+    from rich.table import Table
+
+    from sixfold.platform.configuration import check, effective, unknown_variables
+
+    settings, problems = check()
+    if settings is not None:
+        table = Table("setting", "value", "source", title=f"Sixfold configuration (profile {settings.profile})")
+        for row in effective(settings):
+            table.add_row(row.name, row.value, row.source)
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
+    for name in unknown_variables():
+        console.print(f"[yellow]warning:[/yellow] {name} is set but no setting reads it (a typo?)", highlight=False,
+                      soft_wrap=True)
+    if problems:
+        for var, reason in problems:
+            console.print(f"[red]bad value[/red] {var}: {reason}", highlight=False, soft_wrap=True)
+        console.print(f"{len(problems)} bad configuration value(s); nothing was started", highlight=False)
+        raise typer.Exit(2)
+    console.print("configuration ok", highlight=False)
 
 
 ONLY = typer.Option(None, "--only", help="kafka, cassandra or memcached (repeatable); default: all the profile uses")
@@ -84,6 +118,13 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
     import uvicorn
 
     settings = settings_or_exit()
+    # Every worker and the consumer threads count into one directory, so /metrics answers for all of them;
+    # prometheus_client picks its storage when first imported, hence before anything that counts is.
+    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.var / "metrics"))
+    os.makedirs(metrics_dir, exist_ok=True)
+    for name in os.listdir(metrics_dir):
+        if name.endswith(".db"):  # the previous server's counts
+            os.unlink(os.path.join(metrics_dir, name))
     if settings.profile == "cluster":  # fail now, with the fix, rather than on the first request
         from sixfold.platform.bus import open_bus
         from sixfold.platform.store import open_store

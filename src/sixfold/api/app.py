@@ -111,6 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               status_code=500)
 
     app.include_router(health)
+    from sixfold.api.operations import router as operations_router
+
+    app.include_router(operations_router)  # /healthz, /readyz, /metrics: before the shortener's GET /{key}
     from sixfold.api.identity import router as identity_router
 
     app.include_router(identity_router)
@@ -135,6 +138,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from sixfold.api.fastpath import FastPaths, default_routes
 
     app.add_middleware(FastPaths, routes=default_routes())  # `sixfold serve` puts them outermost: create_asgi
+    from sixfold.api.operations import RequestMetrics
+
+    app.add_middleware(RequestMetrics)  # outside FastPaths: it counts what they leave to FastAPI
     return app
 
 

@@ -8,7 +8,10 @@ on to FastAPI. `sixfold serve` puts `FastPaths` outermost, in front of FastAPI's
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
+
+from sixfold.platform.metrics import observe_request
 
 Answer = tuple[int, bytes] | tuple[int, bytes, dict[str, str]]
 
@@ -19,6 +22,9 @@ class FastGet(Protocol):
 
     def answer(self, matched: Any, scope: dict, app: Any) -> Answer | None:
         """The response to this ASGI request, or None to let FastAPI answer (and explain) it."""
+
+    # and `template`: its route's path ("/v1/timeline/{user_id}"), or a method of `matched` returning it,
+    # under which the request metrics count its answers
 
 
 
@@ -38,6 +44,7 @@ class FastPaths:
                 matched = route.match(path)
                 if matched is None:
                     continue
+                started = time.perf_counter()
                 result = route.answer(matched, scope, self.fastapi or scope["app"])
                 if result is not None:
                     status, body = result[0], result[1]
@@ -48,6 +55,10 @@ class FastPaths:
                     headers.append((b"content-length", str(len(body)).encode()))
                     await send({"type": "http.response.start", "status": status, "headers": headers})
                     await send({"type": "http.response.body", "body": body})
+                    template = getattr(route, "template", None) or type(route).__name__
+                    observe_request("GET", template(matched) if callable(template) else template, status,
+                                    time.perf_counter() - started)
+                    scope["sixfold.counted"] = True  # the request metrics middleware, if it is outside, skips it
                     return
                 break
         await self.app(scope, receive, send)

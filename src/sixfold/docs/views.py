@@ -164,6 +164,10 @@ def count_views(spark: SparkSession, settings: Settings, store: Any, start: date
     new = counts.to_pylist()
     counted = sum(r["views"] for r in new)
     nulls = [name for name in ("doc_id", "day") if counts.column(name).null_count]
+    from sixfold.platform.quality import record_result
+
+    record_result(settings.var, "docs.views", counted == distinct and not nulls,
+                  f"counted {counted} of {distinct} distinct views; null columns {nulls}")
     if counted != distinct or nulls:
         raise ValueError(f"data quality failed for [{lo.isoformat()}, {hi.isoformat()}): counted {counted} of "
                          f"{distinct} distinct views; null columns {nulls}")

@@ -189,6 +189,7 @@ class TimelineFastGet:
     a malformed id or parameter goes on to that route, which explains it."""
 
     PATH = re.compile(r"/v1/timeline/([0-9]{1,18})")
+    template = "/v1/timeline/{user_id}"  # its route's, for the request metrics
 
     def match(self, path: str) -> Any | None:
         return self.PATH.fullmatch(path)

@@ -335,6 +335,9 @@ def check_sample(settings: Settings, store: ServingStore | None = None, sample: 
     finally:
         if own_store:
             store.close()
+    from sixfold.platform.quality import record_result
+
+    record_result(settings.var, "feed.timelines_sample", not problems, "; ".join(problems[:5]))
     if problems:
         raise ValueError(f"timelines differ from the brute force for {len(problems)} of {len(chosen)} sampled "
                          f"users: " + "; ".join(problems[:5]) + "; rerun `sixfold feed timelines` and check again")

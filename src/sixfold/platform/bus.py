@@ -82,6 +82,9 @@ def dead_letter(bus: EventBus, message: Message, reason: str) -> None:
         },
         key=message.key,
     )
+    from sixfold.platform.metrics import dead_lettered
+
+    dead_lettered(dead_letter_topic(message.topic))
 
 
 # ---- embedded: the file spool ------------------------------------------------------------------
@@ -106,6 +109,7 @@ class SpoolBus:
     def __init__(self, root: Path | str, fsync: bool = True) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        self._counted: dict[str, tuple[int, int]] = {}  # topic -> (byte position, messages before it)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -167,6 +171,34 @@ class SpoolBus:
         with open(path, "rb") as f:
             for _ in _frames(f, 0, None):
                 count += 1
+        return count
+
+    def lag(self, group: str) -> dict[str, int]:
+        """Messages past `group`'s committed offset, per topic the group has committed on."""
+        out = {}
+        for offsets in self.root.glob(f"*/_groups/{_check_topic(group)}.json"):
+            topic = offsets.parent.parent.name
+            try:
+                committed = int(orjson.loads(offsets.read_bytes())["offset"])
+            except (OSError, ValueError, KeyError):
+                continue
+            out[topic] = max(0, self._message_count(topic) - committed)
+        return out
+
+    def _message_count(self, topic: str) -> int:
+        """`end_offset`, counting only what was appended since the last call (the log only grows)."""
+        counted = self._counted
+        path = self.log_path(topic)
+        position, count = counted.get(topic, (0, 0))
+        try:
+            with open(path, "rb") as f:
+                if f.seek(0, os.SEEK_END) < position:  # replaced or truncated: count again
+                    position, count = 0, 0
+                for _start, position, _ts, _key, _value in _frames(f, position, None):
+                    count += 1
+        except FileNotFoundError:
+            return 0
+        counted[topic] = (position, count)
         return count
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 from sixfold.platform.settings import Settings, SettingsError
 
@@ -45,10 +46,13 @@ def run_consumer(doc: str, default_group: str, work: Work, argv: list[str] | Non
     parser.add_argument("--group", default=default_group, help="consumer group (offsets are per group)")
     parser.add_argument("--idle", type=float, default=1.0, help="seconds without events before a pass ends")
     args = parser.parse_args(argv)
+    from sixfold.platform.configuration import startup_settings
+
     try:
-        settings = Settings.from_env()
+        settings = startup_settings()
     except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        for _var, reason in exc.problems:
+            print(f"configuration error: {reason}", file=sys.stderr)
         return 2
     stopping = False
 
@@ -84,6 +88,7 @@ class ConsumerThreads:
         self.threads: list[threading.Thread] = []
         self.totals: dict[str, Counter[str]] = {c.name: Counter() for c in consumers}
         self.failures: dict[str, str] = {}
+        self._lag_bus: Any = None
 
     def start(self) -> "ConsumerThreads":
         for consumer in self.consumers:
@@ -101,12 +106,28 @@ class ConsumerThreads:
                     while not self.stopping.is_set():
                         counts = one_pass()
                         self.totals[consumer.name].update(counts)
+                        self._record_lag(consumer.group)
                         if not counts.get("received"):
                             self.stopping.wait(self.idle_s)
             except Exception as exc:  # noqa: BLE001 - a consumer must not take the server down
                 self.failures[consumer.name] = f"{type(exc).__name__}: {exc}"
                 log.exception("consumer %s failed; retrying in %.0f s", consumer.name, self.retry_s)
                 self.stopping.wait(self.retry_s)
+
+    def _record_lag(self, group: str) -> None:
+        """The group's lag gauge (`sixfold_consumer_lag_messages`), when the bus can tell it (the spool can)."""
+        from sixfold.platform.metrics import record_lag
+
+        if self.settings.profile != "embedded":  # Kafka keeps lag itself (kafka-consumer-groups.sh --describe)
+            return
+        try:
+            if self._lag_bus is None:
+                from sixfold.platform.bus import SpoolBus
+
+                self._lag_bus = SpoolBus(self.settings.spool_dir)
+            record_lag(group, self._lag_bus.lag(group))
+        except Exception:  # noqa: BLE001 - a gauge must never stop a consumer
+            log.debug("lag of group %s not measured", group, exc_info=True)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop between passes (a batch in flight finishes and commits) and wait for every thread."""

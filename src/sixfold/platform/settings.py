@@ -7,7 +7,9 @@ message that says which variable to change.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping
@@ -28,7 +30,32 @@ def _spark_kafka_package() -> str:
 
 
 class SettingsError(ValueError):
-    """A configuration value is missing or wrong; the message names the variable to fix."""
+    """A configuration value is missing or wrong; the message names the variable to fix.
+
+    `problems` holds every bad value found, as (variable, reason): `from_env` reports all of them
+    at once, not only the first, so one round of fixes is enough.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[tuple[str, str]] = problems if problems is not None else [(_named_var(message), message)]
+
+
+_VAR = re.compile(r"SIXFOLD_[A-Z0-9_]*[A-Z0-9]")
+
+
+def _named_var(message: str, env: Mapping[str, str] | None = None) -> str:
+    """The variable a message names (the first one set in `env`, when given)."""
+    names = _VAR.findall(message)
+    if env is not None:
+        names = [n for n in names if n in env] or names
+    return names[0] if names else "SIXFOLD_*"
+
+
+def _summary(problems: list[tuple[str, str]]) -> str:
+    if len(problems) == 1:
+        return problems[0][1]
+    return f"{len(problems)} bad configuration values:\n" + "\n".join(f"  - {reason}" for _var, reason in problems)
 
 
 def _parse_hostport(var: str, value: str, default_port: int) -> tuple[str, int]:
@@ -61,6 +88,7 @@ class Settings:
     cassandra_version: str = "5.0.9"
     spark_kafka_package: str = field(default_factory=_spark_kafka_package)
     connect_timeout_s: float = 10.0
+    readiness_timeout_s: float = 1.0  # /readyz gives each dependency this long before calling it degraded
     # typeahead
     typeahead_half_life_s: float = 7 * 86_400.0
     typeahead_threshold: float = 2.0
@@ -164,7 +192,29 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """The settings `env` (default: this process's environment) describes; a SettingsError names every bad
+        value, each found by setting its variable aside and reading the rest again."""
         env = os.environ if env is None else env
+        try:
+            return cls._read_env(env)
+        except SettingsError as first:
+            problems, rest = [], dict(env)
+            error: SettingsError | None = first
+            while error is not None:
+                var = _named_var(str(error), rest)
+                problems.append((var, str(error)))
+                if var not in rest:  # nothing left to set aside: report what was found
+                    break
+                del rest[var]
+                try:
+                    cls._read_env(rest)
+                    error = None
+                except SettingsError as exc:
+                    error = exc
+            raise SettingsError(_summary(problems), problems) from None
+
+    @classmethod
+    def _read_env(cls, env: Mapping[str, str]) -> "Settings":
         profile = env.get("SIXFOLD_PROFILE", "embedded").strip().lower()
         if profile not in PROFILES:
             raise SettingsError(
@@ -181,12 +231,25 @@ class Settings:
         if not keyspace.isidentifier():
             raise SettingsError(f"SIXFOLD_CASSANDRA_KEYSPACE={keyspace!r} must be a plain identifier (letters, digits, _)")
         master = env.get("SIXFOLD_SPARK_MASTER", "local[*]" if profile == "embedded" else "spark://127.0.0.1:7077")
-        if not (master.startswith("local") or master.startswith("spark://")):
+        if master.startswith("spark://"):
+            _parse_hostport("SIXFOLD_SPARK_MASTER", master.removeprefix("spark://"), 7077)
+        elif not re.fullmatch(r"local(\[(\*|[1-9][0-9]*)(,[0-9]+)?\])?", master):
             raise SettingsError(f"SIXFOLD_SPARK_MASTER={master!r}; expected local[N|*] or spark://HOST:PORT")
-        try:
-            timeout = float(env.get("SIXFOLD_CONNECT_TIMEOUT_S", defaults.connect_timeout_s))
-        except ValueError:
-            raise SettingsError("SIXFOLD_CONNECT_TIMEOUT_S must be a number of seconds") from None
+        timeout = _positive(env, "SIXFOLD_CONNECT_TIMEOUT_S", defaults.connect_timeout_s)
+        readiness_timeout = _positive(env, "SIXFOLD_READINESS_TIMEOUT_S", defaults.readiness_timeout_s)
+        controller_port = int(_number(env, "SIXFOLD_KAFKA_CONTROLLER_PORT", defaults.kafka_controller_port,
+                                      whole=True, positive=True))
+        local_broker = kafka[0] in ("127.0.0.1", "localhost", "::1")  # `sixfold services up` runs both ports
+        if controller_port > 65535 or (local_broker and controller_port == kafka[1]):
+            raise SettingsError(f"SIXFOLD_KAFKA_CONTROLLER_PORT={controller_port} must be a port in 1..65535 other "
+                                f"than the local broker's ({kafka[1]}, SIXFOLD_KAFKA_BOOTSTRAP)")
+        versions = {}
+        for name in ("kafka_version", "cassandra_version"):
+            var = f"SIXFOLD_{name.upper()}"
+            versions[name] = env.get(var, getattr(defaults, name)).strip()
+            if not re.fullmatch(r"[0-9]+(\.[0-9]+){1,3}", versions[name]):
+                raise SettingsError(f"{var}={versions[name]!r}; expected a release number like "
+                                    f"{getattr(defaults, name)}")
         typeahead = _typeahead_settings(env, defaults)
         celebrity = _positive(env, "SIXFOLD_FEED_CELEBRITY_THRESHOLD", defaults.feed_celebrity_threshold)
         if celebrity != int(celebrity):
@@ -210,9 +273,10 @@ class Settings:
             cassandra_contact=cassandra,
             cassandra_keyspace=keyspace,
             spark_master=master,
-            kafka_version=env.get("SIXFOLD_KAFKA_VERSION", defaults.kafka_version),
-            cassandra_version=env.get("SIXFOLD_CASSANDRA_VERSION", defaults.cassandra_version),
+            kafka_controller_port=controller_port,
+            **versions,
             connect_timeout_s=timeout,
+            readiness_timeout_s=readiness_timeout,
         )
 
 
@@ -224,6 +288,17 @@ def _identity_settings(env: Mapping[str, str], d: "Settings") -> dict:
     storage = env.get("SIXFOLD_RATE_LIMIT_STORAGE", d.rate_limit_storage).strip()
     if not storage.startswith(("memory://", "redis://", "rediss://")):
         raise SettingsError(f"SIXFOLD_RATE_LIMIT_STORAGE={storage!r}; expected memory:// or redis://HOST:PORT")
+    if storage.startswith(("redis://", "rediss://")):
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(storage)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host = port = None
+        if not host:
+            raise SettingsError(f"SIXFOLD_RATE_LIMIT_STORAGE={_masked_url(storage)!r} has no usable HOST[:PORT]; "
+                                "expected redis://HOST:PORT")
     out["rate_limit_storage"] = storage
     for name in ("signup_per_client", "writes_per_user", "writes_per_client"):
         var, value = f"SIXFOLD_LIMIT_{name.upper()}", env.get(f"SIXFOLD_LIMIT_{name.upper()}")
@@ -259,6 +334,10 @@ def _typeahead_settings(env: Mapping[str, str], defaults: "Settings") -> dict:
             raise SettingsError(
                 f"SIXFOLD_TYPEAHEAD_OWNED_SHARDS={owned_raw!r}; expected 'all' or shard ids like 0,2"
             ) from None
+        outside = sorted(i for i in owned if not 0 <= i < shards)
+        if outside:
+            raise SettingsError(f"SIXFOLD_TYPEAHEAD_OWNED_SHARDS={owned_raw!r} names shards {outside} outside "
+                                f"0..{int(shards) - 1} (SIXFOLD_TYPEAHEAD_SHARDS={int(shards)})")
     recent_ttl = _positive(env, "SIXFOLD_TYPEAHEAD_RECENT_TTL_S", defaults.typeahead_recent_ttl_s)
     if recent_ttl != int(recent_ttl):
         raise SettingsError("SIXFOLD_TYPEAHEAD_RECENT_TTL_S must be a whole number of seconds")
@@ -281,7 +360,7 @@ def _number(env: Mapping[str, str], var: str, default: float, *, whole: bool = F
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{var}={raw!r} must be a number") from None
-    if not value >= 0 or (positive and value == 0) or (whole and value != int(value)):  # `not`: refuses nan
+    if not math.isfinite(value) or value < 0 or (positive and value == 0) or (whole and value != int(value)):
         kind = "a whole number" if whole else "a number"
         raise SettingsError(f"{var}={raw!r} must be {kind} {'above' if positive else 'of at least'} 0")
     return int(value) if whole else value
@@ -362,6 +441,11 @@ def _docs_settings(env: Mapping[str, str], d: "Settings") -> dict:
         out[f"docs_{name}"] = _number(env, f"SIXFOLD_DOCS_{name.upper()}", default, whole=isinstance(default, int),
                                       positive=True)
     return out
+
+
+def _masked_url(url: str) -> str:
+    """`url` with any password in it replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def load_settings() -> Settings:

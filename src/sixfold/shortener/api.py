@@ -274,6 +274,10 @@ class RedirectFastGet:
     def match(self, path: str) -> Any | None:
         return self.PATH.fullmatch(path)
 
+    def template(self, matched: Any) -> str:
+        """Its route's path, for the request metrics."""
+        return "/{key}" if matched.group(1) is None else "/{dc}/{key}"
+
     def answer(self, matched: Any, scope: dict, app: Any) -> Any:
         if self._reserved is None:
             from sixfold.shortener.links import RESERVED

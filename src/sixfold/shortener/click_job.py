@@ -107,6 +107,10 @@ def count_clicks(spark: SparkSession, settings: Settings, store: ServingStore, s
     new = counts.to_pylist()
     counted = sum(r["clicks"] for r in new)
     nulls = [name for name in COUNT_KEY if counts.column(name).null_count]
+    from sixfold.platform.quality import record_result
+
+    record_result(settings.var, "shortener.url_clicks", counted == distinct and not nulls,
+                  f"counted {counted} of {distinct} distinct clicks; null columns {nulls}")
     if counted != distinct or nulls:
         raise ValueError(f"data quality failed for [{lo.isoformat()}, {hi.isoformat()}): counted {counted} "
                          f"of {distinct} distinct clicks; null columns {nulls}")

@@ -160,6 +160,7 @@ class SuggestionsFastGet:
 
     CACHE_SIZE = 50_000
     KNOWN = {"prefix", "k", "user_id", "region"}
+    template = "/v1/suggestions"  # its route's, for the request metrics
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, int, str], bytes] = {}

@@ -134,6 +134,9 @@ def check_window(settings: Settings, window_start: datetime) -> dict[str, Any]:
     for column in ("region", "query"):
         if counts.column(column).null_count:
             problems.append(f"{counts.column(column).null_count} counts have a null {column}")
+    from sixfold.platform.quality import record_result
+
+    record_result(settings.var, "typeahead.window", not problems, "; ".join(problems))
     if problems:
         raise ValueError(f"data quality failed for window {window_start.isoformat()}: " + "; ".join(problems))
     return {"window_start": window_start.isoformat(), "events_in": events.num_rows, "counted": counted,
