@@ -293,10 +293,10 @@ def _identity_settings(env: Mapping[str, str], d: "Settings") -> dict:
 
         try:
             parts = urlsplit(storage)
-            host, port = parts.hostname, parts.port
-        except ValueError:
-            host = port = None
-        if not host:
+            usable = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+        except ValueError:  # `.port` of a port that is not a number or outside 0..65535
+            usable = False
+        if not usable:
             raise SettingsError(f"SIXFOLD_RATE_LIMIT_STORAGE={_masked_url(storage)!r} has no usable HOST[:PORT]; "
                                 "expected redis://HOST:PORT")
     out["rate_limit_storage"] = storage
