@@ -105,6 +105,7 @@ def test_config_check_command(tmp_path: Path) -> None:
     assert bad.returncode == 2
     for var in BAD:
         assert f"bad value {var}:" in bad.stderr, (var, bad.stderr)
+        assert f"{var} (BAD)" in bad.stdout, var  # the table still shows everything, the bad ones marked
     assert f"{len(BAD)} bad configuration value(s)" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -53,8 +53,8 @@ def config_check() -> None:
     settings, problems = check()
     if settings is not None:
         table = Table("setting", "value", "source", title=f"Sixfold configuration (profile {settings.profile})")
-        for row in effective(settings):
-            table.add_row(row.name, row.value, row.source)
+        for row in effective(settings, bad=dict(problems)):
+            table.add_row(row.name, row.value, row.source, style="red" if row.source.endswith("(BAD)") else None)
         Console(width=None if sys.stdout.isatty() else 200).print(table)
     for name in unknown_variables():
         console.print(f"[yellow]warning:[/yellow] {name} is set but no setting reads it (a typo?)", highlight=False,

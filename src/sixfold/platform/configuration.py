@@ -67,12 +67,18 @@ def startup_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def check(env: Mapping[str, str] | None = None) -> tuple[Settings | None, list[tuple[str, str]]]:
-    """(settings, []) when all is good, else (settings or None, every (variable, reason))."""
+    """(settings, []) when all is good, else (settings or None, every (variable, reason)). With bad variables,
+    the settings are what the others give (each bad one at its default), for showing, never for running."""
     env = os.environ if env is None else env
     try:
         settings = Settings.from_env(env)
     except SettingsError as exc:
-        return None, exc.problems
+        bad = {var for var, _reason in exc.problems}
+        try:
+            rest = Settings.from_env({k: v for k, v in env.items() if k not in bad})
+        except SettingsError:
+            rest = None
+        return rest, exc.problems
     return settings, path_problems(settings)
 
 
@@ -100,9 +106,12 @@ def _shown(name: str, value: Any) -> str:
     return _masked_url(text) if "://" in text else text
 
 
-def effective(settings: Settings, env: Mapping[str, str] | None = None) -> list[EffectiveSetting]:
-    """Every setting, its value as this process uses it, and where that value came from."""
+def effective(settings: Settings, env: Mapping[str, str] | None = None,
+              bad: Mapping[str, str] | None = None) -> list[EffectiveSetting]:
+    """Every setting, its value as this process uses it, and where that value came from; a variable in `bad`
+    shows its raw value, marked."""
     env = os.environ if env is None else env
+    bad = bad or {}
     profile_defaults = {"spark_master", "shortener_memcached"} if settings.profile == "cluster" else set()
     rows = []
     for f in fields(Settings):
@@ -113,5 +122,9 @@ def effective(settings: Settings, env: Mapping[str, str] | None = None) -> list[
             source = var
         else:
             source = "profile default" if f.name in profile_defaults else "default"
+        if var in bad:
+            shown = "***" if any(word in f.name for word in _SECRET_WORDS) else _masked_url(env.get(var, ""))
+            rows.append(EffectiveSetting(f.name, var, shown, f"{var} (BAD)"))
+            continue
         rows.append(EffectiveSetting(f.name, var, _shown(f.name, getattr(settings, f.name)), source))
     return rows
