@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sixfold.platform.bus import open_bus
-from sixfold.platform.settings import Settings, SettingsError
+from sixfold.platform.configuration import startup_settings
+from sixfold.platform.settings import SettingsError
 from sixfold.typeahead.collection import ingest_lines, read_lines
 
 
@@ -37,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no such file: {args.file}", file=sys.stderr)
         return 2
     try:
-        settings = Settings.from_env()
+        settings = startup_settings()  # every bad value at once, before anything is published
     except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        for _var, reason in exc.problems:
+            print(f"configuration error: {reason}", file=sys.stderr)
         return 2
     bus = open_bus(settings)
     try:
