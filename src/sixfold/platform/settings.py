@@ -233,7 +233,7 @@ class Settings:
         master = env.get("SIXFOLD_SPARK_MASTER", "local[*]" if profile == "embedded" else "spark://127.0.0.1:7077")
         if master.startswith("spark://"):
             _parse_hostport("SIXFOLD_SPARK_MASTER", master.removeprefix("spark://"), 7077)
-        elif not re.fullmatch(r"local(\[(\*|[1-9][0-9]*)(,[0-9]+)?\])?", master):
+        elif not re.fullmatch(r"local(\[(\*|[1-9][0-9]*)(,[0-9]+)?\])?|local-cluster\[[0-9]+(,[0-9]+){2}\]", master):
             raise SettingsError(f"SIXFOLD_SPARK_MASTER={master!r}; expected local[N|*] or spark://HOST:PORT")
         timeout = _positive(env, "SIXFOLD_CONNECT_TIMEOUT_S", defaults.connect_timeout_s)
         readiness_timeout = _positive(env, "SIXFOLD_READINESS_TIMEOUT_S", defaults.readiness_timeout_s)
@@ -287,7 +287,8 @@ def _identity_settings(env: Mapping[str, str], d: "Settings") -> dict:
     out: dict = {"auth_cache_s": _non_negative(env, "SIXFOLD_AUTH_CACHE_S", d.auth_cache_s)}
     storage = env.get("SIXFOLD_RATE_LIMIT_STORAGE", d.rate_limit_storage).strip()
     if not storage.startswith(("memory://", "redis://", "rediss://")):
-        raise SettingsError(f"SIXFOLD_RATE_LIMIT_STORAGE={storage!r}; expected memory:// or redis://HOST:PORT")
+        raise SettingsError(f"SIXFOLD_RATE_LIMIT_STORAGE={_masked_url(storage)!r}; expected memory:// or "
+                            "redis://HOST:PORT")
     if storage.startswith(("redis://", "rediss://")):
         from urllib.parse import urlsplit
 
