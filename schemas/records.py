@@ -373,6 +373,36 @@ CRAWL_DROP = Record(
     ),
     doc="A URL the crawler refused, with the reason (traps, robots.txt).",
 )
+CRAWL_OFFER = Record(
+    "crawl_offer",
+    (
+        Field("partitions", "int", doc="how many workers the crawl is partitioned over (N of i/N)"),
+        Field("partition", "int", doc="the worker whose hosts the URL's host hashes to (i of i/N)"),
+        Field("url", "string"),
+        Field("host", "string"),
+        Field("priority", "int"),
+        Field("depth", "int"),
+        Field("host_depth", "int"),
+        Field("found_on", "string", required=False),
+        Field("redirect_chain", "list<string>", required=False),
+        Field("offered_by", "int", doc="the partition of the worker that found the link"),
+        Field("offered_at", "timestamp"),
+    ),
+    doc="A link one crawl worker found for another's hosts: that worker's inbox, emptied into its frontier.",
+)
+CRAWL_WORKER = Record(
+    "crawl_worker",
+    (
+        Field("partitions", "int"),
+        Field("partition", "int"),
+        Field("round", "int", doc="which run of the N workers this row belongs to (all N share it)"),
+        Field("state", "string", doc="busy, idle (nothing left, waiting for offers) or done"),
+        Field("activity", "long", doc="times the worker took offers this round: a change means it worked"),
+        Field("heartbeat_at", "timestamp", doc="the worker was alive then (a silent busy worker is dead)"),
+        Field("worker", "string", doc="host:pid of the process"),
+    ),
+    doc="A partitioned crawl's workers, so each knows when every one is out of work.",
+)
 CRAWL_DUPLICATE = Record(
     "crawl_duplicate",
     (
@@ -710,6 +740,10 @@ SERVING_TABLES: dict[str, ServingTable] = {
                                         partition_key=("band", "band_value"), clustering_key=("url",)),
     "crawl_robots": ServingTable("crawl_robots", CRAWL_ROBOTS, partition_key=("host",)),
     "crawl_drops": ServingTable("crawl_drops", CRAWL_DROP, partition_key=("reason",), clustering_key=("url",)),
+    "crawl_offers": ServingTable("crawl_offers", CRAWL_OFFER, partition_key=("partitions", "partition"),
+                                 clustering_key=("url",)),
+    "crawl_workers": ServingTable("crawl_workers", CRAWL_WORKER, partition_key=("partitions",),
+                                  clustering_key=("partition",)),
     "short_urls": ServingTable("short_urls", SHORT_URL, partition_key=("key",)),
     "url_expiry": ServingTable("url_expiry", URL_EXPIRY, partition_key=("day",), clustering_key=("key",)),
     "url_id_counter": ServingTable("url_id_counter", URL_ID_COUNTER, partition_key=("name",)),
@@ -747,6 +781,7 @@ RECORDS: dict[str, Record] = {
     r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME, CREDENTIAL,
                         FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, SEQUENCER_WORKER, FOLLOW_VERSION, TIMELINE_VERSION, CELEBRITY, MEDIA, POST, POST_DELETION, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
                         CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_ROBOTS, CRAWL_DROP,
+                        CRAWL_OFFER, CRAWL_WORKER,
                         CRAWL_DUPLICATE, SHORT_URL, URL_EXPIRY, URL_ID_COUNTER, SHORTENER_SECRET, URL_CLICK_EVENT,
                         URL_CLICK, URL_CLICK_COUNT, CHAT_DEVICE, CHAT_MESSAGE, CHAT_MESSAGE_REF, CHAT_SENT, CHAT_PENDING, CHAT_RECEIPT,
                         CHAT_SEQUENCE, CHAT_CONNECTION, CHAT_GROUP, CHAT_MEMBER, CHAT_CONVERSATION_DAY, CHAT_DELIVERY,

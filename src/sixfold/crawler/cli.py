@@ -21,19 +21,26 @@ def run(
     allow_host: list[str] = ALLOW_HOST,
     concurrency: int | None = typer.Option(None, "--concurrency", min=1,
                                            help="fetches in flight (default SIXFOLD_CRAWLER_CONCURRENCY, 16)"),
+    partition: str | None = typer.Option(None, "--partition", metavar="i/N",
+                                         help="be worker i of N (0 <= i < N) sharing the frontier: fetch only the "
+                                              "hosts whose hash is i, hand the others' links to them, stop when all "
+                                              "N are out of work; --max-pages is this worker's"),
 ) -> None:
-    """Crawl from the seeds, politely, into var/lake/crawl/pages/; rerun to resume an interrupted crawl."""
+    """Crawl from the seeds, politely, into var/lake/crawl/pages/; rerun to resume an interrupted crawl.
+    Several processes: start `--partition 0/N` .. `--partition N-1/N` with the same SIXFOLD_HOME (or store)."""
     from pathlib import Path
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from sixfold.crawler.partition import parse_partition
     from sixfold.crawler.run import crawl, read_seeds
     from sixfold.platform.settings import Settings, SettingsError
 
     console = Console(stderr=True)
     try:
+        worker = parse_partition(partition) if partition is not None else None
         settings = Settings.from_env()
         seed_urls = read_seeds(Path(seeds))
     except (SettingsError, ValueError) as exc:
@@ -43,12 +50,15 @@ def run(
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("crawl", total=max_pages)
         try:
-            report = crawl(settings, seed_urls, max_pages, allow_host, concurrency=concurrency,
+            report = crawl(settings, seed_urls, max_pages, allow_host, concurrency=concurrency, partition=worker,
                            progress=lambda done, _total: progress.update(bar, completed=done))
         except ValueError as exc:
             console.print(f"[red]cannot crawl:[/red] {exc}")
             raise typer.Exit(2) from None
     table = Table(title=f"crawl {report.cycle_id}", show_header=False)
+    if report.partition is not None:
+        table.add_row("partition", f"worker {report.partition} (round {report.round}): {report.offered:,} links "
+                                   f"offered to other workers, {report.adopted:,} taken from them")
     for name, value in (
         ("pages", f"{report.pages:,}"),
         ("duplicates", f"{report.duplicates:,} ({report.exact_duplicates} exact, {report.near_duplicates} near)"),

@@ -14,6 +14,12 @@ lookup only compares against pages sharing a band value, never all pairs.
 
 A duplicate is recorded pointing to its original; only originals are registered, so a chain of
 edits never drifts away from the first page.
+
+Shared by partitioned workers (`shared=True`), the state in memory is not the whole truth: a
+checksum is registered with the store's insert-if-absent (the loser of a race is an exact
+duplicate of the winner), and a fingerprint's bands are read from the store before the lookup.
+Two near duplicates classified in the same instant by two workers may both be kept as originals;
+the Spark dedup job over the whole crawl (`jobs/crawl_dedup.py`) still groups them.
 """
 
 from __future__ import annotations
@@ -108,33 +114,52 @@ class SimHashIndex:
 class DuplicateEliminator:
     """The crawl's dedup state: checksum -> original and the SimHash index, persisted in the store."""
 
-    def __init__(self, store: ServingStore, distance: int) -> None:
+    def __init__(self, store: ServingStore, distance: int, shared: bool = False) -> None:
         self.store = store
+        self.shared = shared
         self.index = SimHashIndex(distance)
         self._checksums: dict[str, str] = {}
         for row in store.scan(CHECKSUMS):
             self._checksums[row["content_sha256"]] = row["url"]
-        seen: set[tuple[str, int]] = set()
+        self._indexed: set[tuple[str, int]] = set()
         for row in store.scan(BANDS):
-            key = (row["url"], row["simhash"])
-            if key not in seen:
-                seen.add(key)
-                self.index.add(to_unsigned(row["simhash"]), row["url"])
+            self._index(row)
+
+    def _index(self, row: dict) -> None:
+        key = (row["url"], row["simhash"])
+        if key not in self._indexed:
+            self._indexed.add(key)
+            self.index.add(to_unsigned(row["simhash"]), row["url"])
 
     def classify(self, url: str, sha256: str, fingerprint: int | None) -> tuple[str, str] | None:
         """("exact"|"near", original url) for a duplicate; None for an original, which is registered."""
         original = self._checksums.get(sha256)
+        if original is None and self.shared:
+            row = self.store.get(CHECKSUMS, {"content_sha256": sha256})
+            original = None if row is None else row["url"]
         if original is not None and original != url:
+            self._checksums[sha256] = original
             return "exact", original
         if fingerprint is not None:
+            if self.shared:  # peers' originals registered since this worker started
+                for band, value in self.index.bands(fingerprint):
+                    for row in self.store.query(BANDS, {"band": band, "band_value": value}):
+                        self._index(row)
             found = self.index.near(fingerprint, exclude=url)
             if found is not None:
                 return "near", found[0]
         if original is None:
+            row = {"content_sha256": sha256, "url": url, "first_seen_at": datetime.now(UTC)}
+            if self.shared and not self.store.insert_if_absent(CHECKSUMS, row):
+                winner = self.store.get(CHECKSUMS, {"content_sha256": sha256})
+                if winner is not None and winner["url"] != url:
+                    self._checksums[sha256] = winner["url"]
+                    return "exact", winner["url"]
+            elif not self.shared:
+                self.store.upsert(CHECKSUMS, row)
             self._checksums[sha256] = url
-            self.store.upsert(CHECKSUMS, {"content_sha256": sha256, "url": url,
-                                          "first_seen_at": datetime.now(UTC)})
         if fingerprint is not None:
+            self._indexed.add((url, to_signed(fingerprint)))
             self.index.add(fingerprint, url)
             self.store.upsert_many(BANDS, [{"band": band, "band_value": value, "url": url,
                                             "simhash": to_signed(fingerprint)}

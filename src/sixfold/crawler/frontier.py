@@ -12,6 +12,8 @@ fetch finished.
 also the URL seen-set): a URL is written as `queued` before it enters the queue (write-ahead),
 and marked `done` with its revisit schedule only once its page is landed in the lake. A crash
 therefore loses no queued URL, and a rerun refetches only URLs whose pages never landed.
+A partitioned worker (`sixfold.crawler.partition`) reads every row as its seen-set but queues,
+completes and writes only the rows of its own hosts (`owns`).
 """
 
 from __future__ import annotations
@@ -153,11 +155,13 @@ class Frontier:
     """The persisted frontier: queue + seen-set + revisit schedule in the serving store."""
 
     def __init__(self, store: ServingStore, settings: Settings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, owns: Callable[[str], bool] | None = None) -> None:
         self.store = store
         self.settings = settings
         self.queue = FrontierQueue(clock)
         self.rows: dict[str, dict] = {}  # url -> persisted row (the seen-set)
+        self.owns = owns or (lambda _host: True)  # a partitioned worker queues only its own hosts' URLs
+        self.offered: set[str] = set()  # URLs put in another worker's inbox by this one (seen too)
 
     def read(self) -> None:
         """Read the persisted rows (the seen-set), without queueing anything yet."""
@@ -167,6 +171,8 @@ class Frontier:
         """Queue the persisted URLs still queued and the revisits due by `now`. Returns (queued, revisits)."""
         queued = revisits = 0
         for row in sorted(self.rows.values(), key=lambda r: (r["priority"], r["discovered_at"], r["url"])):
+            if not self.owns(row["host"]):
+                continue
             if row["state"] == "queued":
                 queued += 1
             elif row["state"] == "done" and row["next_fetch_at"] <= now:
@@ -179,7 +185,7 @@ class Frontier:
         return queued, revisits
 
     def seen(self, url: str) -> bool:
-        return url in self.rows
+        return url in self.rows or url in self.offered
 
     def add(self, entries: Iterable[FrontierEntry], now: datetime) -> list[FrontierEntry]:
         """Persist unseen entries as queued, then queue them (write-ahead). Returns those added."""
@@ -228,7 +234,8 @@ class Frontier:
             self.store.upsert_many(FRONTIER, updates)
 
     def queued_urls(self) -> set[str]:
-        return {url for url, row in self.rows.items() if row["state"] == "queued"}
+        """This worker's queued URLs (a partitioned worker's: its own hosts' only)."""
+        return {url for url, row in self.rows.items() if row["state"] == "queued" and self.owns(row["host"])}
 
 
 def utcnow() -> datetime:

@@ -12,11 +12,18 @@ blob store once, by checksum (`var/blobs/crawl/`); duplicates point to their ori
 Running again with the same SIXFOLD_HOME resumes: queued URLs come back from the store, pages
 that landed just before a crash are reconciled from the lake, nothing landed is fetched again
 until its revisit time.
+
+Past one process (`partition=Partition(i, N)`, `sixfold crawl run --partition i/N`): N such runs
+share the frontier in the store, each fetching only the hosts that hash to it; links to other
+workers' hosts go to their inboxes, and each worker stops once the whole crawl is out of work
+(`sixfold.crawler.partition`). Pages are landed under a file lock, so two workers' merges into one
+hour partition never lose each other's rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gzip
 import os
 import time
@@ -50,6 +57,7 @@ from sixfold.crawler.frontier import (
     link_priority,
     utcnow,
 )
+from sixfold.crawler.partition import Partition, WorkerBoard
 from sixfold.crawler.politeness import AutoThrottle, RobotsCache, politeness_delay, retry_after_s
 from sixfold.crawler.ssrf import SsrfGuard
 from sixfold.crawler.traps import Drop, TrapGuard
@@ -80,6 +88,10 @@ class CrawlReport:
     deferred_hosts: list[str] = field(default_factory=list)  # robots.txt stayed unreachable
     dns_lookups: int = 0
     error_samples: dict[str, str] = field(default_factory=dict)  # url -> error, the first few
+    partition: str | None = None  # "i/N" of a partitioned worker
+    round: int = 0  # the partitioned crawl's round this worker joined
+    offered: int = 0  # links put in other workers' inboxes
+    adopted: int = 0  # links taken from this worker's inbox into its frontier
 
 
 class PageBlobs:
@@ -110,7 +122,19 @@ def _row_identity(row: dict[str, Any]) -> bytes:
 
 
 def land_pages(lake: ArrowLake, rows: list[dict[str, Any]]) -> None:
-    """Merge rows into their hour partitions (a replayed row collapses with its twin) and rewrite them."""
+    """Merge rows into their hour partitions (a replayed row collapses with its twin) and rewrite them,
+    holding the table's landing lock: partitioned workers on one lake take turns."""
+    lock_path = lake.table_dir(PAGES) / "_landing.lock"  # a leading underscore: hidden from Spark and pyarrow
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _merge_pages(lake, rows)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _merge_pages(lake: ArrowLake, rows: list[dict[str, Any]]) -> None:
     by_partition: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_partition.setdefault(partition_of(PAGES, row["fetched_at"]), []).append(row)
@@ -147,8 +171,10 @@ class Crawl:
 
     def __init__(self, settings: Settings, allow_hosts: list[str] | tuple[str, ...] = (), *,
                  concurrency: int | None = None, store: ServingStore | None = None,
-                 fetchers: FetcherRegistry | None = None, cycle_id: str | None = None) -> None:
+                 fetchers: FetcherRegistry | None = None, cycle_id: str | None = None,
+                 partition: Partition | None = None) -> None:
         self.settings = settings
+        self.partition = partition
         self.concurrency = concurrency or settings.crawler_concurrency
         self.store = store or open_store(settings)
         self.lake = ArrowLake(settings)
@@ -159,11 +185,13 @@ class Crawl:
         self.robots = RobotsCache(settings, store=self.store)
         self.throttle = AutoThrottle(settings)
         self.traps = TrapGuard(settings)
-        self.frontier = Frontier(self.store, settings)
-        self.dedup = DuplicateEliminator(self.store, settings.crawler_simhash_distance)
+        self.frontier = Frontier(self.store, settings, owns=partition.owns if partition else None)
+        self.dedup = DuplicateEliminator(self.store, settings.crawler_simhash_distance, shared=partition is not None)
+        self.board = WorkerBoard(self.store, partition, settings.crawler_partition_poll_s) if partition else None
+        self._over = partition is None  # a partitioned worker waits for its peers before it stops
         started = utcnow()
         self.cycle_id = cycle_id or f"{started:%Y%m%dT%H%M%S}.{started.microsecond // 1000:03d}Z"
-        self.report = CrawlReport(self.cycle_id)
+        self.report = CrawlReport(self.cycle_id, partition=str(partition) if partition else None)
         self.dropped: set[str] = {row["url"] for row in self.store.scan(DROPS)}
         self.unreachable: dict[str, str] = {}  # host -> why it has no usable address
         self.deferred: set[str] = set()  # hosts whose robots.txt stayed unreachable this run
@@ -214,26 +242,83 @@ class Crawl:
             entries.append(FrontierEntry(url, host_of(url), SEED_PRIORITY))
             if self.scope is not None:
                 self.scope.add(host_of(url))
-        added = self.frontier.add(entries, utcnow())
+        mine = [e for e in entries if self.frontier.owns(e.host)]
+        self._offer([e for e in entries if not self.frontier.owns(e.host) and not self.frontier.seen(e.url)])
+        added = self.frontier.add(mine, utcnow())
         for entry in added:
             self.traps.admit(entry.url)
 
+    # ---- partitioned: offers to and from peers ------------------------------------------------
+    def _offer(self, entries: list[FrontierEntry]) -> None:
+        """Links of other workers' hosts: into their inboxes (seen here from now on)."""
+        if self.board is None or not entries:
+            return
+        self.board.offer(entries, utcnow())
+        self.frontier.offered.update(e.url for e in entries)
+        self.report.offered += len(entries)
+
+    def _adopt(self, offers: list[dict[str, Any]]) -> int:
+        """Offers of this worker's hosts: through the seen-set and trap guard into the frontier
+        (persisted), then deleted from the inbox. Returns the URLs queued."""
+        if not offers:
+            return 0
+        entries = [FrontierEntry(o["url"], o["host"], o["priority"], o["depth"], o["host_depth"], o.get("found_on"),
+                                 list(o.get("redirect_chain") or [])) for o in offers]
+        admitted = self._admit(entries, offered=True)
+        assert self.board is not None
+        self.board.clear(offers)
+        self.report.adopted += admitted
+        return admitted
+
+    async def _inbox(self) -> None:
+        """Every poll: take this worker's offers, beat, and when idle check whether the crawl is over."""
+        assert self.board is not None
+        poll = self.settings.crawler_partition_poll_s
+        while not self._over and not self._stopping.is_set():
+            offers = self.board.inbox()
+            if offers:
+                self.board.took_offers()
+                self._adopt(offers)
+                self._wake.set()
+            elif len(self.frontier.queue) or self.frontier.queue.busy_hosts:
+                self.board.beat("busy")
+            else:
+                self.board.beat("idle")
+                if self.board.over():
+                    self._over = True
+                    self._wake.set()
+                    return
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=poll)
+            except TimeoutError:
+                pass
+
     # ---- the loop ---------------------------------------------------------------------------------
     async def run(self, seeds: list[str], max_pages: int, progress: Progress | None = None) -> CrawlReport:
-        self._resume()
-        self._seed(seeds)
-        return await self._drive(max_pages, progress)
+        if self.board is not None:
+            self.report.round = self.board.join()
+        try:
+            self._resume()
+            if self.board is not None:  # offers left by an earlier run (any N) for this worker's hosts
+                self._adopt(self.board.leftovers())
+            self._seed(seeds)
+            return await self._drive(max_pages, progress)
+        finally:
+            if self.board is not None:
+                self.board.finish()
 
     async def _drive(self, max_pages: int, progress: Progress | None) -> CrawlReport:
         """Run the workers until the queue is empty or `max_pages` fetches were made; land everything."""
         began = time.monotonic()
         self._max_pages, self._progress = max_pages, progress
         flusher = asyncio.create_task(self._flush_every())
+        inbox = asyncio.create_task(self._inbox()) if self.board is not None else None
         try:
             await asyncio.gather(*(self._worker() for _ in range(self.concurrency)))
         finally:
             self._stopping.set()  # never cancel a flush: its rows would be neither landed nor requeued
-            await asyncio.gather(flusher, *([self._flushing] if self._flushing else []), return_exceptions=True)
+            await asyncio.gather(flusher, *([self._flushing] if self._flushing else []), *([inbox] if inbox else []),
+                                 return_exceptions=True)
             await self._flush()
             await self.fetchers.aclose()
         self.report.seconds = time.monotonic() - began
@@ -251,7 +336,9 @@ class Crawl:
             if isinstance(got, FrontierEntry):
                 return got
             if got is None and self.frontier.queue.busy_hosts == 0:
-                return None
+                if self._over:
+                    return None
+                got = self.settings.crawler_partition_poll_s  # a peer may still send links: the inbox loop wakes us
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=got)
@@ -404,27 +491,36 @@ class Crawl:
                                    entry.host_depth + 1 if host_of(link) == entry.host else 0, entry.url)
                      for link in links])
 
-    def _admit(self, candidates: list[FrontierEntry]) -> None:
-        """Trap-check unseen candidates, record the drops, persist and queue the rest."""
+    def _admit(self, candidates: list[FrontierEntry], offered: bool = False) -> int:
+        """Trap-check unseen candidates, record the drops, persist and queue the rest; a partitioned
+        worker offers other workers' hosts' links to them instead (their owner checks the traps; the
+        scope was checked here, by the worker that found them: `offered`). Returns the URLs queued."""
         drops: list[tuple[str, Drop, str | None]] = []
         admitted: list[FrontierEntry] = []
+        foreign: list[FrontierEntry] = []
         taken: set[str] = set()
         for c in candidates:
             if self.frontier.seen(c.url) or c.url in self.dropped or c.url in taken:
                 continue
-            drop = self.traps.check(c.url, c.host_depth)
-            if self.scope is not None and c.host not in self.scope:
+            mine = self.frontier.owns(c.host)
+            drop = self.traps.check(c.url, c.host_depth) if mine else None
+            if not offered and self.scope is not None and c.host not in self.scope:
                 drop = Drop("external", f"{c.host} is not a seed's host (SIXFOLD_CRAWLER_EXTERNAL_LINKS=1 follows it)")
             if drop is not None:
                 drops.append((c.url, drop, c.found_on))
                 continue
+            taken.add(c.url)
+            if not mine:
+                foreign.append(c)
+                continue
             self.traps.admit(c.url)
             admitted.append(c)
-            taken.add(c.url)
         self._drop(drops)
+        self._offer(foreign)
         if admitted:
             self.frontier.add(admitted, utcnow())
             self._wake.set()
+        return len(admitted)
 
     def _drop(self, drops: list[tuple[str, Drop, str | None]]) -> None:
         rows = []
@@ -487,12 +583,15 @@ class Crawl:
 
 
 def crawl(settings: Settings, seeds: list[str], max_pages: int, allow_hosts: list[str] | tuple[str, ...] = (), *,
-          concurrency: int | None = None, progress: Progress | None = None) -> CrawlReport:
+          concurrency: int | None = None, progress: Progress | None = None,
+          partition: Partition | None = None) -> CrawlReport:
     """Crawl from `seeds` until nothing is left or `max_pages` fetches were made; resumes a crawl that
-    was interrupted in the same SIXFOLD_HOME."""
+    was interrupted in the same SIXFOLD_HOME. With `partition` (i of N), only the hosts that hash to
+    i, until all N workers are out of work; `max_pages` is this worker's budget."""
     if max_pages < 1:
         raise ValueError("max_pages must be at least 1")
-    return asyncio.run(Crawl(settings, allow_hosts, concurrency=concurrency).run(seeds, max_pages, progress))
+    return asyncio.run(Crawl(settings, allow_hosts, concurrency=concurrency, partition=partition)
+                       .run(seeds, max_pages, progress))
 
 
 def read_seeds(path: Path) -> list[str]:

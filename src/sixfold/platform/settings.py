@@ -161,6 +161,8 @@ class Settings:
     crawler_allow_hosts: tuple[str, ...] = ()  # hosts, addresses or CIDRs the SSRF guard lets through
     crawler_flush_pages: int = 200  # land fetched pages in the lake every this many pages ...
     crawler_flush_s: float = 2.0  # ... or this often
+    crawler_partitions: int = 1  # fetch workers of the crawl_cycle DAG (`crawl run --partition i/N` names its own)
+    crawler_partition_poll_s: float = 0.2  # a partitioned worker checks its inbox and its peers this often
 
     @property
     def var(self) -> Path:
@@ -377,10 +379,12 @@ def _flag(env: Mapping[str, str], var: str, default: bool) -> bool:
 def _crawler_settings(env: Mapping[str, str], d: "Settings") -> dict:
     """SIXFOLD_CRAWLER_*: every crawler_* field, by its upper-cased name."""
     whole = {"concurrency", "robots_attempts", "max_body_bytes", "max_redirects", "max_depth", "host_budget",
-             "max_url_length", "max_segment_repeats", "max_query_variants", "simhash_distance", "flush_pages"}
+             "max_url_length", "max_segment_repeats", "max_query_variants", "simhash_distance", "flush_pages",
+             "partitions"}
     positive = {"concurrency", "robots_attempts", "max_body_bytes", "timeout_s", "autothrottle_target",
                 "host_budget", "max_url_length", "max_query_variants", "flush_pages", "flush_s", "dns_ttl_s",
-                "robots_ttl_s", "revisit_s", "revisit_min_s", "revisit_max_s", "max_segment_repeats"}
+                "robots_ttl_s", "revisit_s", "revisit_min_s", "revisit_max_s", "max_segment_repeats", "partitions",
+                "partition_poll_s"}
     out: dict = {}
     for name in (f.removeprefix("crawler_") for f in d.__dataclass_fields__ if f.startswith("crawler_")):
         var, default = f"SIXFOLD_CRAWLER_{name.upper()}", getattr(d, f"crawler_{name}")
