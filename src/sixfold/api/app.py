@@ -102,7 +102,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(_request: Request, exc: ServiceUnavailable) -> ORJSONResponse:
-        return ORJSONResponse(error_body(503, str(exc)), status_code=503, headers={"Retry-After": "5"})
+        # an open circuit breaker or a full bulkhead knows when to come back (sixfold.platform.resilience)
+        retry = getattr(exc, "retry_after_s", 5)
+        return ORJSONResponse(error_body(503, str(exc)), status_code=503, headers={"Retry-After": str(retry)})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
@@ -141,12 +143,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from sixfold.api.operations import RequestMetrics
 
     app.add_middleware(RequestMetrics)  # outside FastPaths: it counts what they leave to FastAPI
+    from sixfold.platform.resilience import InFlightLimit
+
+    app.add_middleware(InFlightLimit, limit=settings.max_in_flight)  # outermost: a shed request costs nothing else
     return app
 
 
 def create_asgi() -> Any:
-    """What `sixfold serve` runs: the fast GET paths outermost, then the FastAPI app."""
+    """What `sixfold serve` runs: the in-flight limit outermost, the fast GET paths, then the FastAPI app."""
     from sixfold.api.fastpath import FastPaths, default_routes
+    from sixfold.platform.resilience import InFlightLimit
 
     app = create_app()
-    return FastPaths(app, default_routes(), fastapi=app)
+    return InFlightLimit(FastPaths(app, default_routes(), fastapi=app), app.state.settings.max_in_flight)

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sixfold.platform.metrics import UNMATCHED, exposition, observe_request
 
@@ -28,13 +28,26 @@ class Dependency(BaseModel):
     detail: str
 
 
+class Breaker(BaseModel):
+    dependency: str
+    target: str
+    state: str = Field(..., description="closed (calls go through), open (failing fast) or half_open (one probe call)")
+    failures_in_a_row: int
+    in_flight: int
+    waiting: int
+    probe_in_s: float | None = Field(None, description="while open: seconds until a probe call is let through")
+    last_failure: str | None = None
+
+
 class Readiness(BaseModel):
     ready: bool
     dependencies: dict[str, Dependency]
+    breakers: dict[str, Breaker] = Field(..., description="this process's circuit breakers, by dependency and target; "
+                                                          "informational: `ready` is the probes' verdict")
 
 
 @router.get("/healthz", response_model=Alive, summary="Liveness: 200 whenever this process serves requests")
-def get_healthz() -> dict[str, bool]:
+async def get_healthz() -> dict[str, bool]:  # on the event loop: answers while every worker thread is busy
     return {"alive": True}
 
 
@@ -44,9 +57,11 @@ def get_healthz() -> dict[str, bool]:
             summary="Readiness: each dependency of the profile (store, bus, lake, cache), probed with a short timeout")
 async def get_readyz(request: Request) -> Any:
     from sixfold.platform.readiness import readiness
+    from sixfold.platform.resilience import breakers
 
     ready, dependencies = await readiness(request.app.state.settings)
-    return ORJSONResponse({"ready": ready, "dependencies": dependencies}, status_code=200 if ready else 503)
+    return ORJSONResponse({"ready": ready, "dependencies": dependencies, "breakers": breakers()},
+                          status_code=200 if ready else 503)
 
 
 @router.get("/metrics", response_class=PlainTextResponse,

@@ -77,11 +77,58 @@ def _write_atomically(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+BLOB_WAIT_S = 10.0  # a blob call waits at most this long for a slot of the blob store's bulkhead
+
+
+def _put_at(path: Path, data: bytes) -> None:
+    if not path.exists():  # content-addressed: existing bytes are these bytes
+        _write_atomically(path, data)
+
+
+def _move_into(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
+    try:
+        shutil.move(source, tmp)  # a rename on the same filesystem, else a copy
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
 class FilesystemBlobStore(BlobStore):
-    """Blobs under `root/ab/cd/<sha256>`; manifests under `root/manifests/ab/cd/<sha256>.json`."""
+    """Blobs under `root/ab/cd/<sha256>`; manifests under `root/manifests/ab/cd/<sha256>.json`.
+
+    Every file operation goes through the guard of this root (`sixfold.platform.resilience`): a disk
+    that keeps failing (a full or read-only volume, a hung network mount) opens its breaker, and
+    requests get 503 at once instead of each waiting on it. Which calls are retried, and why, is
+    said at each.
+    """
 
     def __init__(self, root: Path) -> None:
+        from sixfold.platform.resilience import guard
+
         self.root = Path(root)
+        # a missing file is an answer (None, False), caught inside each operation, never a failure
+        self._guard = guard("blobs", "blob store", str(self.root), timeout_s=BLOB_WAIT_S, failures=(OSError,))
 
     def path(self, sha256: str) -> Path:
         h = _check_hash(sha256)
@@ -93,59 +140,39 @@ class FilesystemBlobStore(BlobStore):
 
     def put(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        path = self.path(sha)
-        if not path.exists():  # content-addressed: existing bytes are these bytes
-            _write_atomically(path, data)
+        # content-addressed and renamed into place whole: writing it again writes the same file (retried)
+        self._guard.call(_put_at, self.path(sha), data, idempotent=True)
         return sha
 
     def adopt(self, path: Path, sha256: str) -> str:
         target = self.path(sha256)
-        try:
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
-                try:
-                    shutil.move(path, tmp)  # a rename on the same filesystem, else a copy
-                    with open(tmp, "rb") as f:
-                        os.fsync(f.fileno())
-                    os.replace(tmp, target)
-                finally:
-                    tmp.unlink(missing_ok=True)
+        try:  # it moves (consumes) its source: not repeatable, never retried
+            self._guard.call(_move_into, Path(path), target, idempotent=False)
             return sha256
         finally:
             Path(path).unlink(missing_ok=True)
 
     def get(self, sha256: str) -> bytes | None:
-        try:
-            return self.path(sha256).read_bytes()
-        except FileNotFoundError:
-            return None
+        return self._guard.call(_read, self.path(sha256), idempotent=True)  # a read (retried)
 
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        return self._guard.call(self.path(sha256).is_file, idempotent=True)  # a read (retried)
 
     def delete(self, sha256: str) -> bool:
-        try:
-            self.path(sha256).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        # its answer (was it there?) would be wrong after a retry of a first attempt that did delete: not retried
+        return self._guard.call(_unlink, self.path(sha256), idempotent=False)
 
     def put_manifest(self, sha256: str, manifest: dict[str, Any]) -> None:
-        _write_atomically(self._manifest_path(sha256), json.dumps(manifest, sort_keys=True).encode())
+        # the same JSON renamed over the same name: writing it twice is writing it once (retried)
+        self._guard.call(_write_atomically, self._manifest_path(sha256),
+                         json.dumps(manifest, sort_keys=True).encode(), idempotent=True)
 
     def manifest(self, sha256: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self._manifest_path(sha256).read_bytes())
-        except FileNotFoundError:
-            return None
+        raw = self._guard.call(_read, self._manifest_path(sha256), idempotent=True)  # a read (retried)
+        return None if raw is None else json.loads(raw)
 
     def delete_manifest(self, sha256: str) -> bool:
-        try:
-            self._manifest_path(sha256).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        return self._guard.call(_unlink, self._manifest_path(sha256), idempotent=False)  # as delete: not retried
 
     def blob_files(self) -> Iterator[Path]:
         """Every stored blob (not manifests, not half-written temp files)."""

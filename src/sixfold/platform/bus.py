@@ -22,6 +22,7 @@ from typing import Any, Iterable, Protocol
 import orjson
 
 from sixfold.platform.errors import ServiceUnavailable
+from sixfold.platform.resilience import guard
 from sixfold.platform.settings import Settings
 
 
@@ -321,8 +322,18 @@ class SpoolConsumer:
 
 
 # ---- cluster: Apache Kafka -----------------------------------------------------------------------
+def _kafka_failures() -> tuple[type[BaseException], ...]:
+    """What the Kafka guard counts as the broker failing: kafka-python's retriable errors, timeouts, lost
+    connections (not a refusal such as a message too large or a denied topic)."""
+    from kafka import errors
+
+    return (errors.RetriableError, errors.KafkaTimeoutError, errors.KafkaConnectionError, errors.NodeNotReadyError,
+            errors.RequestTimedOutError, errors.BrokerNotAvailableError)
+
+
 class KafkaBus:
-    """Kafka through kafka-python 3.x: acks=all producer, manual-commit consumers."""
+    """Kafka through kafka-python 3.x: idempotent acks=all producer, manual-commit consumers; every call goes
+    through the process's Kafka guard (`sixfold.platform.resilience`: breaker, bulkhead, retries where safe)."""
 
     def __init__(self, settings: Settings, partitions: int = 1) -> None:
         from kafka import KafkaProducer
@@ -333,9 +344,12 @@ class KafkaBus:
         self.partitions = partitions
         self.timeout_ms = int(settings.connect_timeout_s * 1000)
         self._topics: set[str] = set()
+        self._guard = guard("kafka", "Kafka", self.where, timeout_s=settings.connect_timeout_s, settings=settings,
+                            failures=_kafka_failures())
         try:
+            # enable_idempotence: the client's own retries of a batch (retries=3) cannot write it twice
             self._producer = KafkaProducer(
-                bootstrap_servers=self.where, acks="all", linger_ms=2, retries=3,
+                bootstrap_servers=self.where, acks="all", linger_ms=2, retries=3, enable_idempotence=True,
                 request_timeout_ms=self.timeout_ms, max_block_ms=self.timeout_ms,
                 bootstrap_timeout_ms=self.timeout_ms, client_id="sixfold",
             )
@@ -360,8 +374,8 @@ class KafkaBus:
                                      bootstrap_timeout_ms=self.timeout_ms, client_id="sixfold-admin")
         except KafkaError as exc:
             raise self._unavailable(f"admin client could not connect ({type(exc).__name__})") from exc
-        try:
-            admin.create_topics([NewTopic(topic, self.partitions, 1)])
+        try:  # creating a topic that exists is refused, not repeated: retried
+            self._guard.call(admin.create_topics, [NewTopic(topic, self.partitions, 1)], idempotent=True)
         except TopicAlreadyExistsError:
             pass
         except KafkaError as exc:
@@ -384,14 +398,20 @@ class KafkaBus:
 
         self.ensure_topic(_check_topic(topic))
         try:
-            futures = [self._producer.send(topic, value=raw, key=None if k is None else k.encode())
-                       for k, raw in items]
-            self._producer.flush(timeout=self.timeout_ms / 1000)
-            for fut in futures:
-                fut.get(timeout=self.timeout_ms / 1000)
+            # Not retried here: after a timeout some records may be in the log, and a second send is a new
+            # record the broker cannot tell from the first (idempotence covers only the client's own retries
+            # of one batch). The caller decides: the click emitter keeps the batch and sends it again, its
+            # click ids making the copies collapse when landed.
+            self._guard.call(self._send_now, topic, items, idempotent=False)
         except KafkaError as exc:
             raise self._unavailable(f"producing to {topic!r} failed ({type(exc).__name__}: {exc})") from exc
         return len(items)
+
+    def _send_now(self, topic: str, items: list[tuple[str | None, bytes]]) -> None:
+        futures = [self._producer.send(topic, value=raw, key=None if k is None else k.encode()) for k, raw in items]
+        self._producer.flush(timeout=self.timeout_ms / 1000)
+        for fut in futures:
+            fut.get(timeout=self.timeout_ms / 1000)
 
     def consumer(self, topic: str, group: str, from_end: bool = False) -> "KafkaBusConsumer":
         """As `SpoolBus.consumer`: a group without committed offsets starts at the end with `from_end`."""
@@ -451,8 +471,9 @@ class KafkaBusConsumer:
         if self._early:
             out, self._early = self._early[:max_records], self._early[max_records:]
             return out
-        try:
-            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        try:  # a read: offsets move only on commit, so polling again is safe (retried)
+            batches = self.bus._guard.call(self._consumer.poll, timeout_ms=int(timeout_s * 1000),
+                                           max_records=max_records, idempotent=True)
         except KafkaError as exc:
             raise self.bus._unavailable(f"poll failed ({type(exc).__name__}: {exc})") from exc
         out = self._records(batches)
@@ -466,8 +487,8 @@ class KafkaBusConsumer:
 
         if not self._broker_alive():
             raise self.bus._unavailable("the broker stopped answering; offsets not committed (messages will be redelivered)")
-        try:
-            self._consumer.commit(timeout_ms=self.bus.timeout_ms)
+        try:  # committing the same offsets twice is committing them once (retried)
+            self.bus._guard.call(self._consumer.commit, timeout_ms=self.bus.timeout_ms, idempotent=True)
         except KafkaError as exc:
             raise self.bus._unavailable(f"commit failed ({type(exc).__name__}: {exc})") from exc
 

@@ -1,4 +1,5 @@
-"""The platform's Prometheus metrics: HTTP requests per route, consumer lag, dead letters, data quality.
+"""The platform's Prometheus metrics: HTTP requests per route, consumer lag, dead letters, data quality,
+circuit breakers.
 
 Counters and histograms are prometheus-client's. `sixfold serve` sets PROMETHEUS_MULTIPROC_DIR
 (under var/metrics, emptied at start) before anything imports this module, so every uvicorn worker
@@ -39,6 +40,10 @@ DEAD_LETTERS = Counter("sixfold_dead_letters", "Messages sent to a dead-letter t
 CONSUMER_LAG = Gauge("sixfold_consumer_lag_messages",
                      "Messages in a topic past a consumer group's committed offset (updated by the consumer threads)",
                      ["group", "topic"], multiprocess_mode="mostrecent")
+# 0 closed, 1 half-open, 2 open (sixfold.platform.resilience): the worst of the live processes under `sixfold serve`
+BREAKER_STATE = Gauge("sixfold_circuit_breaker_state",
+                      "Circuit breaker of a dependency in this server: 0 closed, 1 half-open (probing), 2 open "
+                      "(failing fast)", ["dependency", "target"], multiprocess_mode="livemax")
 
 _children: dict[tuple[str, str, int], tuple[object, object]] = {}
 
@@ -61,6 +66,10 @@ def dead_lettered(topic: str) -> None:
 def record_lag(group: str, lag_by_topic: dict[str, int]) -> None:
     for topic, behind in lag_by_topic.items():
         CONSUMER_LAG.labels(group, topic).set(behind)
+
+
+def record_breaker(dependency: str, target: str, state: int) -> None:
+    BREAKER_STATE.labels(dependency, target).set(state)
 
 
 class _QualityCollector:

@@ -89,6 +89,11 @@ class Settings:
     spark_kafka_package: str = field(default_factory=_spark_kafka_package)
     connect_timeout_s: float = 10.0
     readiness_timeout_s: float = 1.0  # /readyz gives each dependency this long before calling it degraded
+    # load shedding and bulkheads (sixfold.platform.resilience): HTTP requests in flight per server process, past
+    # which the next is answered 503 at once; calls in flight per dependency, and how many more may wait for one
+    max_in_flight: int = 256
+    dependency_concurrency: int = 32
+    dependency_queue: int = 64
     # typeahead
     typeahead_half_life_s: float = 7 * 86_400.0
     typeahead_threshold: float = 2.0
@@ -279,7 +284,15 @@ class Settings:
             **versions,
             connect_timeout_s=timeout,
             readiness_timeout_s=readiness_timeout,
+            **_load_settings(env, defaults),
         )
+
+
+def _load_settings(env: Mapping[str, str], d: "Settings") -> dict:
+    """SIXFOLD_MAX_IN_FLIGHT and SIXFOLD_DEPENDENCY_CONCURRENCY (whole, above 0), SIXFOLD_DEPENDENCY_QUEUE (0: no wait)."""
+    return {name: int(_number(env, f"SIXFOLD_{name.upper()}", getattr(d, name), whole=True,
+                              positive=name != "dependency_queue"))
+            for name in ("max_in_flight", "dependency_concurrency", "dependency_queue")}
 
 
 def _identity_settings(env: Mapping[str, str], d: "Settings") -> dict:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from schemas.records import Field, Record, ServingTable
 from sixfold.platform import schema
 from sixfold.platform.errors import ServiceUnavailable
+from sixfold.platform.resilience import guard
 from sixfold.platform.settings import Settings
 
 
@@ -497,6 +498,16 @@ def close_open_cassandra_stores() -> int:
     return len(stores)
 
 
+def _cassandra_failures() -> tuple[type[BaseException], ...]:
+    """What the Cassandra guard counts as the cluster failing (and retries, on idempotent statements): no
+    node reachable, a client or coordinator timeout, too few replicas alive, a broken connection."""
+    from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+    from cassandra.cluster import NoHostAvailable
+    from cassandra.connection import ConnectionException
+
+    return (NoHostAvailable, OperationTimedOut, ReadTimeout, WriteTimeout, Unavailable, ConnectionException)
+
+
 class CassandraStore(_KeyedReads):
     """Cluster serving store on Apache Cassandra; the keyspace is created on first use (RF 1 locally)."""
 
@@ -521,21 +532,25 @@ class CassandraStore(_KeyedReads):
                 "set SIXFOLD_CASSANDRA_HOST=HOST:PORT to a running node, or run `sixfold services up`",
             ) from exc
         self._session.default_timeout = self.timeout
+        self._guard = guard("cassandra", "Cassandra", self.where, timeout_s=self.timeout, settings=settings,
+                            failures=_cassandra_failures())
         _OPEN_CASSANDRA.add(self)
-        self._run(
+        self._run(  # IF NOT EXISTS: running it twice is running it once
             f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
-            f"{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}"
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}", idempotent=True,
         )
         self._tables: set[str] = set()
         self._prepared: dict[str, Any] = {}
         self._add_locks = [threading.Lock() for _ in range(64)]
 
-    def _run(self, statement: Any, params: Any = None) -> Any:
+    def _run(self, statement: Any, params: Any = None, *, idempotent: bool = False) -> Any:
+        """One statement through the Cassandra guard (breaker, bulkhead); retried with backoff only when
+        the caller says running it twice is the same as once (a read, an upsert or delete by primary key)."""
         from cassandra import OperationTimedOut, ReadTimeout, WriteTimeout
         from cassandra.cluster import NoHostAvailable
 
         try:
-            return self._session.execute(statement, params, timeout=self.timeout)
+            return self._guard.call(self._session.execute, statement, params, self.timeout, idempotent=idempotent)
         except NoHostAvailable as exc:
             raise ServiceUnavailable("Cassandra", self.where, "no node is reachable (is the server down?)") from exc
         except (OperationTimedOut, ReadTimeout, WriteTimeout) as exc:
@@ -546,8 +561,8 @@ class CassandraStore(_KeyedReads):
         if stmt is None:
             from cassandra.cluster import NoHostAvailable
 
-            try:
-                stmt = self._session.prepare(cql)
+            try:  # preparing again is harmless: retried
+                stmt = self._guard.call(self._session.prepare, cql, idempotent=True)
             except NoHostAvailable as exc:
                 raise ServiceUnavailable("Cassandra", self.where, "no node is reachable (is the server down?)") from exc
             self._prepared[cql] = stmt
@@ -556,7 +571,7 @@ class CassandraStore(_KeyedReads):
     def ensure_table(self, table: ServingTable) -> None:
         if table.name in self._tables:
             return
-        self._run(schema.cql_ddl(table, self.keyspace))
+        self._run(schema.cql_ddl(table, self.keyspace), idempotent=True)  # CREATE TABLE IF NOT EXISTS
         self._tables.add(table.name)
 
     @staticmethod
@@ -598,6 +613,7 @@ class CassandraStore(_KeyedReads):
                     plain = [canon[f.name] for f in fields]
                 values = [self._to_cql(f, v) for f, v in zip(fields, plain)]
             params.append(values)
+        # INSERT without IF is an upsert by primary key: a retry writes the same values again (retried)
         return len(self._concurrent(stmt, params, "write"))
 
     def _concurrent(self, stmt: Any, params: list[list[Any]], what: str) -> list[Any]:
@@ -607,10 +623,13 @@ class CassandraStore(_KeyedReads):
 
         if not params:
             return []
-        try:
-            results = execute_concurrent_with_args(self._session, stmt, params, concurrency=32, raise_on_first_error=True)
+        try:  # its two callers are idempotent (upserts by primary key, reads): retried whole
+            results = self._guard.call(execute_concurrent_with_args, self._session, stmt, params, 32, True,
+                                       idempotent=True)
         except NoHostAvailable as exc:
             raise ServiceUnavailable("Cassandra", self.where, "no node is reachable (is the server down?)") from exc
+        except ServiceUnavailable:  # the guard's own (open breaker, full bulkhead)
+            raise
         except Exception as exc:  # noqa: BLE001 - timeouts surface as several driver types
             if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
                 raise ServiceUnavailable("Cassandra", self.where, f"{what} timed out: {exc}") from exc
@@ -628,7 +647,8 @@ class CassandraStore(_KeyedReads):
         marks = ", ".join("?" for _ in fields)
         ttl = "" if ttl_s is None else f" USING TTL {int(ttl_s)}"
         stmt = self._prepare(f'INSERT INTO {self.keyspace}."{table.name}" ({cols}) VALUES ({marks}) IF NOT EXISTS{ttl}')
-        return bool(self._run(stmt, [self._to_cql(f, canon[f.name]) for f in fields]).was_applied)
+        # a lightweight transaction that timed out may have applied: never retried (the caller sees a 503)
+        return bool(self._run(stmt, [self._to_cql(f, canon[f.name]) for f in fields], idempotent=False).was_applied)
 
     def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
         if len(keys) < 2:
@@ -664,7 +684,7 @@ class CassandraStore(_KeyedReads):
         cql = f'SELECT {cols} FROM {self.keyspace}."{table.name}"' + (f" WHERE {where}" if where else "")
         if limit is not None:
             cql += f" LIMIT {int(limit)}"
-        rows = self._run(self._prepare(cql), params)
+        rows = self._run(self._prepare(cql), params, idempotent=True)  # a read
         return [
             _normalise(table, {f.name: self._from_cql(f, getattr(r, f.name)) for f in fields})
             for r in rows
@@ -673,14 +693,15 @@ class CassandraStore(_KeyedReads):
     def delete(self, table: ServingTable, key: dict[str, Any]) -> None:
         self.ensure_table(table)
         where, params = self._where(_canonical_key(table, key))
-        self._run(self._prepare(f'DELETE FROM {self.keyspace}."{table.name}" WHERE {where}'), params)
+        # a plain DELETE by key writes a tombstone; twice is the same as once: retried
+        self._run(self._prepare(f'DELETE FROM {self.keyspace}."{table.name}" WHERE {where}'), params, idempotent=True)
 
     def delete_if_present(self, table: ServingTable, key: dict[str, Any]) -> bool:
         """DELETE ... IF EXISTS (a lightweight transaction): True when this call deleted the row."""
         where, params = self._where(_whole_key(table, key, "delete_if_present"))
         self.ensure_table(table)
         stmt = self._prepare(f'DELETE FROM {self.keyspace}."{table.name}" WHERE {where} IF EXISTS')
-        return bool(self._run(stmt, params).was_applied)
+        return bool(self._run(stmt, params, idempotent=False).was_applied)  # a lightweight transaction: never retried
 
     ADD_ATTEMPTS = 100
 
@@ -706,15 +727,15 @@ class CassandraStore(_KeyedReads):
                                "IF NOT EXISTS")
         update = self._prepare(f'UPDATE {name} SET "{column}" = ? WHERE {where} IF "{column}" = ?')
         for attempt in range(self.ADD_ATTEMPTS):
-            row = next(iter(self._run(read, params)), None)
-            if row is None:
+            row = next(iter(self._run(read, params, idempotent=True)), None)
+            if row is None:  # the compare-and-sets below may count twice if repeated blindly: never retried
                 value = schema.coerce(f, delta)
-                if self._run(insert, [*params, value]).was_applied:
+                if self._run(insert, [*params, value], idempotent=False).was_applied:
                     return value
             else:
                 old = getattr(row, column)
                 value = schema.coerce(f, (old or 0) + delta)
-                if self._run(update, [value, *params, old]).was_applied:
+                if self._run(update, [value, *params, old], idempotent=False).was_applied:
                     return value
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # another writer won this round
         raise ServiceUnavailable("Cassandra", self.where, f"{table.name}.{column}: add lost {self.ADD_ATTEMPTS} "
