@@ -1,6 +1,7 @@
 """Every 15 minutes: land the window's searches, compact them, aggregate, check, build the trie, validate, swap.
 
 wait_for_window >> land >> compact >> aggregate (spark-submit) >> check >> build >> validate >> swap
+wait_for_window >> remember (users' recent queries, a consumer group of its own, beside land)
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ with DAG(
         from sixfold.typeahead.dag_tasks import land_pending
 
         return land_pending()
+
+    @task
+    def remember() -> dict:
+        from sixfold.typeahead.dag_tasks import remember_pending
+
+        return remember_pending()
 
     @task
     def compact(data_interval_start=None, data_interval_end=None) -> dict:
@@ -76,5 +83,7 @@ with DAG(
         return swap(version)
 
     built = build()
-    wait_for_window() >> land() >> compact() >> aggregate >> check() >> built
+    waited = wait_for_window()
+    waited >> land() >> compact() >> aggregate >> check() >> built
+    waited >> remember()
     swap(validate(built))

@@ -1,7 +1,8 @@
 """Land search events from the bus into the lake, continuously: `python streams/search_events.py [--once]`.
 
 A thin door: the work is `sixfold.typeahead.collection.land_search_events`; offsets are committed
-only after each batch's partitions (and users' recent queries) are durable. Ctrl-C or SIGTERM
+only after each batch's files are durable. Users' recent queries are another group's work
+(`streams/search_events_recent.py`). Ctrl-C or SIGTERM
 stops it between batches. On the embedded profile `sixfold serve` runs the same work in a thread.
 """
 

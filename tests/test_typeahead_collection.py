@@ -23,11 +23,14 @@ from sixfold.platform.lake import ArrowLake
 from sixfold.platform.settings import Settings
 from sixfold.platform.store import open_store
 from sixfold.typeahead.collection import (
+    RECENT_GROUP,
     check_search_event,
+    land_and_remember,
     land_search_events,
     normalize_query,
     publish,
     recent_ttl_s,
+    remember_search_events,
 )
 from sixfold.typeahead.generate import generate_log, model, write_log_jsonl, write_log_parquet
 
@@ -162,6 +165,10 @@ def test_post_lands_in_its_window_and_the_users_recent_queries(alice, settings: 
     assert land_search_events(settings, idle_timeout_s=0.2).received == 0  # committed: nothing replays
 
     store = open_store(settings)
+    assert store.query(RECENT, {"user_id": me}) == []  # the recent queries are another group's work
+    remembered = remember_search_events(settings, idle_timeout_s=0.2)
+    assert (remembered.received, remembered.remembered, remembered.skipped) == (4, 4, 0)
+    assert remember_search_events(settings, idle_timeout_s=0.2).received == 0  # committed
     recent = store.query(RECENT, {"user_id": me})
     store.close()
     sent = [("weather tomorrow", "us", at)] + [(f"q{i}", "us", at + timedelta(minutes=i)) for i in range(3)]
@@ -229,6 +236,53 @@ def test_a_replayed_batch_lands_once(settings: Settings) -> None:
     assert ArrowLake(settings).read(EVENTS).num_rows == 5
 
 
+def recent_rows(settings: Settings, users: list[str]) -> list[tuple]:
+    store = open_store(settings)
+    try:
+        return sorted((r["user_id"], r["query"], r["region"], r["ts"]) for u in users for r in store.query(RECENT, {"user_id": u}))
+    finally:
+        store.close()
+
+
+def test_recent_queries_skip_poison_once_and_a_replayed_batch_changes_nothing(settings: Settings) -> None:
+    bus = SpoolBus(settings.spool_dir)
+    good = [event(user_id=f"u{i % 3}", query=f"Q {i}", ts=iso(TS + timedelta(seconds=i))) for i in range(7)]
+    publish(bus, [check_search_event(e) for e in good])
+    bus.produce_raw("search-events", b"\xff{garbage", key="x")
+    bus.produce("search-events", event(query=" \n "), key="u1")
+    old = event(user_id="u0", query="long ago", ts=iso(NOW - timedelta(days=400)))  # past the TTL: not kept
+    bus.produce("search-events", old, key="u0")
+    # the oracle: each good event's normalised (user, query, region, ts), written here by hand
+    expected = sorted((f"u{i % 3}", f"q {i}", "us", TS + timedelta(seconds=i)) for i in range(7))
+
+    first = remember_search_events(settings, bus=bus, idle_timeout_s=0.2)
+    assert (first.received, first.remembered, first.skipped) == (10, 7, 2)
+    assert recent_rows(settings, ["u0", "u1", "u2"]) == expected
+    assert dlq(settings) == []  # the landing's group dead-letters poison, not this one
+    again = remember_search_events(settings, bus=bus, group="replay", idle_timeout_s=0.2)  # as if never committed
+    assert again.remembered == 7 and recent_rows(settings, ["u0", "u1", "u2"]) == expected
+    assert remember_search_events(settings, bus=bus, group=RECENT_GROUP, idle_timeout_s=0.2).received == 0
+
+
+def test_land_and_remember_runs_both_groups_and_each_sees_every_event(settings: Settings) -> None:
+    bus = SpoolBus(settings.spool_dir)
+    rows = [check_search_event(event(user_id=f"u{i % 5}", query=f"term {i}", ts=iso(TS + timedelta(seconds=i))))
+            for i in range(2_000)]
+    publish(bus, rows)
+    landed, remembered = land_and_remember(settings, idle_timeout_s=0.3)
+    assert (landed.landed, remembered.remembered) == (2_000, 2_000)
+    assert ArrowLake(settings).read(EVENTS).num_rows == 2_000
+    assert recent_rows(settings, [f"u{i}" for i in range(5)]) == sorted(
+        (r["user_id"], r["query"], r["region"], r["ts"]) for r in rows)
+
+
+def test_serve_runs_the_recent_queries_consumer_beside_the_landing() -> None:
+    from sixfold.live import all_consumers
+
+    groups = {c.name: c.group for c in all_consumers()}
+    assert groups["search-events-landing"] != groups["search-events-recent"] == RECENT_GROUP
+
+
 # ---- sixfold typeahead ingest --------------------------------------------------------------------
 def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SIXFOLD_HOME": str(home), "SIXFOLD_PROFILE": "embedded"}
@@ -246,8 +300,9 @@ def test_ingest_cli_lands_good_lines_and_dead_letters_bad_ones(home: Path, setti
     done = run_cli(home, "typeahead", "ingest", str(path))
     assert done.returncode == 0, done.stderr
     assert "in 9" in done.stdout and "published 6" in done.stdout and "rejected 3" in done.stdout
-    assert "landed 6" in done.stdout
+    assert "landed 6" in done.stdout and "recent queries 6" in done.stdout
     assert ArrowLake(settings).read(EVENTS).num_rows == 6
+    assert len(recent_rows(settings, [f"u{i}" for i in range(6)])) == 6
     reasons = [d["reason"] for d in dlq(settings)]
     assert reasons[0].startswith("line 7: not JSON")
     assert reasons[1].startswith("line 8:") and "empty after normalisation" in reasons[1]

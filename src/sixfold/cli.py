@@ -310,11 +310,13 @@ def typeahead_generate(
 
 @typeahead_app.command("ingest")
 def typeahead_ingest(file: str = typer.Argument(..., help="JSON lines {user_id, query, region, ts}")) -> None:
-    """Check each line like POST /v1/search-events, publish the good ones, land them in the lake."""
+    """Check each line like POST /v1/search-events, publish the good ones, land them in the lake
+    and keep each user's recent searches (the two consumers run in child processes while this one
+    publishes)."""
     from pathlib import Path
 
     from sixfold.platform.bus import open_bus
-    from sixfold.typeahead.collection import ingest_lines, land_search_events, read_lines
+    from sixfold.typeahead.collection import ingest_alongside, ingest_lines, read_lines
 
     if not Path(file).is_file():
         console.print(f"[red]no such file:[/red] {file}; give a JSON-lines file of search events")
@@ -322,12 +324,12 @@ def typeahead_ingest(file: str = typer.Argument(..., help="JSON lines {user_id, 
     settings = settings_or_exit()
     bus = open_bus(settings)
     try:
-        sent = ingest_lines(bus, read_lines(file))
-        landed = land_search_events(settings, bus=bus)
+        sent, landed, remembered = ingest_alongside(settings, lambda: ingest_lines(bus, read_lines(file)))
     finally:
         bus.close()
     typer.echo(f"in {sent.read}  published {sent.published}  rejected {sent.rejected + landed.rejected}  "
-               f"landed {landed.landed} in {len(landed.partitions)} partition(s)")
+               f"landed {landed.landed} in {len(landed.partitions)} partition(s)  "
+               f"recent queries {remembered.remembered}")
     if sent.rejected + landed.rejected:
         typer.echo("rejected events are on search-events.dlq with the reason")
 

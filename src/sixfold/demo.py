@@ -71,7 +71,7 @@ def run_sample_pipeline(settings: Settings, events: int = 2000, say: Callable[[s
 
 def run_typeahead(settings: Settings, events: int = 20_000, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Generate two hours of searches ending at the last whole hour, ingest them, build and swap the trie."""
-    from sixfold.typeahead.collection import ingest_lines, land_search_events, read_lines
+    from sixfold.typeahead.collection import ingest_alongside, ingest_lines, read_lines
     from sixfold.typeahead.generate import default_window, write_log_jsonl
     from sixfold.typeahead.pipeline import build_until
 
@@ -82,12 +82,12 @@ def run_typeahead(settings: Settings, events: int = 20_000, say: Callable[[str],
     say(f"typeahead: generated {events:,} searches from {start:%H:%M} to {end:%H:%M} UTC ({log})")
     bus = open_bus(settings)
     try:
-        sent = ingest_lines(bus, read_lines(str(log)))
-        landed = land_search_events(settings, bus=bus)
+        sent, landed, remembered = ingest_alongside(settings, lambda: ingest_lines(bus, read_lines(str(log))))
     finally:
         bus.close()
     say(f"typeahead: published {sent.published:,}, landed {landed.landed:,} in {len(landed.partitions)} "
-        f"window partitions, rejected {sent.rejected + landed.rejected} to search-events.dlq")
+        f"window partitions (users' recent queries {remembered.remembered:,}), rejected "
+        f"{sent.rejected + landed.rejected} to search-events.dlq")
     result = build_until(settings, end, say=lambda m: say(f"typeahead: {m}"))
     return {"events": events, "landed": landed.landed, "rejected": sent.rejected + landed.rejected,
             "version": result["version"], "windows": len(result["windows"])}

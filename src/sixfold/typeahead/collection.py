@@ -2,9 +2,13 @@
 
 One check, `check_search_event`, decides what a search event is: every door calls it, and the
 landing consumer calls it again, so an event a producer put on the bus without checking is still
-normalised, and rejected to `search-events.dlq` with the reason when it is bad. Landed events are
-also upserted into the serving table of a user's recent searches (with a TTL counted from the
-event's own time), which personalised suggestions read.
+normalised, and rejected to `search-events.dlq` with the reason when it is bad.
+
+A user's recent searches (the serving table personalised suggestions read, each row with a TTL
+counted from the event's own time) are kept by a second consumer group of the same topic,
+`remember_search_events`: it runs beside the landing (its own thread in `sixfold serve`, its own
+process in `streams/` and in `land_and_remember`), so the store's writes and the lake's files
+overlap instead of adding up, and a slow store never holds the lake back (or the reverse).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ EVENT = EVENTS[TOPIC]
 LAKE_TABLE = LAKE_TABLES["search_events"]
 RECENT = SERVING_TABLES["user_recent_queries"]
 LANDING_GROUP = "search-events-landing"
+RECENT_GROUP = "search-events-recent"
 MAX_QUERY = SEARCH_EVENT.field("query").max_length or 200
 PUBLISH_CHUNK = 5000
 # Search events landed per batch (the landing's memory bound, ~50 MB of rows): the users' recent
@@ -176,14 +181,18 @@ def land_search_events(
     """Land every pending search event into the lake by 15-minute window; returns received/landed/rejected.
 
     Each batch: check every message once (bad ones to `search-events.dlq` with the reason), write
-    the batch's own file in each window it touches, upsert the users' recent queries in one batched
-    write, and only then commit the offsets.
+    the batch's own file in each window it touches, and only then commit the offsets. With `store`
+    given, the batch's recent queries are also upserted there before the commit (one process doing
+    both, as before `remember_search_events` had a group of its own; tests use it).
     """
-    own_bus, own_store = bus is None, store is None
+    own_bus = bus is None
     bus = open_bus(settings) if bus is None else bus
     lake = ArrowLake(settings) if lake is None else lake
     try:
-        store = open_store(settings) if store is None else store
+        if store is None:
+            return land(bus, lake, EVENT, LAKE_TABLE, group, idle_timeout_s=idle_timeout_s, max_batches=max_batches,
+                        check=check_search_event, on_batch=on_batch, max_records=max_records)
+        serving = store
         landed_rows: list[dict[str, Any]] = []
 
         def keep(row: dict[str, Any]) -> dict[str, Any]:
@@ -191,17 +200,144 @@ def land_search_events(
             return row
 
         def before_commit(_report: LandingReport) -> None:
-            remember_recent(store, settings, landed_rows)
+            remember_recent(serving, settings, landed_rows)
             landed_rows.clear()
 
         return land(bus, lake, EVENT, LAKE_TABLE, group, idle_timeout_s=idle_timeout_s, max_batches=max_batches,
                     check=check_search_event, prepare=keep, on_batch=on_batch, before_commit=before_commit,
                     max_records=max_records)
     finally:
+        if own_bus:
+            bus.close()
+
+
+@dataclass
+class RecentReport:
+    received: int = 0
+    remembered: int = 0  # rows upserted (events older than the TTL are not)
+    skipped: int = 0  # not search events; the landing dead-letters them with the reason
+
+
+def remember_search_events(
+    settings: Settings,
+    *,
+    bus: EventBus | None = None,
+    store: ServingStore | None = None,
+    group: str = RECENT_GROUP,
+    idle_timeout_s: float = 1.0,
+    max_batches: int | None = None,
+    on_batch: Callable[[RecentReport], None] | None = None,
+    max_records: int = LAND_BATCH,
+) -> RecentReport:
+    """Upsert every pending search event into its user's recent queries, in a consumer group of its own.
+
+    Each batch is checked like the landing checks it (what is not a search event is skipped: the
+    landing's group dead-letters it, once), written in one store transaction, and only then
+    committed; the upsert is idempotent, so a batch replayed after a crash is harmless.
+    """
+    own_bus, own_store = bus is None, store is None
+    bus = open_bus(settings) if bus is None else bus
+    total = RecentReport()
+    try:
+        store = open_store(settings) if store is None else store
+        consumer = bus.consumer(TOPIC, group)
+        try:
+            batches = 0
+            while max_batches is None or batches < max_batches:
+                messages = consumer.poll(max_records=max_records, timeout_s=idle_timeout_s)
+                if not messages:
+                    break
+                report = RecentReport(received=len(messages))
+                rows = []
+                for message in messages:
+                    try:
+                        rows.append(check_search_event(message.json()))
+                    except ValueError:
+                        report.skipped += 1
+                report.remembered = remember_recent(store, settings, rows)
+                consumer.commit()  # only after the store has the batch
+                batches += 1
+                total.received += report.received
+                total.remembered += report.remembered
+                total.skipped += report.skipped
+                if on_batch:
+                    on_batch(report)
+        finally:
+            consumer.close()
+    finally:
         if own_store and store is not None:
             store.close()
         if own_bus:
             bus.close()
+    return total
+
+
+def _consume_until_done(kind: str, settings: Settings, idle_timeout_s: float, produced: Any, results: Any) -> None:
+    """A child process: one consumer group (`land` or `recent`) in passes until the producer is done
+    and a pass that began after that found nothing (then everything published is consumed)."""
+    import traceback
+
+    consume = land_search_events if kind == "land" else remember_search_events
+    total: LandingReport | RecentReport = LandingReport() if kind == "land" else RecentReport()
+    try:
+        while True:
+            finished = produced.is_set()
+            report = consume(settings, idle_timeout_s=idle_timeout_s)
+            for name, value in vars(report).items():
+                setattr(total, name, getattr(total, name) | value if name == "partitions" else getattr(total, name) + value)
+            if finished and report.received == 0:
+                break
+        results.put((kind, total, None))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        results.put((kind, None, traceback.format_exc()))
+
+
+def ingest_alongside(settings: Settings, produce: Callable[[], Any] = lambda: None, *,
+                     idle_timeout_s: float = 0.5) -> tuple[Any, LandingReport, RecentReport]:
+    """Run `produce` (e.g. `ingest_lines` onto `search-events`) here while both consumer groups of the
+    topic run in child processes at the same time, the lake's landing and the users' recent queries,
+    as they run beside the producers in a deployment; returns when both have consumed everything.
+
+    What `sixfold typeahead ingest` and the demo run: the three stages overlap on separate cores
+    instead of adding up. A child's failure is raised here (its traceback in the message).
+    """
+    import multiprocessing
+    import queue
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds threads and open files
+    produced, results = ctx.Event(), ctx.Queue()
+    children = [ctx.Process(target=_consume_until_done, args=(kind, settings, idle_timeout_s, produced, results),
+                            name=f"search-events-{kind}", daemon=True) for kind in ("land", "recent")]
+    for child in children:
+        child.start()
+    try:
+        try:
+            out = produce()
+        finally:
+            produced.set()
+        reports: dict[str, Any] = {}
+        while len(reports) < len(children):
+            try:
+                kind, report, failure = results.get(timeout=1.0)
+            except queue.Empty:
+                if dead := [c.name for c in children if not c.is_alive() and c.exitcode]:
+                    raise RuntimeError(f"search-events consumer {dead[0]} exited without a report") from None
+                continue
+            if failure:
+                raise RuntimeError(f"search-events consumer {kind} failed:\n{failure}")
+            reports[kind] = report
+        return out, reports["land"], reports["recent"]
+    finally:
+        for child in children:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+
+
+def land_and_remember(settings: Settings, *, idle_timeout_s: float = 0.5) -> tuple[LandingReport, RecentReport]:
+    """Both consumer groups of `search-events` until it is idle, at once (each in its own process)."""
+    _, landed, remembered = ingest_alongside(settings, idle_timeout_s=idle_timeout_s)
+    return landed, remembered
 
 
 # ---- files of search events (`sixfold typeahead ingest`) -----------------------------------------
@@ -253,7 +389,7 @@ def read_lines(path: str) -> Iterator[bytes]:
 
 def landing_work(settings: Settings, group: str, idle_s: float, _resources: Any,
                  on_batch: Callable[[LandingReport], None] | None = None) -> Callable[[], dict[str, int]]:
-    """One consumer's work (`sixfold.platform.consumer`): land `search-events` and users' recent queries."""
+    """One consumer's work (`sixfold.platform.consumer`): land `search-events` in the lake."""
 
     def one_pass() -> dict[str, int]:
         report = land_search_events(settings, group=group, idle_timeout_s=idle_s, on_batch=on_batch)
@@ -262,8 +398,23 @@ def landing_work(settings: Settings, group: str, idle_s: float, _resources: Any,
     return one_pass
 
 
+def recent_work(settings: Settings, group: str, idle_s: float, resources: Any,
+                on_batch: Callable[[RecentReport], None] | None = None) -> Callable[[], dict[str, int]]:
+    """One consumer's work: keep users' recent queries from `search-events` (one store for its life)."""
+    from contextlib import closing
+
+    store = resources.enter_context(closing(open_store(settings)))
+
+    def one_pass() -> dict[str, int]:
+        report = remember_search_events(settings, store=store, group=group, idle_timeout_s=idle_s, on_batch=on_batch)
+        return {"received": report.received, "remembered": report.remembered, "skipped": report.skipped}
+
+    return one_pass
+
+
 def consumers() -> list[Any]:
     """Typeahead's stream consumers, for `sixfold serve` (each also runs alone from `streams/`)."""
     from sixfold.platform.consumer import Consumer
 
-    return [Consumer("search-events-landing", LANDING_GROUP, landing_work)]
+    return [Consumer("search-events-landing", LANDING_GROUP, landing_work),
+            Consumer("search-events-recent", RECENT_GROUP, recent_work)]

@@ -17,10 +17,18 @@ def window_closed(data_interval_end: datetime, now: datetime | None = None) -> b
 
 
 def land_pending() -> dict[str, Any]:
+    """Land what is pending on `search-events` in the lake (the landing group's offsets)."""
     from sixfold.typeahead.collection import land_search_events
 
     report = land_search_events(Settings.from_env())
-    return report if isinstance(report, dict) else {k: v for k, v in vars(report).items() if k != "partitions"}
+    return {k: v for k, v in vars(report).items() if k != "partitions"}
+
+
+def remember_pending() -> dict[str, Any]:
+    """Upsert what is pending on `search-events` into users' recent queries (its own group's offsets)."""
+    from sixfold.typeahead.collection import remember_search_events
+
+    return dict(vars(remember_search_events(Settings.from_env())))
 
 
 def compact(window_start: datetime, window_end: datetime) -> dict[str, Any]:
