@@ -630,6 +630,8 @@ class CassandraStore(_KeyedReads):
             raise ServiceUnavailable("Cassandra", self.where, "no node is reachable (is the server down?)") from exc
         except ServiceUnavailable:  # the guard's own (open breaker, full bulkhead)
             raise
+        except _cassandra_failures() as exc:  # a client-side OperationTimedOut too (it was a 500 before)
+            raise ServiceUnavailable("Cassandra", self.where, f"{what} timed out or failed: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - timeouts surface as several driver types
             if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
                 raise ServiceUnavailable("Cassandra", self.where, f"{what} timed out: {exc}") from exc
