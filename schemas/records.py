@@ -147,6 +147,15 @@ USER_RECENT_QUERY = Record(
     ),
     doc="A user's own recent searches, kept for personalised suggestions (rows expire by TTL).",
 )
+TYPEAHEAD_SHARD_OWNER = Record(
+    "typeahead_shard_owner",
+    (Field("shard", "int", doc="a shard id of the trie (the same id in every region)"),
+     Field("url", "string", doc="base URL of a server answering that shard, as its peers reach it"),
+     Field("server", "string", doc="host:pid:random of the process that last renewed the row"),
+     Field("renewed_at", "timestamp")),
+    doc="The typeahead shard map: which servers own each shard; a lease the server keeps renewing (TTL), "
+        "so a dead one drops out.",
+)
 
 # ---- feed (Instagram) -------------------------------------------------------------------------
 USER = Record(
@@ -734,6 +743,8 @@ SERVING_TABLES: dict[str, ServingTable] = {
                             clustering_key=("story_id",), clustering_descending=True),
     "user_recent_queries": ServingTable("user_recent_queries", USER_RECENT_QUERY, partition_key=("user_id",),
                                         clustering_key=("ts", "query"), clustering_descending=True),
+    "typeahead_shard_owners": ServingTable("typeahead_shard_owners", TYPEAHEAD_SHARD_OWNER, partition_key=("shard",),
+                                           clustering_key=("url",)),
     "crawl_frontier": ServingTable("crawl_frontier", CRAWL_FRONTIER_ENTRY, partition_key=("url",)),
     "crawl_checksums": ServingTable("crawl_checksums", CRAWL_CHECKSUM, partition_key=("content_sha256",)),
     "crawl_simhash_bands": ServingTable("crawl_simhash_bands", CRAWL_SIMHASH_BAND,
@@ -778,7 +789,7 @@ SERVING_TABLES: dict[str, ServingTable] = {
 }
 
 RECORDS: dict[str, Record] = {
-    r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, USER, USERNAME, CREDENTIAL,
+    r.name: r for r in (DEAD_LETTER, SEARCH_EVENT, QUERY_COUNT, PHRASE_FREQUENCY, USER_RECENT_QUERY, TYPEAHEAD_SHARD_OWNER, USER, USERNAME, CREDENTIAL,
                         FOLLOW, FOLLOW_EVENT, FOLLOWER_COUNT, SEQUENCER_WORKER, FOLLOW_VERSION, TIMELINE_VERSION, CELEBRITY, MEDIA, POST, POST_DELETION, TIMELINE_ENTRY, AUTHOR_POST, HASHTAG_POST, GEO_POST, STORY,
                         CRAWL_PAGE, CRAWL_FRONTIER_ENTRY, CRAWL_CHECKSUM, CRAWL_SIMHASH_BAND, CRAWL_ROBOTS, CRAWL_DROP,
                         CRAWL_OFFER, CRAWL_WORKER,

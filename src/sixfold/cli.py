@@ -138,6 +138,12 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
         live = start_consumers(settings)  # in this process: one consumer per group, whatever --workers says
         console.print(f"consumers running: {', '.join(c.name for c in live.consumers)} (--no-consumers turns "
                       "them off)", highlight=False)
+    if not settings.typeahead_url:  # where peers forward requests for this server's typeahead shards
+        import socket
+
+        reachable = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+        reachable = f"[{reachable}]" if ":" in reachable else reachable  # an IPv6 address
+        os.environ["SIXFOLD_TYPEAHEAD_URL"] = f"http://{reachable}:{port}"
     try:
         uvicorn.run("sixfold.api.app:create_asgi", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", access_log=False)

@@ -61,7 +61,13 @@ def get_health(request: Request) -> dict[str, Any]:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from starlette.concurrency import run_in_threadpool
+
+    from sixfold.typeahead.api import start_shard_registration, stop_shard_registration
+
+    await run_in_threadpool(start_shard_registration, app)  # peers forward this server's typeahead shards here
     yield
+    await stop_shard_registration(app)
     clicks = getattr(app.state, "shortener_clicks", None)
     if clicks is not None:  # publish the clicks still buffered
         clicks.close()

@@ -100,6 +100,9 @@ class Settings:
     typeahead_shards: int = 4
     typeahead_owned_shards: frozenset[int] | None = None  # None: this server owns every shard
     typeahead_response_cache: bool = True  # keep anonymous suggestion answers per trie version (0: look up every time)
+    # this server's base URL as its peers reach it: registered as the owner of its shards (typeahead/sharding.py);
+    # empty: not registered (`sixfold serve` sets it from --host/--port)
+    typeahead_url: str = ""
     # feed
     feed_celebrity_threshold: int = 100_000  # authors with at least this many followers are pulled, not pushed
     # how long a server may reuse an author's follower count and newest post ids on the read path;
@@ -364,7 +367,25 @@ def _typeahead_settings(env: Mapping[str, str], defaults: "Settings") -> dict:
         "typeahead_shards": int(shards),
         "typeahead_owned_shards": owned,
         "typeahead_response_cache": _flag(env, "SIXFOLD_TYPEAHEAD_RESPONSE_CACHE", defaults.typeahead_response_cache),
+        "typeahead_url": _typeahead_url(env, defaults.typeahead_url),
     }
+
+
+def _typeahead_url(env: Mapping[str, str], default: str) -> str:
+    from urllib.parse import urlsplit
+
+    raw = env.get("SIXFOLD_TYPEAHEAD_URL", default).strip()
+    url = raw.rstrip("/")
+    try:
+        parts = urlsplit(url)
+        usable = not url or (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+                             and parts.path == "" and not parts.query)
+    except ValueError:  # a port that is not a number or outside 0..65535
+        usable = False
+    if not usable:
+        raise SettingsError(f"SIXFOLD_TYPEAHEAD_URL={raw!r}; expected this server's base URL as its peers reach "
+                            "it, like http://10.0.0.5:8000 (empty: not registered as a shard owner)")
+    return url
 
 
 def _number(env: Mapping[str, str], var: str, default: float, *, whole: bool = False,

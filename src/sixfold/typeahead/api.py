@@ -22,7 +22,8 @@ from sixfold.platform.auth import (
 )
 from sixfold.platform.errors import RequestError, error_answer, error_responses
 from sixfold.platform.schema import json_schema
-from sixfold.typeahead.serving import MAX_PREFIX, Suggester, SuggestionError, normalize_prefix, region_name
+from sixfold.typeahead.serving import MAX_PREFIX, NotOwned, Suggester, SuggestionError, normalize_prefix, region_name
+from sixfold.typeahead.sharding import FORWARDED_HEADER, Forwarder, NoOwnerAnswered, Registration, ShardMap
 from sixfold.typeahead.trie import DEFAULT_K
 
 router = APIRouter(tags=["typeahead"])
@@ -108,6 +109,64 @@ def store_for(app: Any) -> Any:
     return app_store(app)
 
 
+def shard_map_for(app: Any) -> ShardMap:
+    """Which servers own each shard (the store's `typeahead_shard_owners`), one per app."""
+    return shared(app.state, "typeahead_shard_map",
+                  lambda: ShardMap(store_for(app), app.state.settings.typeahead_url))
+
+
+def forwarder_for(app: Any) -> Forwarder:
+    return shared(app.state, "typeahead_forwarder", lambda: Forwarder(shard_map_for(app)))
+
+
+def owned_and_known_shards(app: Any) -> tuple[set[int], set[int]]:
+    """(shards this server owns, every shard id it knows of): from the settings and the loaded trie."""
+    settings = app.state.settings
+    suggester = getattr(app.state, "suggester", None)
+    known = set(range(settings.typeahead_shards)) | (suggester.shard_ids() if suggester is not None else set())
+    owned = known if settings.typeahead_owned_shards is None else set(settings.typeahead_owned_shards)
+    return owned, known | owned
+
+
+def start_shard_registration(app: Any) -> Registration | None:
+    """Register this server in the shard map and keep its lease (nothing without SIXFOLD_TYPEAHEAD_URL)."""
+    if not app.state.settings.typeahead_url:
+        return None
+    registration = Registration(shard_map_for(app), lambda: owned_and_known_shards(app))
+    registration.start()
+    app.state.typeahead_registration = registration
+    return registration
+
+
+async def stop_shard_registration(app: Any) -> None:
+    registration = getattr(app.state, "typeahead_registration", None)
+    if registration is not None:
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(registration.stop)
+    forwarder = getattr(app.state, "typeahead_forwarder", None)
+    if forwarder is not None:
+        await forwarder.close()
+
+
+async def forward_to_owner(request: Request, exc: NotOwned) -> Any:
+    """Answer with an owner's answer (its status and body as they came), or 503 with Retry-After."""
+    from fastapi.responses import Response
+    from starlette.concurrency import run_in_threadpool
+
+    if request.headers.get(FORWARDED_HEADER) is not None:  # forwarded once already: never again (no loops)
+        raise HTTPException(503, f"{exc}; the request was forwarded here by {request.headers[FORWARDED_HEADER]} "
+                                 "whose shard map is stale, or a trie with other shard ranges is being swapped in; "
+                                 "it is not forwarded again", headers={"Retry-After": "1"})
+    forwarder = await run_in_threadpool(forwarder_for, request.app)  # the first call opens the store
+    try:
+        answer = await forwarder.forward(exc.shard, exc.region, request.url.path, request.url.query,
+                                         dict(request.headers))
+    except NoOwnerAnswered as failed:
+        raise HTTPException(503, str(failed), headers=failed.headers) from None
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)
+
+
 class Suggestion(BaseModel):
     phrase: str
     score: float
@@ -134,20 +193,29 @@ class SuggestionQuery(BaseModel):
 
 @router.get("/v1/suggestions", response_model=Suggestions,
             summary="Top suggestions for a typed prefix (precomputed per trie node); personalised with your token",
-            responses=error_responses(401, 403, 404, 421, 422, 503, why={
+            responses=error_responses(401, 403, 404, 422, 503, why={
                 401: "user_id is given without a valid bearer token, or a token is sent that is not valid",
                 403: "user_id is another user: personal suggestions need that user's own token",
                 404: "no trie for that region; the message lists the known ones",
-                503: "no trie has been built yet (`sixfold typeahead build`), or the store is unreachable"}))
-def get_suggestions(request: Request, query: Annotated[SuggestionQuery, Query()],
-                    acting: int | None = Depends(optional_user)) -> Any:
+                503: "no trie has been built yet (`sixfold typeahead build`), the store is unreachable, or no "
+                     "server owning the prefix's shard answered (Retry-After says when to retry)"}))
+async def get_suggestions(request: Request, query: Annotated[SuggestionQuery, Query()],
+                          acting: int | None = Depends(optional_user)) -> Any:
+    """A prefix of a shard this server does not own is answered by an owner (typeahead/sharding.py)."""
+    from starlette.concurrency import run_in_threadpool
+
     if query.user_id:
         if acting is None:
             raise unauthorized(None)
         require_self(acting, query.user_id)
+
+    def suggest() -> dict[str, Any]:
+        return suggester_for(request.app).suggest(query.prefix, query.k, query.region, query.user_id or None)
+
     try:
-        return ORJSONResponse(suggester_for(request.app).suggest(query.prefix, query.k, query.region,
-                                                                 query.user_id or None))
+        return ORJSONResponse(await run_in_threadpool(suggest))
+    except NotOwned as exc:
+        return await forward_to_owner(request, exc)
     except SuggestionError as exc:
         raise HTTPException(exc.status, str(exc)) from None
 
@@ -190,6 +258,8 @@ class SuggestionsFastGet:
                 return 200, orjson.dumps(suggester.suggest(prefix, int(k_raw), region, user))
             if not app.state.settings.typeahead_response_cache:  # SIXFOLD_TYPEAHEAD_RESPONSE_CACHE=0
                 return 200, orjson.dumps(suggester.suggest(prefix, int(k_raw), region))
+        except NotOwned:
+            return None  # another server's shard: the route forwards it, without blocking this loop
         except RequestError as exc:
             return error_answer(exc.status, str(exc), exc.headers)
         except SuggestionError as exc:
@@ -205,6 +275,8 @@ class SuggestionsFastGet:
         if found is None:
             try:
                 found = orjson.dumps(suggester.suggest(prefix, int(k_raw), region)["suggestions"])
+            except NotOwned:
+                return None
             except SuggestionError as exc:
                 return error_answer(exc.status, str(exc))
             if suggester.version == version:

@@ -36,6 +36,16 @@ class SuggestionError(ValueError):
         self.status = status
 
 
+class NotOwned(SuggestionError):
+    """The prefix's shard is not owned by this server: the request goes to an owner (typeahead/sharding.py)."""
+
+    def __init__(self, shard: int, region: str, prefix: str) -> None:
+        super().__init__(503, f"prefix {prefix!r} belongs to shard {shard} of region {region!r}, which this server "
+                              f"does not own")
+        self.shard = shard
+        self.region = region
+
+
 def normalize_prefix(text: str) -> str:
     """Query normalisation (collection.normalize_query), but a trailing space is kept: "new " asks
     for the next word."""
@@ -155,6 +165,11 @@ class Suggester:
     def close(self) -> None:
         self._stop.set()
 
+    def shard_ids(self) -> set[int]:
+        """Every shard id of the loaded trie, in any region (empty before the first trie)."""
+        trie = self._trie
+        return {e["id"] for regional in trie.regions.values() for e in regional.entries} if trie else set()
+
     def suggest(self, prefix: str, k: int = DEFAULT_K, region: str | None = None,
                 user_id: str | None = None) -> dict[str, Any]:
         trie = self._trie
@@ -172,9 +187,7 @@ class Suggester:
             raise SuggestionError(404, f"no suggestions for region {region!r}; known regions: {known}")
         found = regional.lookup(normalized, k)
         if found is None:
-            shard = regional.route(normalized)
-            raise SuggestionError(421, f"prefix {normalized!r} belongs to shard {shard} of region {name!r}, "
-                                       f"which this server does not own; see the shard map")
+            raise NotOwned(regional.route(normalized), name, normalized)
         if user_id:
             found = self._personalise(found, normalized, k, user_id, regional)
         return {"prefix": prefix, "suggestions": [{"phrase": p, "score": s} for p, s in found]}
