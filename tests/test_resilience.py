@@ -322,24 +322,44 @@ def test_memcached_that_never_answers_is_skipped_once_its_breaker_opens() -> Non
 # ---- real Cassandra through a delaying proxy ---------------------------------------------------------------------
 class DelayingProxy:
     """TCP proxy to `upstream`: what clients send is forwarded `delay` seconds late (in order, without
-    limiting throughput); answers come back at once. `delay` can be changed at any time."""
+    limiting throughput); answers come back at once. `delay` can be changed at any time; `down()` cuts
+    every connection and refuses new ones (the service is gone) until `up()`."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.delay = 0.0
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(128)
-        self.port = self.listener.getsockname()[1]
+        self.port = 0
         self.closed = False
         self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.up()
 
-    def _accept(self) -> None:
+    def up(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(128)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def down(self) -> None:
+        """Connections cut, new ones refused (nothing listens)."""
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone would not
+        except OSError:
+            pass
+        self.listener.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+        self.sockets = []
+
+    def _accept(self, listener: socket.socket) -> None:
         while not self.closed:
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
                 server = socket.create_connection(self.upstream)
             except OSError:
                 return
@@ -386,12 +406,7 @@ class DelayingProxy:
 
     def close(self) -> None:
         self.closed = True
-        self.listener.close()
-        for s in self.sockets:
-            try:
-                s.close()
-            except OSError:
-                pass
+        self.down()
 
 
 @pytest.fixture
@@ -517,3 +532,50 @@ def test_overloaded_server_sheds_with_503_and_stays_alive(cassandra_proxy, serve
     assert any(b["dependency"] == "cassandra" for b in ready["breakers"].values()), ready
     assert client.get(path).status_code == 200  # and back to normal once the store is fast again
     assert os.kill(proc.pid, 0) is None
+
+
+@pytest.mark.integration
+def test_redirects_from_cache_while_the_store_is_down(cassandra_proxy, home) -> None:
+    from accounts import Authed, signup
+    from fastapi.testclient import TestClient
+
+    from sixfold.api.app import create_app
+
+    settings = Settings.from_env({"SIXFOLD_HOME": str(home), "SIXFOLD_PROFILE": "cluster",
+                                  "SIXFOLD_CASSANDRA_HOST": f"127.0.0.1:{cassandra_proxy.port}",
+                                  "SIXFOLD_CASSANDRA_KEYSPACE": "sixfold_resilience",
+                                  "SIXFOLD_SHORTENER_MEMCACHED": "", "SIXFOLD_CONNECT_TIMEOUT_S": "2"})
+    app = create_app(settings)
+    client = TestClient(app, follow_redirects=False)
+    _, token = signup(client, f"r{uuid.uuid4().hex[:10]}")
+    headers = {"X-Api-Key": Authed(client, token).post("/v1/api-keys").json()["api_key"]}
+    keys = [client.post("/v1/urls", json={"long_url": f"https://example.com/{n}"}, headers=headers).json()["key"]
+            for n in ("hot", "cold")]
+    hot, cold = keys
+    assert client.get(f"/{hot}").status_code == 302  # read once: now in this server's cache
+
+    cassandra_proxy.down()
+    guard = app.state.store._guard  # the breaker of Cassandra at the proxy's address
+    for _ in range(3):
+        answer = client.get(f"/{hot}")
+        assert answer.status_code == 302 and answer.headers["location"] == "https://example.com/hot"
+    answers = []
+    for _ in range(guard.policy.failures_to_open + 2):
+        started = time.monotonic()
+        answer = client.get(f"/{cold}")
+        answers.append((answer.status_code, answer.headers.get("retry-after"), time.monotonic() - started))
+    assert all(status == 503 and retry and retry.isdigit() for status, retry, _ in answers), answers
+    assert guard.state == OPEN
+    assert answers[-1][2] < 0.05, answers  # the open breaker answers at once, no timeout
+    assert "circuit open" in client.get(f"/{cold}").text
+    ready = client.get("/readyz")
+    breaker = ready.json()["breakers"][f"cassandra {guard.where}"]
+    assert ready.status_code == 503 and breaker["state"] == "open" and breaker["probe_in_s"] > 0, ready.json()
+
+    cassandra_proxy.up()  # back: a probe after open_s closes the breaker
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if client.get(f"/{cold}").status_code == 302:
+            break
+        time.sleep(1)
+    assert client.get(f"/{cold}").status_code == 302 and guard.state == CLOSED

@@ -214,8 +214,8 @@ class TimelineFastGet:
             return 200, _timeline_reader(app).timeline_json(user_id, limit, params.get("before"))
         except RequestError as exc:
             return error_answer(exc.status, str(exc), exc.headers)
-        except ServiceUnavailable as exc:
-            return error_answer(503, str(exc))
+        except ServiceUnavailable as exc:  # an open breaker or a full bulkhead says when (sixfold.platform.resilience)
+            return error_answer(503, str(exc), {"Retry-After": str(getattr(exc, "retry_after_s", 5))})
 
 
 # ---- media (media.py) ---------------------------------------------------------------------------

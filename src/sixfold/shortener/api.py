@@ -254,8 +254,8 @@ def resolve_and_count(app: Any, key: str, referer: str | None, user_agent: str |
     """(status, body, headers): a 302 counts a click; 404 and 410 explain."""
     try:
         resolution = app_links(app).resolve(key)
-    except ServiceUnavailable as exc:
-        return error_answer(503, str(exc), {"Retry-After": "5"})
+    except ServiceUnavailable as exc:  # an open breaker or a full bulkhead says when (sixfold.platform.resilience)
+        return error_answer(503, str(exc), {"Retry-After": str(getattr(exc, "retry_after_s", 5))})
     if resolution.status != 302:
         return error_answer(resolution.status, resolution.reason)
     app_clicks(app).record(key, referer, user_agent)
