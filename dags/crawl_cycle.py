@@ -2,6 +2,8 @@
 
 generate >> fetch >> parse >> dedup >> update_frontier (each idempotent for the run's cycle id),
 then near_duplicates: the Spark job (spark-submit) grouping exact and near duplicates over the whole crawl.
+fetch is mapped over host partitions ("0/N" .. "N-1/N"; N the `partitions` param, 0: the
+SIXFOLD_CRAWLER_PARTITIONS setting, 1 by default): each host is fetched by one task at its delay.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ with DAG(
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "execution_timeout": timedelta(hours=2)},
     params={"seeds_file": Param("", type="string", description="seed URLs, one a line (optional)"),
             "max_pages": Param(1000, type="integer", minimum=1),
-            "allow_hosts": Param([], type="array", description="hosts or CIDRs the SSRF guard lets through")},
+            "allow_hosts": Param([], type="array", description="hosts or CIDRs the SSRF guard lets through"),
+            "partitions": Param(0, type="integer", minimum=0,
+                                description="fetch tasks, one per host partition (0: SIXFOLD_CRAWLER_PARTITIONS)")},
     tags=["crawler"],
 ):
 
@@ -35,10 +39,16 @@ with DAG(
         return dag_generate(data_interval_start, params)
 
     @task
-    def fetch(data_interval_start=None, params=None) -> dict:
+    def partitions(params=None) -> list[str]:
+        from sixfold.crawler.cycle import dag_partitions
+
+        return dag_partitions(params)
+
+    @task
+    def fetch(partition: str, data_interval_start=None, params=None) -> dict:
         from sixfold.crawler.cycle import dag_fetch
 
-        return dag_fetch(data_interval_start, params)
+        return dag_fetch(data_interval_start, params, partition)
 
     @task
     def parse(data_interval_start=None) -> dict:
@@ -67,4 +77,4 @@ with DAG(
         driver_memory="1g",
     )
 
-    generate() >> fetch() >> parse() >> dedup() >> update_frontier() >> near_duplicates
+    generate() >> fetch.expand(partition=partitions()) >> parse() >> dedup() >> update_frontier() >> near_duplicates

@@ -4,7 +4,9 @@ runs one cycle with `dag.test()`."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -89,7 +91,9 @@ def test_stages_are_idempotent_and_cycles_crawl_the_site(tmp_path: Path) -> None
 
 
 @pytest.mark.airflow
-def test_crawl_cycle_dag_runs_one_cycle(airflow: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("partitions", [0, 2], ids=["fetch-default", "fetch-mapped-over-2"])
+def test_crawl_cycle_dag_runs_one_cycle(airflow: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                        partitions: int) -> None:
     from airflow.models.dagbag import DagBag
 
     from sixfold.platform.airflow_env import DAGS_FOLDER
@@ -97,7 +101,8 @@ def test_crawl_cycle_dag_runs_one_cycle(airflow: Settings, monkeypatch: pytest.M
     for key, value in CRAWL_ENV.items():
         monkeypatch.setenv(key, value)
     settings = airflow
-    with serve(SPEC) as site:
+    # 127.0.0.2..4 all hash to partition 1 of 2; a fourth host (127.0.0.5) is partition 0's
+    with serve(SPEC if partitions != 2 else replace(SPEC, hosts=4)) as site:
         # Seeding every member of the site's duplicate groups puts them all in this one cycle's fetch list.
         truth = site.truth
         grouped = set().union(*truth.exact_duplicates, *truth.near_duplicates)
@@ -106,11 +111,20 @@ def test_crawl_cycle_dag_runs_one_cycle(airflow: Settings, monkeypatch: pytest.M
         dag = DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False).dags["crawl_cycle"]
         when = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
         run = dag.test(logical_date=when, run_conf={"seeds_file": str(seeds_file), "max_pages": 20,
-                                                    "allow_hosts": ["127.0.0.0/8"]})
+                                                    "allow_hosts": ["127.0.0.0/8"], "partitions": partitions})
         assert run.state == "success"
+        log = site.access_log()
     cycle_id = cycle.cycle_id_for(run.data_interval_start)
     directory = cycle.cycle_dir(settings, cycle_id)
     assert (directory / "fetchlist.jsonl").exists() and (directory / "parsed.jsonl").exists()
+    files = sorted(p.name for p in directory.glob("fetched*.jsonl"))
+    if partitions == 2:  # one mapped fetch task per partition; a host's requests all came from one of them
+        assert files == ["fetched-0-of-2.jsonl", "fetched-1-of-2.jsonl"]
+        hosts = [{json.loads(line)["host"] for line in (directory / f).read_text().splitlines()} for f in files]
+        assert hosts[0] and hosts[1] and not hosts[0] & hosts[1]
+        assert {r["host"] for r in log} == hosts[0] | hosts[1]
+    else:
+        assert files == ["fetched.jsonl"]
     rows = ArrowLake(settings).read(PAGES).to_pylist()
     by_url = {r["url"]: r for r in rows}
     assert len(by_url) == len(rows) and set(by_url) >= {s for s in site.seeds if s in truth.pages} | grouped

@@ -170,3 +170,38 @@ def test_partition_is_validated_with_a_clear_error(tmp_path: Path, monkeypatch: 
                                      f"--partition={value}"])
         assert result.exit_code == 2, (value, result.output)
         assert says in " ".join(result.output.split()), (value, result.output)
+
+
+def test_crawl_cycle_fetch_partitioned_gives_each_host_one_task(tmp_path: Path) -> None:
+    """The crawl_cycle DAG's mapped fetch tasks, called as Airflow calls them ("0/2", "1/2"): each host's
+    URLs in one task's file only, every page fetched once over the cycles, the same pages as unpartitioned."""
+    import json
+
+    from sixfold.crawler import cycle
+
+    env = {**CRAWL_ENV, "SIXFOLD_HOME": str(tmp_path), "SIXFOLD_CRAWLER_USER_AGENT": agent("cycle")}
+    settings = Settings.from_env(env)
+    spec = SiteSpec(hosts=4, pages_per_host=12, crawl_delay_s=0.0, traps=False, slow_host_latency_s=0.0)
+    with serve(spec) as site:
+        for n in range(1, 12):
+            cycle_id = f"c{n}"
+            listed = cycle.generate(settings, cycle_id, 60, site.seeds if n == 1 else [])
+            if listed["urls"] == 0:
+                break
+            for part in ("0/2", "1/2"):
+                cycle.fetch(settings, cycle_id, ["127.0.0.0/8"], cycle.parse_partition(part))
+            cycle.parse(settings, cycle_id)
+            cycle.dedup(settings, cycle_id)
+            cycle.update_frontier(settings, cycle_id)
+            directory = cycle.cycle_dir(settings, cycle_id)
+            hosts = {}
+            for i in range(2):
+                path = directory / f"fetched-{i}-of-2.jsonl"
+                hosts[i] = {json.loads(line)["host"] for line in path.read_text().splitlines()} if path.exists() else set()
+                assert all(owner(h, 2) == i for h in hosts[i])
+            assert not hosts[0] & hosts[1]
+        counts = fetched_urls(site.access_log())
+    assert site.truth.pages <= set(counts)
+    assert {u: c for u, c in counts.items() if c > 1} == {}
+    landed = Counter(r["url"] for r in ArrowLake(settings).read(PAGES).to_pylist())
+    assert set(landed) == set(counts) and max(landed.values()) == 1

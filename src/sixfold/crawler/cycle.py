@@ -8,7 +8,9 @@ them:
   `fetchlist.jsonl`; an existing fetch list is kept, so a retry fetches the same URLs.
 - fetch: the fetch list with the online crawler's machinery (robots.txt, per-host delay, SSRF
   guard, DNS cache), appending one line per response to `fetched.jsonl` (bodies in the blob
-  store by checksum); a retry skips what is already there.
+  store by checksum); a retry skips what is already there. Partitioned (`i/N`, the DAG's mapped
+  fetch tasks), a task fetches only the URLs of the hosts that hash to i and writes
+  `fetched-i-of-N.jsonl`: each host is fetched by one task at its delay; later stages read every file.
 - parse: every fetched HTML body -> title, description, text, links, SimHash (`parsed.jsonl`,
   rewritten whole).
 - dedup: checksum and SimHash verdicts, pages landed in the lake (a replayed row collapses with
@@ -36,6 +38,7 @@ from sixfold.crawler.dedup import content_sha256, simhash
 from sixfold.crawler.extract import canonical_url, extract
 from sixfold.crawler.fetcher import FetcherRegistry, FetchResult
 from sixfold.crawler.frontier import REVISIT_PRIORITY, Completion, FrontierEntry, utcnow
+from sixfold.crawler.partition import Partition, parse_partition
 from sixfold.crawler.run import Crawl, land_pages, page_row, read_seeds
 from sixfold.platform.processes import read_jsonl
 from sixfold.platform.schema import parse_timestamp
@@ -136,24 +139,35 @@ class FetchStage(Crawl):
         return None
 
 
-def fetch(settings: Settings, cycle_id: str, allow_hosts: list[str] | tuple[str, ...] = ()) -> dict:
+def _fetched_lines(directory: Path) -> list[dict[str, Any]]:
+    """Every fetch task's lines: `fetched.jsonl` and each partition's `fetched-i-of-N.jsonl`."""
+    return [line for path in sorted(directory.glob("fetched*.jsonl")) for line in _read_lines(path)]
+
+
+def fetch(settings: Settings, cycle_id: str, allow_hosts: list[str] | tuple[str, ...] = (),
+          partition: Partition | None = None) -> dict:
     directory = cycle_dir(settings, cycle_id)
     listed = [_entry(line) for line in _read_lines(directory / "fetchlist.jsonl")]
     if not listed and not (directory / "fetchlist.jsonl").exists():
         raise FileNotFoundError(f"cycle {cycle_id} has no fetch list; run its generate step first")
-    done = {line["url"] for line in _read_lines(directory / "fetched.jsonl")}
-    todo = [e for e in listed if e.url not in done]
-    with open(directory / "fetched.jsonl", "a", encoding="utf-8") as out:
+    mine = [e for e in listed if partition is None or partition.owns(e.host)]
+    done = {line["url"] for line in _fetched_lines(directory)}
+    todo = [e for e in mine if e.url not in done]
+    name = "fetched.jsonl" if partition is None else f"fetched-{partition.index}-of-{partition.count}.jsonl"
+    with open(directory / name, "a", encoding="utf-8") as out:
         stage = FetchStage(settings, allow_hosts, cycle_id, out)
         asyncio.run(stage.fetch_list(todo))
-    fetched = _read_lines(directory / "fetched.jsonl")
-    return {"cycle_id": cycle_id, "listed": len(listed), "fetched": len({f["url"] for f in fetched}),
-            "this_attempt": len(todo), "deferred_hosts": stage.report.deferred_hosts}
+    fetched = {line["url"] for line in _fetched_lines(directory)}
+    return {"cycle_id": cycle_id, "partition": str(partition) if partition else None, "listed": len(listed),
+            "mine": len(mine), "fetched": len(fetched & {e.url for e in mine}), "this_attempt": len(todo),
+            "deferred_hosts": stage.report.deferred_hosts}
 
 
 def _latest_fetches(directory: Path) -> list[dict[str, Any]]:
     """One line per URL (a cut-short attempt may have left an earlier one), in fetch order."""
-    latest = {line["url"]: line for line in _read_lines(directory / "fetched.jsonl")}
+    latest: dict[str, dict[str, Any]] = {}
+    for line in sorted(_fetched_lines(directory), key=lambda line: line["fetched_at"]):
+        latest[line["url"]] = line
     return sorted(latest.values(), key=lambda line: (line["fetched_at"], line["url"]))
 
 
@@ -239,8 +253,17 @@ def dag_generate(data_interval_start: datetime, params: dict[str, Any]) -> dict:
     return generate(settings, cycle_id_for(data_interval_start), int(params.get("max_pages", 1000)), seeds)
 
 
-def dag_fetch(data_interval_start: datetime, params: dict[str, Any]) -> dict:
-    return fetch(Settings.from_env(), cycle_id_for(data_interval_start), list(params.get("allow_hosts") or []))
+def dag_partitions(params: dict[str, Any]) -> list[str]:
+    """The fetch tasks to map: "0/N" .. "N-1/N", N from the run's `partitions` param (0: the
+    SIXFOLD_CRAWLER_PARTITIONS setting, 1 by default)."""
+    n = int(params.get("partitions") or 0) or Settings.from_env().crawler_partitions
+    return [str(Partition(i, n)) for i in range(n)]
+
+
+def dag_fetch(data_interval_start: datetime, params: dict[str, Any], partition: str = "0/1") -> dict:
+    worker = parse_partition(partition)
+    return fetch(Settings.from_env(), cycle_id_for(data_interval_start), list(params.get("allow_hosts") or []),
+                 worker if worker.count > 1 else None)
 
 
 def dag_parse(data_interval_start: datetime) -> dict:
