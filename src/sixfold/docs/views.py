@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from schemas.records import DOC_VIEW_COUNT, EVENTS, LAKE_TABLES, SERVING_TABLES
 from sixfold.platform import schema
+from sixfold.platform.emitter import BufferedPublisher
 from sixfold.platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,52 +36,22 @@ log = logging.getLogger("sixfold.docs")
 
 
 # ---- emitting --------------------------------------------------------------------------------------
-class ViewEmitter:
+class ViewEmitter(BufferedPublisher[tuple[str, str, "int | None", str, float]]):
+    """Views out of the read path (`sixfold.platform.emitter`): (view_id, doc_id, user_id, source, at)."""
+
     def __init__(self, bus: Any, flush_s: float = 0.25, batch: int = 2000, max_pending: int = 1_000_000) -> None:
-        self.bus, self.flush_s, self.batch, self.max_pending = bus, flush_s, batch, max_pending
-        self.dropped = 0
-        self._pending: deque[dict[str, Any]] = deque()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._flush_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="doc-views", daemon=True)
-        self._thread.start()
+        super().__init__(bus, TOPIC, _view_message, flush_s=flush_s, batch=batch, max_pending=max_pending,
+                         name="doc-views")
 
     def record(self, doc_id: str, user_id: int | None, source: str, at: float | None = None) -> None:
         # the id is made here, once: a batch published again after a failure repeats it, and counting collapses it
-        if len(self._pending) >= self.max_pending:
-            self._pending.popleft()
-            self.dropped += 1
-        self._pending.append({"view_id": secrets.token_hex(12), "doc_id": doc_id, "user_id": user_id,
-                              "source": source, "ts": datetime.fromtimestamp(time.time() if at is None else at, UTC)})
-        if len(self._pending) >= self.batch:
-            self._wake.set()
+        self.add((secrets.token_hex(12), doc_id, user_id, source, time.time() if at is None else at))
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self.flush_s)
-            self._wake.clear()
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 - the log is down: the views wait for the next flush
-                log.exception("doc views: publishing failed; retrying")
 
-    def flush(self) -> int:
-        with self._flush_lock:
-            sent = 0
-            while self._pending:
-                chunk = [self._pending[i] for i in range(min(self.batch, len(self._pending)))]
-                self.bus.produce_many(TOPIC, [(e["doc_id"], schema.to_json_row(EVENT.record, e)) for e in chunk])
-                for _ in chunk:
-                    self._pending.popleft()
-                sent += len(chunk)
-            return sent
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(5)
-        self.flush()
+def _view_message(view: tuple[str, str, int | None, str, float]) -> tuple[str, dict[str, Any]]:
+    view_id, doc_id, user_id, source, at = view
+    return doc_id, schema.to_json_row(EVENT.record, {"view_id": view_id, "doc_id": doc_id, "user_id": user_id,
+                                                     "source": source, "ts": datetime.fromtimestamp(at, UTC)})
 
 
 # ---- landing ---------------------------------------------------------------------------------------

@@ -37,20 +37,29 @@ def ua_family(user_agent: str | None) -> str:
     return parsed.family if parsed is not None and parsed.family else OTHER_FAMILY
 
 
-def referrer_host(referrer: str | None) -> str:
-    """The referrer's host, lower-cased without a trailing dot, or '(direct)' when there is none.
-
-    The API sends a host; a port, or a whole URL from a producer that did not cut it, is reduced
-    to the host, so one site counts as one referrer.
-    """
+def host_of(referrer: str | None, bare_host: bool = True) -> str | None:
+    """The host a referrer names, lower-cased without a trailing dot (at most 255 characters), or None
+    when there is none to tell. A whole URL or a host with a port give the host; so does a bare host
+    unless `bare_host` is False (a Referer header is a URL: 'not a url' names no site)."""
     text = (referrer or "").strip()
     if not text:
-        return DIRECT
+        return None
+    if "//" not in text and not bare_host:
+        return None
     try:
         host = urlsplit(text if "//" in text else f"//{text}").hostname
     except ValueError:  # e.g. an unclosed IPv6 bracket: keep what was sent rather than lose the click
         host = text
-    return (host or text).lower().rstrip(".") or DIRECT
+    return (host or text).lower().rstrip(".")[:255] or None
+
+
+def referrer_host(referrer: str | None) -> str:
+    """The referrer's host as the lake counts it (`host_of`), or '(direct)' when there is none.
+
+    The API sends a host; a port, or a whole URL from a producer that did not cut it, is reduced
+    to the host, so one site counts as one referrer.
+    """
+    return host_of(referrer) or DIRECT
 
 
 def landed_click(event: dict[str, Any]) -> dict[str, Any]:
