@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from accounts import Authed, signup
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from loro import ExportMode, LoroDoc, VersionVector
 
 from sixfold.api.app import create_app

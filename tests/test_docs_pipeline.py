@@ -13,7 +13,7 @@ import pytest
 from accounts import Authed, signup
 from fastapi.testclient import TestClient
 
-from schemas.records import DOC_VIEW_EVENT, LAKE_TABLES, SERVING_TABLES
+from schemas.records import DOC_VIEW_EVENT, SERVING_TABLES
 from sixfold.api.app import create_app
 from sixfold.docs.compaction import compact_all, compact_doc
 from sixfold.docs.service import SNAPSHOTS, UPDATES, DocService

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 def test_a_server_killed_mid_edit_loses_no_acknowledged_update(serve) -> None:
     proc, client = serve()
-    (ann, token), (bob, bob_token) = signup(client, "ann"), signup(client, "bob")
+    (_ann, token), (bob, bob_token) = signup(client, "ann"), signup(client, "bob")
     me = Authed(client, token)
     doc = me.post("/v1/docs", json={}).json()["doc_id"]
     me.post(f"/v1/docs/{doc}/members", json={"user_id": bob, "role": "editor"})

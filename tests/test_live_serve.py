@@ -7,7 +7,6 @@ come to hold exactly the post made, and the lake the search made.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 from accounts import Authed, signup
-
 
 pytestmark = pytest.mark.e2e
 PATIENCE_S = 30.0  # a failure bound on a loaded machine, not a performance target

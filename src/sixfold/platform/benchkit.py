@@ -383,9 +383,11 @@ def vegeta_targets(base: str, requests: list[tuple[str, str, str, str]], write_e
     r = 0
     for i in range(1, total + 1):
         if i % write_every == 0 and w < len(writes):
-            out.append(target(*writes[w])); w += 1
+            out.append(target(*writes[w]))
+            w += 1
         else:
-            out.append(target(*reads[r % len(reads)])); r += 1
+            out.append(target(*reads[r % len(reads)]))
+            r += 1
     return out
 
 
