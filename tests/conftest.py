@@ -55,8 +55,30 @@ def services_running():
     from sixfold.platform import services
 
     settings = cluster_settings()
+    spark = {service.name for service in services.spark_services(settings)}  # `spark_cluster` starts those
+    started = _start_missing([s for s in services.all_services(settings) if s.name not in spark])
+    yield settings
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster():
+    """The Spark standalone master and worker of the cluster profile on 127.0.0.1: reuse running ones, else
+    start them (and stop them after); yields the cluster settings that point at them."""
+    from sixfold.platform import services
+
+    settings = cluster_settings()
+    started = _start_missing(services.spark_services(settings))
+    yield settings
+    for service in reversed(started):
+        service.stop()
+
+
+def _start_missing(wanted: list) -> list:
+    """Start each service that does not answer healthy; return those started."""
     started = []
-    for service in services.all_services(settings):
+    for service in wanted:
         try:
             healthy = service.healthy()
         except Exception:  # noqa: BLE001 - not answering means: start it
@@ -64,9 +86,7 @@ def services_running():
         if not healthy:
             service.start(log=lambda _msg: None)
             started.append(service)
-    yield settings
-    for service in started:
-        service.stop()
+    return started
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -19,7 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 services_app = typer.Typer(help="Local Apache Kafka (KRaft) and Apache Cassandra as Java processes on 127.0.0.1, "
-                                "and Memcached (Debian) when the cluster profile uses it.",
+                                "and on the cluster profile Memcached (Debian) and a Spark standalone master "
+                                "and worker (pyspark's jars).",
                            no_args_is_help=True)
 app.add_typer(services_app, name="services")
 console = Console(stderr=True)
@@ -67,38 +68,50 @@ def config_check() -> None:
     console.print("configuration ok", highlight=False)
 
 
-ONLY = typer.Option(None, "--only", help="kafka, cassandra or memcached (repeatable); default: all the profile uses")
+ONLY = typer.Option(None, "--only", help="a service by name, as NAMES gives them (repeatable)")
+NAMES = typer.Argument(None, metavar="[NAMES]...", show_default=False,
+                       help="kafka, cassandra, memcached, spark-master, spark-worker, or spark (both); default: what "
+                            "the profile uses (cluster: all of them)")
 
 
-@services_app.command("up")
-def services_up(only: Optional[list[str]] = ONLY) -> None:
-    """Fetch the jars from Maven Central (cached), write configs, start and wait until healthy."""
-    from sixfold.platform import services
-
-    settings = settings_or_exit()
+def picked_services(names: Optional[list[str]], only: Optional[list[str]], action: Any) -> list[str]:
+    """`action(settings, names)` on the services named (positionally or with --only); exit 1 naming a bad one."""
+    settings = settings_or_exit()  # outside the try: its typer.Exit(2) is a RuntimeError too
     try:
-        for line in services.up(settings, only, log=lambda m: console.print(f"[dim]{m}[/dim]")):
-            typer.echo(line)
+        return action(settings, [*(names or []), *(only or [])] or None)
     except (RuntimeError, ValueError) as exc:
-        console.print(f"[red]services up failed:[/red] {exc}")
+        console.print(f"[red]services failed:[/red] {exc}")
         raise typer.Exit(1) from None
 
 
-@services_app.command("down")
-def services_down(only: Optional[list[str]] = ONLY) -> None:
-    """Stop the local servers cleanly (SIGTERM, then SIGKILL after 60 s)."""
+@services_app.command("up")
+def services_up(names: Optional[list[str]] = NAMES, only: Optional[list[str]] = ONLY) -> None:
+    """Fetch the jars from Maven Central (cached; Spark's come with pyspark), write configs, start and wait until
+    healthy."""
     from sixfold.platform import services
 
-    for line in services.down(settings_or_exit(), only):
+    def up(settings: Settings, chosen: Optional[list[str]]) -> list[str]:
+        return services.up(settings, chosen, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+
+    for line in picked_services(names, only, up):
+        typer.echo(line)
+
+
+@services_app.command("down")
+def services_down(names: Optional[list[str]] = NAMES, only: Optional[list[str]] = ONLY) -> None:
+    """Stop the local servers cleanly (SIGTERM, then SIGKILL after 60 s), in the reverse order of up."""
+    from sixfold.platform import services
+
+    for line in picked_services(names, only, services.down):
         typer.echo(line)
 
 
 @services_app.command("status")
-def services_status(only: Optional[list[str]] = ONLY) -> None:
+def services_status(names: Optional[list[str]] = NAMES, only: Optional[list[str]] = ONLY) -> None:
     """Show whether each server runs and what version it reports."""
     from sixfold.platform import services
 
-    lines = services.status(settings_or_exit(), only)
+    lines = picked_services(names, only, services.status)
     for line in lines:
         typer.echo(line)
     if any("healthy" not in line for line in lines):
@@ -161,8 +174,15 @@ def demo(events: int = typer.Option(20_000, min=1, help="typeahead: synthetic se
     then serve."""
     import json
 
-    from sixfold.demo import (run_chat, run_crawler, run_docs, run_feed, run_sample_pipeline, run_shortener,
-                              run_typeahead)
+    from sixfold.demo import (
+        run_chat,
+        run_crawler,
+        run_docs,
+        run_feed,
+        run_sample_pipeline,
+        run_shortener,
+        run_typeahead,
+    )
     from sixfold.platform.spark import get_session
 
     settings = settings_or_exit()
@@ -398,10 +418,11 @@ def feed_timelines(
     from sixfold.feed.fanout import land_follow_events, run_fanout, run_post_deletions
     from sixfold.feed.timeline_job import generate_timelines
     from sixfold.platform.bus import open_bus
-    from sixfold.platform.spark import get_session
+    from sixfold.platform.spark import get_session, require_master
     from sixfold.platform.store import open_store
 
     settings = settings_or_exit()
+    require_master(settings)  # before landing anything: a master that is not there is named now
     store = open_store(settings)
     try:
         if land_pending:

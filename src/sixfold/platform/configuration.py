@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from sixfold.platform.settings import Settings, SettingsError, _masked_url, _summary
 
 # Fields whose variable is not SIXFOLD_<FIELD>, and fields no variable sets (None).
-_VARIABLE = {"cassandra_contact": "SIXFOLD_CASSANDRA_HOST", "spark_kafka_package": None}
+_VARIABLE: dict[str, str | None] = {"cassandra_contact": "SIXFOLD_CASSANDRA_HOST"}
 # Read by one tool of their own, not by the settings object: known, so not reported as typos.
 _OTHER_VARIABLES = ("SIXFOLD_BLOB_URL", "SIXFOLD_DOCS_NODE_DIR")
 _OTHER_PREFIXES = ("SIXFOLD_BENCH_", "SIXFOLD_EXPERIMENT_", "SIXFOLD_TEST_")

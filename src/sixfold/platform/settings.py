@@ -18,17 +18,6 @@ Profile = Literal["embedded", "cluster"]
 PROFILES: tuple[str, ...] = ("embedded", "cluster")
 
 
-def _spark_kafka_package() -> str:
-    """The Kafka connector matching the installed pyspark (a mismatched connector fails at runtime)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        spark_version = version("pyspark")
-    except PackageNotFoundError:
-        spark_version = "4.0.1"
-    return f"org.apache.spark:spark-sql-kafka-0-10_2.13:{spark_version}"
-
-
 class SettingsError(ValueError):
     """A configuration value is missing or wrong; the message names the variable to fix.
 
@@ -86,7 +75,6 @@ class Settings:
     spark_master: str = "local[*]"
     kafka_version: str = "4.1.1"
     cassandra_version: str = "5.0.9"
-    spark_kafka_package: str = field(default_factory=_spark_kafka_package)
     connect_timeout_s: float = 10.0
     readiness_timeout_s: float = 1.0  # /readyz gives each dependency this long before calling it degraded
     # load shedding and bulkheads (sixfold.platform.resilience): HTTP requests in flight per server process, past

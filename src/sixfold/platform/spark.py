@@ -1,12 +1,15 @@
 """Spark sessions and spark-submit for every job, sized for one small machine by default.
 
 `get_session` is what a job (or a test) calls in-process; `spark_submit` launches a job file
-with the venv's own `spark-submit`, the same way Airflow's SparkSubmitOperator does.
+with the venv's own `spark-submit` (client mode), the same way Airflow's SparkSubmitOperator does.
+On a `spark://` master both first check that the master answers (`require_master`), so a master
+that is not there is one line naming SIXFOLD_SPARK_MASTER, not a JVM's stack trace.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -14,7 +17,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from sixfold.platform.settings import Settings
+from sixfold.platform.errors import ServiceUnavailable
+from sixfold.platform.settings import Settings, _parse_hostport
 
 # Engine defaults, not user configuration: a laptop or a CI runner has a few cores and a few GB.
 # One shuffle partition per core: more only adds tasks that queue for the same cores (and AQE
@@ -65,22 +69,53 @@ def spark_submit_path() -> Path:
 LOG4J2 = Path(__file__).with_name("spark-log4j2.properties")
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def master_address(master: str) -> tuple[str, int] | None:
+    """(host, port) of a `spark://HOST[:PORT]` master URL; None for local[...] masters."""
+    if not master.startswith("spark://"):
+        return None
+    return _parse_hostport("SIXFOLD_SPARK_MASTER", master.removeprefix("spark://"), 7077)
+
+
+def on_this_machine(master: str) -> bool:
+    """Whether the driver's executors run on this machine: in its JVM, or under a master on loopback."""
+    address = master_address(master)
+    return address is None or address[0] in LOOPBACK
+
+
+def require_master(settings: Settings) -> None:
+    """Raise ServiceUnavailable, naming SIXFOLD_SPARK_MASTER, unless a `spark://` master accepts a connection."""
+    address = master_address(settings.spark_master)
+    if address is None:
+        return
+    try:
+        socket.create_connection(address, timeout=settings.connect_timeout_s).close()
+    except OSError as exc:
+        raise ServiceUnavailable(
+            "Spark master", settings.spark_master, exc.strerror or str(exc) or type(exc).__name__,
+            "set SIXFOLD_SPARK_MASTER=spark://HOST:PORT to a running master, or start the local one with "
+            "`SIXFOLD_PROFILE=cluster sixfold services up`",
+        ) from None
+
+
 def session_conf(settings: Settings) -> dict[str, str]:
     """Every Spark setting a Sixfold session gets for this profile."""
     conf = dict(SMALL_MACHINE_CONF)
     conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG4J2}"
-    if settings.spark_master.startswith("local"):
-        # Executors live in this JVM; never bind to (or resolve) a public interface.
+    if on_this_machine(settings.spark_master):
+        # Executors live in this JVM or on this machine's worker; never bind to (or resolve) a public interface.
         conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = "127.0.0.1"
-    if settings.profile == "cluster":
-        conf["spark.jars.packages"] = settings.spark_kafka_package
     return conf
 
 
 def get_session(settings: Settings, app_name: str = "sixfold") -> SparkSession:
     """A SparkSession on `settings.spark_master` (an existing one in this process is reused)."""
-    if settings.spark_master.startswith("local"):
+    require_master(settings)
+    if on_this_machine(settings.spark_master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # what executors' Python workers run
     builder = SparkSession.builder.master(settings.spark_master).appName(app_name)
     for key, value in session_conf(settings).items():
         builder = builder.config(key, value)
@@ -96,21 +131,22 @@ def submit_env(settings: Settings) -> dict[str, str]:
         "SIXFOLD_PROFILE": settings.profile,
         "SIXFOLD_SPARK_MASTER": settings.spark_master,
         "TZ": "UTC",
-        **({"SPARK_LOCAL_IP": "127.0.0.1"} if settings.spark_master.startswith("local") else {}),
+        **({"SPARK_LOCAL_IP": "127.0.0.1"} if on_this_machine(settings.spark_master) else {}),
     }
 
 
 def submit_command(job_path: str | Path, args: Sequence[str], settings: Settings) -> list[str]:
+    """spark-submit in client mode: the driver runs here, executors wherever the master puts them."""
     cmd = [str(spark_submit_path()), "--master", settings.spark_master, "--driver-memory", DRIVER_MEMORY]
-    if settings.profile == "cluster":
-        cmd += ["--packages", settings.spark_kafka_package]
     return [*cmd, str(job_path), *args]
 
 
 def spark_submit(
     job_path: str | Path, args: Sequence[str], settings: Settings, timeout_s: float = 600.0
 ) -> subprocess.CompletedProcess[str]:
-    """Run a job file with spark-submit; the caller inspects returncode, stdout and stderr."""
+    """Run a job file with spark-submit; the caller inspects returncode, stdout and stderr. A `spark://`
+    master that does not answer raises ServiceUnavailable before any JVM starts."""
+    require_master(settings)
     env = {**os.environ, **submit_env(settings)}
     return subprocess.run(
         submit_command(job_path, args, settings),

@@ -1,4 +1,5 @@
-"""Fetch, configure, start, health-check and stop the local Kafka and Cassandra servers."""
+"""Fetch, configure, start, health-check and stop the local servers: Kafka, Cassandra, Memcached and a
+Spark standalone master and worker (from the installed pyspark's own jars, nothing fetched)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -118,6 +120,10 @@ class Service:
         return [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", *jvm,
                 "-cp", f"{self.lib}/*", self.main_class, *self.program_args()]
 
+    def environment(self) -> dict[str, str] | None:
+        """The server's environment (None: this process's)."""
+        return None
+
     def healthy(self) -> str | None:
         """A short description of the running server (its version) when healthy, else None."""
         raise NotImplementedError
@@ -146,7 +152,7 @@ class Service:
         out.write(f"\n==== starting {self.name} {self.version} at {time.strftime('%Y-%m-%dT%H:%M:%S')} ====\n".encode())
         out.flush()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=self.root, start_new_session=True)
+                                cwd=self.root, env=self.environment(), start_new_session=True)
         out.close()
         self.pid_file.write_text(str(proc.pid))
         log(f"started {self.name} {self.version} (pid {proc.pid}); waiting until healthy ...")
@@ -445,20 +451,153 @@ class Memcached(Service):
             if answer.startswith("VERSION") else None
 
 
+# ---- Spark standalone: a master and one worker, as `spark-class` would start them ----------------------
+SPARK_MASTER_UI_PORT = 8090  # 8080, Spark's default, is Airflow's UI (`sixfold airflow standalone`); compose uses 8090 too
+SPARK_WORKER_UI_PORT = 8091
+SPARK_DAEMON_HEAP = "256m"  # the daemons only schedule and supervise (spark-class gives each 1g)
+# What Spark's launcher adds to every JVM it starts on Java 17 (org.apache.spark.launcher.JavaModuleOptions).
+SPARK_JAVA_OPTIONS = [
+    "-XX:+IgnoreUnrecognizedVMOptions", "--add-modules=jdk.incubator.vector",
+    *(f"--add-opens={module}=ALL-UNNAMED" for module in (
+        "java.base/java.lang", "java.base/java.lang.invoke", "java.base/java.lang.reflect", "java.base/java.io",
+        "java.base/java.net", "java.base/java.nio", "java.base/java.util", "java.base/java.util.concurrent",
+        "java.base/java.util.concurrent.atomic", "java.base/jdk.internal.ref", "java.base/sun.nio.ch",
+        "java.base/sun.nio.cs", "java.base/sun.security.action", "java.base/sun.util.calendar",
+        "java.security.jgss/sun.security.krb5")),
+    "-Djdk.reflect.useDirectMethodHandle=false", "-Dio.netty.tryReflectionSetAccessible=true",
+]
+
+
+def spark_master_address(settings: Settings) -> tuple[str, int]:
+    """Where the local master listens: SIXFOLD_SPARK_MASTER's port when it is a spark:// URL, else 7077."""
+    from sixfold.platform.spark import master_address
+
+    address = master_address(settings.spark_master)
+    return ("127.0.0.1", address[1]) if address else ("127.0.0.1", 7077)
+
+
+class SparkDaemon(Service):
+    """A Spark standalone daemon run from the installed pyspark distribution: its jars, its home."""
+
+    def __init__(self, name: str, settings: Settings, main_class: str, ports: tuple[int, ...]) -> None:
+        import pyspark
+
+        self.spark_home = Path(pyspark.__file__).resolve().parent
+        super().__init__(name=name, version=pyspark.__version__, settings=settings, main_class=main_class,
+                         heap=SPARK_DAEMON_HEAP, ports=ports, start_timeout_s=90)
+        self.host, self.master_port = spark_master_address(settings)
+
+    @property
+    def lib(self) -> Path:
+        return self.spark_home / "jars"
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://{self.host}:{self.master_port}"
+
+    def fetch(self, log: Callable[[str], None] = print) -> Path:
+        if not any(self.lib.glob("spark-core_*.jar")):
+            raise RuntimeError(f"no Spark jars in {self.lib}; reinstall the full `pyspark` package (`pyspark-client` "
+                               "has none)")
+        return self.lib
+
+    def prepare(self) -> list[str]:
+        return SPARK_JAVA_OPTIONS
+
+    def environment(self) -> dict[str, str]:
+        scala = next(self.lib.glob("spark-core_*.jar")).name.split("_")[1].split("-")[0]
+        return {
+            **os.environ,
+            # The worker builds each executor's command from SPARK_HOME (its jars) and the Scala version,
+            # as spark-class's load-spark-env.sh would set them; executors run this venv's Python.
+            "SPARK_HOME": str(self.spark_home), "SPARK_SCALA_VERSION": scala, "SPARK_LOCAL_IP": self.host,
+            "PYSPARK_PYTHON": sys.executable, "TZ": "UTC",
+        }
+
+    def master_state(self) -> dict:
+        """The master's own report (its UI's /json): status, workers with their state, cores and memory."""
+        import httpx
+
+        return httpx.get(f"http://{self.host}:{SPARK_MASTER_UI_PORT}/json/", timeout=3).json()
+
+
+class SparkMaster(SparkDaemon):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("spark-master", settings, "org.apache.spark.deploy.master.Master",
+                         ports=(spark_master_address(settings)[1], SPARK_MASTER_UI_PORT))
+
+    def program_args(self) -> list[str]:
+        return ["--host", self.host, "--port", str(self.master_port), "--webui-port", str(SPARK_MASTER_UI_PORT)]
+
+    def healthy(self) -> str | None:
+        """ALIVE at the URL jobs use, in the master's own report (no probe of 7077: each logs a disconnect)."""
+        state = self.master_state()
+        if state.get("status") != "ALIVE" or state.get("url") != self.master_url:
+            return None
+        alive = [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
+        return (f"Spark {self.version} master {self.master_url} ({len(alive)} worker(s) alive, "
+                f"{state.get('cores', 0)} cores), UI http://{self.host}:{SPARK_MASTER_UI_PORT}")
+
+
+class SparkWorker(SparkDaemon):
+    """One worker with every core of this machine (two at least) and 1 GiB for executors per core."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("spark-worker", settings, "org.apache.spark.deploy.worker.Worker",
+                         ports=(SPARK_WORKER_UI_PORT,))
+
+    def program_args(self) -> list[str]:
+        from sixfold.platform.spark import CORES
+
+        return [self.master_url, "--host", self.host, "--cores", str(CORES), "--memory", f"{CORES}g",
+                "--webui-port", str(SPARK_WORKER_UI_PORT), "--work-dir", str(self.root / "work")]
+
+    def prepare(self) -> list[str]:
+        # Executors' files (their logs, the job's Python files) go under work/; finished apps' after a day.
+        return [*SPARK_JAVA_OPTIONS, "-Dspark.worker.cleanup.enabled=true",
+                "-Dspark.worker.cleanup.appDataTtl=86400"]
+
+    def healthy(self) -> str | None:
+        """Registered with the master and ALIVE there (the master's view, which decides where executors run)."""
+        ui = f"http://{self.host}:{SPARK_WORKER_UI_PORT}"
+        for worker in self.master_state().get("workers", []):
+            if worker.get("webuiaddress") == ui and worker.get("state") == "ALIVE":
+                return (f"Spark {self.version} worker {worker.get('id')} ALIVE at {self.master_url}: "
+                        f"{worker.get('cores')} cores, {worker.get('memory')} MiB for executors")
+        return None
+
+
+def spark_services(settings: Settings) -> list[Service]:
+    return [SparkMaster(settings), SparkWorker(settings)]
+
+
+def needs_local_spark(settings: Settings) -> bool:
+    """Whether the profile runs jobs on a standalone master on this machine (the cluster default)."""
+    from sixfold.platform.spark import master_address, on_this_machine
+
+    return (settings.profile == "cluster" and master_address(settings.spark_master) is not None
+            and on_this_machine(settings.spark_master))
+
+
 def all_services(settings: Settings) -> list[Service]:
-    """Kafka and Cassandra; Memcached too when the settings name one (the cluster profile does)."""
-    return [Kafka(settings), Cassandra(settings), *([Memcached(settings)] if settings.shortener_memcached else [])]
+    """What the profile uses: Kafka and Cassandra; Memcached too when the settings name one, and the Spark
+    master and worker when the cluster profile's master is on this machine (both are the cluster defaults)."""
+    return [Kafka(settings), Cassandra(settings), *([Memcached(settings)] if settings.shortener_memcached else []),
+            *(spark_services(settings) if needs_local_spark(settings) else [])]
 
 
 def _pick(settings: Settings, names: list[str] | None) -> list[Service]:
-    services = all_services(settings)
+    """The named services (any of them, whatever the profile; `spark` is the master and the worker) in start
+    order, or with no names what the profile uses."""
     if not names:
-        return services
-    known = {s.name: s for s in services}
-    unknown = [n for n in names if n not in known]
+        return all_services(settings)
+    known: dict[str, Service] = {s.name: s for s in [Kafka(settings), Cassandra(settings), Memcached(settings),
+                                                     *spark_services(settings)]}
+    unknown = [n for n in names if n not in known and n != "spark"]
     if unknown:
-        raise ValueError(f"unknown service(s) {unknown}; choose from {sorted(known)}")
-    return [known[n] for n in names]
+        raise ValueError(f"unknown service(s) {unknown}; choose from {sorted(known)} (spark: master and worker)")
+    wanted = {n for name in names for n in (("spark-master", "spark-worker") if name == "spark" else (name,))}
+    return [service for name, service in known.items() if name in wanted]  # in start order, whatever the names
 
 
 def up(settings: Settings, names: list[str] | None = None, log: Callable[[str], None] = print) -> list[str]:
@@ -466,11 +605,13 @@ def up(settings: Settings, names: list[str] | None = None, log: Callable[[str], 
 
 
 def down(settings: Settings, names: list[str] | None = None) -> list[str]:
-    return [service.stop() for service in _pick(settings, names)]
+    """Stop in the reverse order of `up` (a Spark worker before its master)."""
+    return [service.stop() for service in reversed(_pick(settings, names))]
 
 
 def status(settings: Settings, names: list[str] | None = None) -> list[str]:
     return [service.status() for service in _pick(settings, names)]
 
 
-__all__ = ["Service", "Kafka", "Cassandra", "Memcached", "ServiceUnavailable", "all_services", "up", "down", "status", "port_open"]
+__all__ = ["Service", "Kafka", "Cassandra", "Memcached", "SparkMaster", "SparkWorker", "ServiceUnavailable", "all_services",
+           "spark_services", "up", "down", "status", "port_open"]
