@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -328,6 +329,11 @@ def typeahead_generate(
         console.print(f"[red]--start {start!r} is not an ISO-8601 time:[/red] {exc}")
         raise typer.Exit(2) from None
     writer = write_log_parquet if kind == "parquet" else write_log_jsonl
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        console.print(f"[red]--out {out!r}: cannot create its directory:[/red] {exc.strerror or exc}")
+        raise typer.Exit(2) from None
     with Progress(console=console) as progress:
         bar = progress.add_task(f"writing {rows:,} events", total=rows)
         written = writer(out, rows, begin, end, seed=seed, progress=lambda n: progress.advance(bar, n))
@@ -339,7 +345,6 @@ def typeahead_ingest(file: str = typer.Argument(..., help="JSON lines {user_id, 
     """Check each line like POST /v1/search-events, publish the good ones, land them in the lake
     and keep each user's recent searches (the two consumers run in child processes while this one
     publishes)."""
-    from pathlib import Path
 
     from sixfold.platform.bus import open_bus
     from sixfold.typeahead.collection import ingest_alongside, ingest_lines, read_lines
