@@ -1,4 +1,5 @@
-"""`sixfold bench crawler --quick` end to end: the site in a subprocess, our crawler, Scrapy; no timing asserts.
+"""`sixfold bench crawler --quick` end to end: the site in a subprocess, our crawler, Scrapy, then ours in 1, 2
+and 4 worker processes; no timing asserts.
 
 The figures are checked against facts recorded apart from them: each crawler's own count of the
 pages it got (our lake, Scrapy's stats) against what the site's access log says it served, and the
@@ -49,6 +50,14 @@ def test_quick_crawler_bench_compares_both(tmp_path: Path) -> None:
     extra = scrapy_urls - truth.pages
     assert {urlsplit(u).netloc for u in extra} <= robots_5xx
     assert scrapy["server"]["disallowed_fetched"] == len(extra)
+
+    # past one process: every N crawled exactly the truth, each page once, each host by one worker only
+    assert [run["workers"] for run in latest["workers"]] == [1, 2, 4]
+    for run in latest["workers"]:
+        server = run["server"]
+        assert server["truth_pages_fetched"] == len(truth.pages) and server["repeat_page_fetches"] == 0
+        assert server["hosts_with_two_workers"] == [] and sum(server["hosts_per_worker"]) == len(truth.hosts)
+        assert len(run["user_agents"]) == run["workers"]
 
     assert "traps off" in latest["site"]["note"]
     assert scrapy["scrapy_version"].startswith("2.")

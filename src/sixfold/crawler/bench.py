@@ -18,8 +18,16 @@ the truth's pages fetched; truth pages/s counts only those (Scrapy reads a robot
 500 as "allow all" and crawls that host too, which RFC 9309 forbids and ours does not); also
 reported: robots-disallowed URLs fetched, repeat fetches, the rate over the server-side window. Beside
 them, for checking: the HTML page URLs the server served each crawler, each crawler's own page count
-(our landed rows, Scrapy's stat) and the site's port, from which its truth can be rebuilt. Results
-go to `var/bench/crawler-<UTC>.json/.png` and `crawler-latest.json/.png`.
+(our landed rows, Scrapy's stat) and the site's port, from which its truth can be rebuilt.
+
+3. ours past one process: 1, 2 and 4 workers (`sixfold crawl run --partition i/N`, each its own
+   process, a fresh SIXFOLD_HOME per N), with the same rules. Each worker sends its own user agent,
+   so the access log says which worker fetched what: pages/s = 200 HTML pages / the crawl's window
+   as the server saw it (first to last request of its workers); also over the processes' wall time
+   (interpreter start and the end-of-crawl agreement included), hosts per worker, and whether every
+   host was fetched by one worker only.
+
+Results go to `var/bench/crawler-<UTC>.json/.png` and `crawler-latest.json/.png`.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ class CrawlerBenchOptions:
     max_bytes: int = 5_000_000  # page size limit of both
     timeout_s: float = 600.0  # per crawler
     seed: int = 7
+    workers: tuple[int, ...] = (1, 2, 4)  # partitioned runs of ours, each worker its own process
 
     @classmethod
     def quick(cls) -> CrawlerBenchOptions:
@@ -174,6 +183,85 @@ def tally(site: RunningSite, run: dict[str, Any], records: list[dict[str, Any]],
     }
 
 
+def crawl_partitioned(site: RunningSite, budget: int, opts: CrawlerBenchOptions, work: Path, n: int,
+                      say: Say) -> dict[str, Any]:
+    """`sixfold crawl run --partition i/n` for i < n, started together, each its own process and user agent."""
+    home = work / f"workers-{n}"
+    hosts = [h.split(":")[0] for h in site.truth.hosts]
+    env = {**os.environ, "SIXFOLD_HOME": str(home), "SIXFOLD_PROFILE": "embedded",
+           "SIXFOLD_CRAWLER_CONCURRENCY": str(opts.concurrency), "SIXFOLD_CRAWLER_DEFAULT_DELAY_S": "0",
+           "SIXFOLD_CRAWLER_AUTOTHROTTLE": "0", "SIXFOLD_CRAWLER_ROBOTS_RETRY_S": "0.05",
+           "SIXFOLD_CRAWLER_MAX_DEPTH": str(opts.max_depth), "SIXFOLD_CRAWLER_MAX_BODY_BYTES": str(opts.max_bytes),
+           "SIXFOLD_CRAWLER_TIMEOUT_S": str(min(opts.timeout_s, 30.0)),
+           "SIXFOLD_CRAWLER_HOST_BUDGET": str(max(Settings().crawler_host_budget, 4 * opts.pages_per_host))}
+    agents = [f"{Settings().crawler_user_agent} (bench worker {i}/{n})" for i in range(n)]
+    say(f"ours, {n} worker process(es): --partition 0/{n} .. {n - 1}/{n}, {opts.concurrency} fetches in flight each")
+    began_t, began = time.time(), time.perf_counter()
+    procs = []
+    for i, ua in enumerate(agents):
+        log_path = work / f"workers-{n}-{i}.log"
+        with open(log_path, "wb") as log:
+            cmd = [sys.executable, "-m", "sixfold.cli", "crawl", "run", "--seeds", str(site.seeds_file),
+                   "--max-pages", str(budget), "--partition", f"{i}/{n}", *[a for h in hosts for a in ("--allow-host", h)]]
+            procs.append((subprocess.Popen(cmd, env={**env, "SIXFOLD_CRAWLER_USER_AGENT": ua}, stdout=log,
+                                           stderr=subprocess.STDOUT), log_path))
+    deadline = time.monotonic() + opts.timeout_s
+    for proc, log_path in procs:
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for other, _ in procs:
+                other.kill()
+            raise RuntimeError(f"{n} workers did not finish in {opts.timeout_s:.0f} s; log: {log_path}\n"
+                               f"{tail(log_path)}") from None
+        if proc.returncode != 0:
+            raise RuntimeError(f"a worker of {n} exited with {proc.returncode}; log: {log_path}\n{tail(log_path)}")
+    wall = time.perf_counter() - began
+    return {"workers": n, "user_agents": agents, "process_wall_s": wall, "window": (began_t, time.time()),
+            "how": "N `sixfold crawl run --partition i/N` processes started together against one SQLite store; "
+                   "pages/s over the server-side window (first to last request of the N workers)"}
+
+
+def tally_partitioned(site: RunningSite, run: dict[str, Any], records: list[dict[str, Any]],
+                      max_bytes: int) -> dict[str, Any]:
+    """What the server saw of N workers: pages, repeats, coverage, and which worker fetched each host."""
+    lo, hi = run["window"]
+    agents = set(run["user_agents"])
+    mine = [r for r in records if r["ua"] in agents and lo - 1 <= r["t"] <= hi + 1]
+    canon = site.site.canonical
+    pages = [canon(f"http://{r['host']}{r['target']}") for r in mine
+             if r["status"] == 200 and r["type"].lower().startswith("text/html") and r["bytes"] <= max_bytes]
+    fetched = {canon(f"http://{r['host']}{r['target']}") for r in mine if r["target"] != "/robots.txt"}
+    host_agents: dict[str, set[str]] = {}
+    for r in mine:
+        host_agents.setdefault(r["host"], set()).add(r["ua"])
+    times = [r["t"] for r in mine]
+    window = max(times) - min(times) if len(times) > 1 else 0.0
+    return {
+        "requests": len(mine), "html_pages": len(pages), "distinct_html_pages": len(set(pages)),
+        "repeat_page_fetches": len(pages) - len(set(pages)),
+        "truth_pages_fetched": len(site.truth.pages & fetched),
+        "coverage": len(site.truth.pages & fetched) / len(site.truth.pages) if site.truth.pages else 0.0,
+        "server_window_s": window,
+        "pages_per_s": len(pages) / window if window else 0.0,
+        "pages_per_s_process_wall": len(pages) / run["process_wall_s"] if run["process_wall_s"] else 0.0,
+        "hosts_per_worker": [sum(agents_ == {ua} for agents_ in host_agents.values()) for ua in run["user_agents"]],
+        "hosts_with_two_workers": sorted(h for h, a in host_agents.items() if len(a) > 1),
+    }
+
+
+def scaling_rows(result: dict) -> list[tuple[str, str, str, str, str, str]]:
+    rows = []
+    base = result["workers"][0]["server"]["pages_per_s"] if result.get("workers") else 0.0
+    for run_ in result.get("workers", []):
+        s = run_["server"]
+        rows.append((str(run_["workers"]), f"{s['pages_per_s']:,.1f}", f"{s['pages_per_s'] / base:.2f}x" if base else "",
+                     f"{s['pages_per_s_process_wall']:,.1f}", f"{s['html_pages']:,} ({s['repeat_page_fetches']} repeats)",
+                     "/".join(map(str, s["hosts_per_worker"]))
+                     + (f", {len(s['hosts_with_two_workers'])} shared!" if s["hosts_with_two_workers"] else "")))
+    return rows
+
+
 # ---- report -------------------------------------------------------------------------------------------
 def figures_rows(result: dict) -> list[tuple[str, str, str, str]]:
     o, s = result["ours"]["server"], result["scrapy"]["server"]
@@ -196,6 +284,12 @@ def figures_rows(result: dict) -> list[tuple[str, str, str, str]]:
 def print_table(result: dict) -> None:
     benchkit.print_table("sixfold bench crawler", ("measure", "ours", "Scrapy", "ours / Scrapy"), figures_rows(result),
                          [result["site"]["note"], f"[dim]{result['host']['note']}[/dim]"])
+    if result.get("workers"):
+        benchkit.print_table("ours past one process (--partition i/N)",
+                             ("workers", "pages/s (server window)", "vs 1", "pages/s (process wall)", "200 HTML pages",
+                              "hosts per worker"), scaling_rows(result),
+                             ["each worker its own process and user agent; hosts split by a stable hash of the name; "
+                              "wall = start of the processes to the last exit (interpreter start included)"])
 
 
 def draw_chart(result: dict, records: dict[str, list[float]], path: Path) -> None:
@@ -206,7 +300,7 @@ def draw_chart(result: dict, records: dict[str, list[float]], path: Path) -> Non
 
     o, s = result["ours"]["server"], result["scrapy"]["server"]
     colors = ("#2b7bba", "#d1495b")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     axes[0].bar(["ours", "Scrapy"], [o["pages_per_s"], s["pages_per_s"]], color=list(colors))
     axes[0].set_ylabel("pages/s")
     axes[0].set_title(f"throughput (ours/Scrapy {result['ratio_pages_per_s']:.2f}x)")
@@ -222,6 +316,14 @@ def draw_chart(result: dict, records: dict[str, list[float]], path: Path) -> Non
     axes[2].set_ylabel("200 HTML pages")
     axes[2].set_title("pages over time (server side)")
     axes[2].legend()
+    runs = result.get("workers", [])
+    if runs:
+        rates = [r["server"]["pages_per_s"] for r in runs]
+        axes[3].bar([str(r["workers"]) for r in runs], rates, color="#2b7bba")
+        axes[3].set_xlabel("worker processes (--partition i/N)")
+        axes[3].set_ylabel("pages/s")
+        axes[3].set_title(f"ours past one process ({runs[-1]['workers']} vs 1: "
+                          f"{rates[-1] / rates[0] if rates[0] else 0:.2f}x)")
     fig.suptitle(f"sixfold bench crawler, {result['started_at']}: {result['site']['hosts']} hosts, "
                  f"{result['site']['truth_pages']:,} pages ({result['host']['cores']} cores shared)")
     fig.tight_layout()
@@ -252,14 +354,21 @@ def run(settings: Settings, opts: CrawlerBenchOptions, say: Say = print) -> tupl
                             f"{budget:,} fetches is never reached)" if not spec.traps
                             else f"on, so both stop at the budget of {budget:,} fetches")),
             }
-            say("[1/2] ours")
+            say("[1/3] ours")
             ours = with_load(lambda: crawl_ours(settings, site, budget, opts, work, say))
             say(f"ours: {ours['seconds']:.2f} s")
-            say("[2/2] Scrapy")
+            say("[2/3] Scrapy")
             peer = with_load(lambda: crawl_scrapy(site, budget, opts, work, say))
             say(f"Scrapy: {peer['seconds']:.2f} s (process {peer['process_wall_s']:.2f} s)")
+            partitioned = []
+            for n in opts.workers:
+                say(f"[3/3] ours, {n} worker(s)")
+                partitioned.append(with_load(lambda n=n: crawl_partitioned(site, budget, opts, work, n, say)))
             time.sleep(0.2)  # the last log lines
             records = site.access_log()
+        for run_ in partitioned:
+            run_["server"] = tally_partitioned(site, run_, records, opts.max_bytes)
+        result["workers"] = partitioned
         ours["server"] = tally(site, ours, records, opts.max_bytes)
         peer["server"] = tally(site, peer, records, opts.max_bytes)
         result["ours"], result["scrapy"] = ours, peer
