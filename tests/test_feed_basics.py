@@ -432,3 +432,59 @@ def test_the_offline_jobs_agree_with_backfills_and_never_bring_a_deleted_post_ba
         == sorted((p for p, _a in w.posts), reverse=True)
     assert gone not in {r["post_id"] for r in store.scan(SERVING_TABLES["hashtag_posts"])}
     store.close()
+
+
+# ---- degradation: the last page while the store fails ---------------------------------------------------
+class FailingReads:
+    """Fault injection on the app's real store: while `down`, every read raises what a store past its timeout
+    or behind an open breaker raises (ServiceUnavailable); writes too."""
+
+    METHODS = ("get", "get_many", "query", "scan", "upsert", "upsert_many", "delete")
+
+    def __init__(self, store) -> None:
+        self.store, self.down = store, False
+        self.real = {name: getattr(store, name) for name in self.METHODS if hasattr(store, name)}
+        for name, method in self.real.items():
+            setattr(store, name, self._guarded(method))
+
+    def _guarded(self, method):
+        from sixfold.platform.errors import ServiceUnavailable
+
+        def call(*args, **kwargs):
+            if self.down:
+                raise ServiceUnavailable("store", "the test's", "timed out (injected)", "wait")
+            return method(*args, **kwargs)
+        return call
+
+
+@pytest.mark.unit
+def test_timelines_answer_the_last_page_marked_stale_while_the_store_fails(settings: Settings) -> None:
+    from sixfold.platform.app_state import app_store
+
+    w = make_world(replace(settings, feed_page_cache_s=0.0), threshold=100)  # no kept pages: every read hits the store
+    for name in ("ann", "bob"):
+        w.user(name)
+    w.follow("ann", "bob")
+    for i in range(5):
+        w.post("bob", f"bob {i}")
+    w.pump()
+    want = oracle(w.graph, w.posts, w.users["ann"])
+    ann = w.as_("ann")
+    pages = {limit: ann.get(f"/v1/timeline/{w.users['ann']}", params={"limit": limit}).json() for limit in (2, 20)}
+    assert [p["post_id"] for p in pages[20]["posts"]] == want and "stale" not in pages[20]
+
+    faults = FailingReads(app_store(w.client.app))
+    faults.down = True
+    for limit, before in pages.items():
+        r = ann.get(f"/v1/timeline/{w.users['ann']}", params={"limit": limit})
+        assert r.status_code == 200, r.text
+        assert r.json() == {**before, "stale": True}  # the same posts, said to be stale
+    never_read = ann.get(f"/v1/timeline/{w.users['ann']}", params={"limit": 3})
+    assert never_read.status_code == 503 and "Retry-After" in never_read.headers
+    assert w.as_("bob").post("/v1/posts", json={"user_id": w.users["bob"], "caption": "lost?"}).status_code == 503
+
+    faults.down = False
+    newest = w.post("bob", "after")
+    w.pump()
+    fresh = ann.get(f"/v1/timeline/{w.users['ann']}", params={"limit": 20}).json()
+    assert "stale" not in fresh and [p["post_id"] for p in fresh["posts"]] == [newest, *want]

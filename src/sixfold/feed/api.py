@@ -120,6 +120,8 @@ class TimelinePage(BaseModel):
     user_id: int
     posts: list[Post]
     next_cursor: str | None = Field(..., description="`before` of the next page; null on the last one")
+    stale: bool = Field(False, description="present (true) only when the store is failing and this is the last page "
+                                           "this server answered for the same request")
 
 
 class DeletedPost(BaseModel):

@@ -28,6 +28,11 @@ that celebrity's newest post ids, so a server keeps the celebrity list and those
 `feed_read_cache_s` (`AuthorCache`); a post made or deleted through the same server, or a follow that
 makes or unmakes a celebrity, drops what was kept at once, and other servers' writes show within that
 time, which is the same order as fanout's own lag.
+
+While the store fails (slower than its timeout, down, or its circuit breaker open: a
+ServiceUnavailable), a reader answers a request it has answered before with that last page, marked
+`"stale": true`, instead of a 503: the user sees the feed as it was a moment ago, and a new post
+shows once the store is back. A request it never answered still gets the 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from sixfold.feed.fanout import is_celebrity
 from sixfold.feed.graph import celebrities, follow_version, followees
 from sixfold.feed.stamps import timeline_version
 from sixfold.feed.users import FeedError, UserDirectory
+from sixfold.platform.errors import ServiceUnavailable
 from sixfold.platform.schema import to_json_value
 from sixfold.platform.store import ServingStore
 
@@ -231,6 +237,7 @@ class _KeptPage:
     page: dict[str, Any]
     deep: bool = False  # it reaches past the newest ids kept of a pulled author: `heads` do not cover it
     body: bytes | None = None  # the page as JSON, once asked for
+    stale_twin: _KeptPage | None = None  # the same page marked stale, once the store failed and it was answered
 
 
 class TimelineReader:
@@ -250,6 +257,7 @@ class TimelineReader:
     """
 
     MAX_PAGES = 20_000  # a few KB each
+    LAST_GOOD_PAGES = 20_000  # the last page answered per request, for answering while the store fails
 
     def __init__(self, store: ServingStore, celebrity_threshold: int, users: UserDirectory | None = None,
                  authors: AuthorCache | None = None, page_cache_s: float = 0.0) -> None:
@@ -260,7 +268,8 @@ class TimelineReader:
         self.posts = PostRows(store)
         self.page_cache_s = page_cache_s if self.authors.ttl_s > 0 else 0.0
         self._pages: dict[tuple[int, int, int | None], _KeptPage] = {}
-        self.hits = self.misses = 0
+        self._last_good: dict[tuple[int, int, int | None], _KeptPage] = {}  # insertion order: oldest first
+        self.hits = self.misses = self.stale_answers = 0
 
     def candidate_ids(self, user_id: int, before: int | None, wanted: int,
                       follows: set[int] | frozenset[int] | None = None) -> list[int]:
@@ -321,15 +330,35 @@ class TimelineReader:
         return kept.body
 
     def _answer(self, user_id: int, limit: int, before: str | None) -> _KeptPage:
+        """The page now, or, while the store fails (slow past its timeout, down, its breaker open), the last
+        page this reader answered for the same request, marked `"stale": true`; with none, the 503."""
         check_limit(limit)
         cursor = decode_cursor(before)
+        key = (user_id, limit, cursor)
+        try:
+            kept = self._current(user_id, limit, cursor, key)
+        except ServiceUnavailable:
+            last = self._last_good.get(key)
+            if last is None:
+                raise
+            self.stale_answers += 1
+            if last.stale_twin is None:
+                last.stale_twin = _KeptPage(0.0, None, None, frozenset(), (), (), {**last.page, "stale": True})
+            return last.stale_twin
+        if self._last_good.get(key) is not kept:
+            if len(self._last_good) >= self.LAST_GOOD_PAGES:
+                self._last_good.pop(next(iter(self._last_good)))  # the oldest remembered
+            self._last_good.pop(key, None)
+            self._last_good[key] = kept
+        return kept
+
+    def _current(self, user_id: int, limit: int, cursor: int | None, key: tuple[int, int, int | None]) -> _KeptPage:
         if self.page_cache_s <= 0:
             follows = frozenset(followees(self.store, user_id))
             return _KeptPage(0.0, None, None, frozenset(), (), (), self._build(user_id, limit, cursor, follows))
         # the stamps first: whatever changes after them makes the next check fail, never a stale keep
         version = follow_version(self.store, user_id)
         stamp = timeline_version(self.store, user_id)
-        key = (user_id, limit, cursor)
         kept = self._pages.get(key)
         now = self.authors.clock()
         celebrities = self.authors.celebrities(self.threshold)
