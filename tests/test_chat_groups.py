@@ -215,3 +215,56 @@ def test_serve_runs_the_group_fanout() -> None:
     from sixfold.live import all_consumers
 
     assert "chat-group-fanout" in {c.name for c in all_consumers()}
+
+
+def test_while_the_bus_fails_the_gateway_accepts_fans_out_itself_and_queues_the_rest(client: TestClient,
+                                                                                      settings: Settings) -> None:
+    """Issue 14, item 2: chat accepts and queues when the bus is down. The fault is injected under the app's real
+    spool bus (every append fails, as a full disk or a Kafka that is away would): sends are acked, a group message
+    reaches its connected members at once (the gateway does the fanout consumer's work), and the push
+    notifications for the offline device go out once the bus takes writes again, each once."""
+    import time
+
+    from sixfold.platform.app_state import app_bus
+
+    (ann, ann_t), (bob, bob_t), (cat, cat_t) = (signup(client, n) for n in ("ann", "bob", "cat"))
+    tokens = {"ann": device(client, ann_t, ann, "phone"), "bob": device(client, bob_t, bob, "tab"),
+              "cat": device(client, cat_t, cat, "phone")}  # cat's phone stays offline
+    gid = Authed(client, ann_t).post("/v1/chat/groups", json={"name": "trip", "members": [bob, cat]}).json()["group_id"]
+    bus = app_bus(client.app)
+    append, down = bus._append, [True]
+
+    def failing_append(*args, **kwargs):
+        if down[0]:
+            raise OSError(28, "No space left on device (injected)")
+        return append(*args, **kwargs)
+
+    bus._append = failing_append
+    with client.websocket_connect(f"/v1/chat/ws?token={tokens['ann']}") as ann_ws, \
+            client.websocket_connect(f"/v1/chat/ws?token={tokens['bob']}") as bob_ws:
+        send(ann_ws, gid, "to the group", "g0")
+        ack = ann_ws.receive_json()
+        assert (ack["type"], ack["status"]) == ("ack", "sent")
+        got = bob_ws.receive_json()  # no consumer ran, and none could: the bus took nothing
+        assert (got["type"], got["body"], got["group_id"], got["message_id"]) == (
+            "message", "to the group", gid, ack["message_id"])
+        ann_ws.send_text(json.dumps({"type": "send", "client_msg_id": "d0", "to": cat, "body": "just you"}))
+        direct = ann_ws.receive_json()
+        assert (direct["type"], direct["status"]) == ("ack", "sent")
+        assert notifications(settings, "test-outbox") == []  # queued, not lost: the bus is still down
+
+        down[0] = False
+        deadline = time.monotonic() + 10
+        notes: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(notes) < 2:
+            time.sleep(0.2)
+            notes += notifications(settings, "test-outbox")
+    assert sorted((n["user_id"], n["device_id"], n["message_id"]) for n in notes) == sorted(
+        [(cat, "phone", ack["message_id"]), (cat, "phone", direct["message_id"])])
+    # the fanout consumer has nothing to add: the group message never reached the bus, and was fanned out
+    assert fanout_pass(settings)["received"] == 0
+    with client.websocket_connect(f"/v1/chat/ws?token={tokens['cat']}") as cat_ws:
+        frames = [cat_ws.receive_json() for _ in range(2)]
+        cat_ws.send_text('{"type": "ping"}')
+        assert cat_ws.receive_json() == {"type": "pong"}  # each once, nothing more
+    assert sorted(f["body"] for f in frames) == ["just you", "to the group"]  # FIFO is per conversation only

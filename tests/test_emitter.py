@@ -45,13 +45,25 @@ def test_a_clean_stop_publishes_every_item_once_in_order(tmp_path: Path) -> None
 
 def test_a_failed_batch_waits_for_the_next_flush_and_goes_out_once(tmp_path: Path) -> None:
     flaky = FlakyBus(tmp_path, failures=2)
-    emitter = BufferedPublisher(flaky, "t", lambda n: (None, {"n": n}), flush_s=60, batch=10)
+    emitter = BufferedPublisher(flaky, "t", lambda n: (None, {"n": n}), flush_s=60, batch=100)  # no early wake
     for n in range(25):
         emitter.add(n)
     assert emitter.flush() == 0 and emitter.flush() == 0  # the log is down: all kept
     assert emitter.flush() == 25
     emitter.close()
     assert published(tmp_path, "t") == list(range(25))
+
+
+def test_publish_or_queue_goes_out_at_once_or_in_order_behind_what_waits(tmp_path: Path) -> None:
+    flaky = FlakyBus(tmp_path, failures=2)
+    emitter = BufferedPublisher(flaky, "t", lambda n: (None, {"n": n}), flush_s=60, batch=100)
+    assert emitter.publish_or_queue([0, 1]) is False  # the log refused: queued
+    assert emitter.publish_or_queue([2]) is False  # something waits: behind it, not tried (no failure used)
+    assert emitter.flush() == 0 and emitter.pending == 3  # the second failure
+    assert emitter.publish_or_queue([3]) is False and emitter.flush() == 4
+    assert emitter.publish_or_queue([4, 5]) is True and emitter.pending == 0  # nothing waits: at once
+    emitter.close()
+    assert published(tmp_path, "t") == [0, 1, 2, 3, 4, 5]
 
 
 def test_memory_stays_bounded_while_the_log_is_down_and_the_oldest_are_dropped(tmp_path: Path) -> None:

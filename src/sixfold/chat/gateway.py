@@ -34,6 +34,7 @@ import orjson
 from schemas.records import EVENTS, SERVING_TABLES
 from sixfold.chat.service import ChatError, ChatService, Delivery
 from sixfold.platform import schema
+from sixfold.platform.emitter import BufferedPublisher
 
 CONNECTIONS = SERVING_TABLES["chat_connections"]
 DELIVERIES = EVENTS["chat-deliveries"]
@@ -71,9 +72,13 @@ class Connection:
 
 
 class Gateway:
-    def __init__(self, service: ChatService, bus: Any, inline: bool = False) -> None:
+    def __init__(self, service: ChatService, bus: Any, inline: bool = False, queue_when_bus_fails: bool = True) -> None:
         self.service = service
         self.bus = bus
+        # a gateway answers devices, so it queues what the bus will not take (`_outbox`); a consumer routing
+        # for others (group fanout) lets the failure through instead, so its batch is not committed and replays
+        self.queue_when_bus_fails = queue_when_bus_fails
+        self._outboxes: dict[str, BufferedPublisher] = {}
         # embedded (SQLite, sub-millisecond writes): handle frames on the event loop, no thread hop per
         # frame; cluster (Cassandra round trips): in the thread pool, so a slow node never stalls the loop
         self.inline = inline
@@ -126,15 +131,44 @@ class Gateway:
                 offline.append((user_id, device_id, entry, frame))
             # a '~' receipt was for a device on this gateway that left meanwhile: its state is in chat_receipts
         if remote:
-            self.bus.produce_many(DELIVERIES.topic, [(g, schema.to_json_row(DELIVERIES.record, row))
-                                                     for g, row in remote])
+            self._publish(DELIVERIES.topic, [(g, schema.to_json_row(DELIVERIES.record, row)) for g, row in remote])
         if offline:
             now = datetime.now(UTC)
-            self.bus.produce_many(NOTIFICATIONS.topic, [
+            self._publish(NOTIFICATIONS.topic, [
                 (str(u), schema.to_json_row(NOTIFICATIONS.record, {
                     "user_id": u, "device_id": d, "conversation_id": e.split("|", 1)[0],
                     "message_id": orjson.loads(f)["message_id"], "at": now}))
                 for u, d, e, f in offline])
+
+    def _publish(self, topic: str, messages: list[tuple[str, Any]]) -> None:
+        if self.queue_when_bus_fails:
+            self._outbox(topic).publish_or_queue(messages)
+        else:
+            self.bus.produce_many(topic, messages)
+
+    def _outbox(self, topic: str) -> BufferedPublisher:
+        """Per topic: publish at once, or, while the bus fails, queue in order and retry every 0.5 s (the
+        pending store holds every message meanwhile; what a gateway killed then held is delivered on the
+        device's next connection, and only its push notifications are lost)."""
+        outbox = self._outboxes.get(topic)
+        if outbox is None:
+            with self._lock:
+                outbox = self._outboxes.get(topic)
+                if outbox is None:
+                    outbox = self._outboxes[topic] = BufferedPublisher(
+                        self.bus, topic, lambda message: message, flush_s=0.5, batch=1000, max_pending=1_000_000,
+                        name=f"chat-outbox-{topic}")
+        return outbox
+
+    def publish_group_message(self, event: dict[str, Any]) -> None:
+        """A group message to the fanout consumer; while the bus fails, fanned out here instead (as the consumer
+        would: its pending entries are idempotent), so members get it now and nothing waits on the bus."""
+        try:
+            self.bus.produce(GROUP_MESSAGES.topic, schema.to_json_row(GROUP_MESSAGES.record, event),
+                             key=event["conversation_id"])
+        except Exception as exc:  # noqa: BLE001 - the bus is down: do the consumer's work now
+            log.warning("publishing a group message failed (%s); fanning it out in the gateway", exc)
+            self.route(self.service.fan_out_group(event))
 
     def _gateway_of(self, user_id: int, device_id: str, fresh: bool = False) -> str | None:
         """Where a device is connected. A connected device's gateway is remembered for a second (a
@@ -205,6 +239,8 @@ class Gateway:
 
     def stop(self) -> None:
         self._stopping.set()
+        for outbox in list(self._outboxes.values()):
+            outbox.close(timeout_s=2.0)  # one last try for what the bus did not take
 
     # ---- one connection ---------------------------------------------------------------------------
     async def serve(self, websocket: Any, user_id: int, device_id: str) -> None:
@@ -268,8 +304,7 @@ class Gateway:
             if kind == "send":
                 sent = self.service.send(conn.user_id, conn.device_id, frame, self.route)
                 if sent.group is not None:
-                    self.bus.produce(GROUP_MESSAGES.topic, schema.to_json_row(GROUP_MESSAGES.record, sent.group),
-                                     key=sent.group["conversation_id"])
+                    self.publish_group_message(sent.group)
                 return [orjson.dumps(sent.ack).decode()]
             if kind == "ack":
                 self.service.receipt(conn.user_id, conn.device_id, frame, self.route,

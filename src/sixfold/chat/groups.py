@@ -138,7 +138,8 @@ def fan_out(service: ChatService, bus: EventBus, *, group: str = FANOUT_GROUP, i
     """
     from sixfold.chat.gateway import Gateway
 
-    router = Gateway(service, bus)  # no connections of its own: every device is elsewhere or offline
+    # no connections of its own: every device is elsewhere or offline; a bus failure fails the batch (it replays)
+    router = Gateway(service, bus, queue_when_bus_fails=False)
     total = FanoutReport()
     consumer = bus.consumer(GROUP_MESSAGES.topic, group)
     try:

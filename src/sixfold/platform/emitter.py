@@ -52,6 +52,27 @@ class BufferedPublisher(Generic[Item]):
         if len(self._pending) >= self.batch:
             self._wake.set()
 
+    def publish_or_queue(self, items: list[Item]) -> bool:
+        """Publish `items` now if nothing is waiting and the log takes them (True); else queue them behind what
+        waits, in order, for the thread's next flush (False). For messages that must not be lost while the log
+        is down, yet should not wait `flush_s` when it is up (chat's deliveries)."""
+        with self._flush_lock:  # a flush in progress publishes older items first
+            if not self._pending:
+                try:
+                    self.bus.produce_many(self.topic, [self.to_message(item) for item in items])
+                    self.published += len(items)
+                    return True
+                except Exception as exc:  # noqa: BLE001 - queued below, retried every flush_s
+                    log.warning("publishing %d events to %s failed (%s); queued, retrying every %.2f s",
+                                len(items), self.topic, exc, self.flush_s)
+            for item in items:
+                self.add(item)
+            return False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wake.wait(self.flush_s)
