@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import socket
 import threading
 import time
@@ -25,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from faults.proxy import DelayingProxy
 
 from sixfold.platform.errors import ServiceUnavailable
 from sixfold.platform.resilience import (
@@ -320,95 +320,6 @@ def test_memcached_that_never_answers_is_skipped_once_its_breaker_opens() -> Non
 
 
 # ---- real Cassandra through a delaying proxy ---------------------------------------------------------------------
-class DelayingProxy:
-    """TCP proxy to `upstream`: what clients send is forwarded `delay` seconds late (in order, without
-    limiting throughput); answers come back at once. `delay` can be changed at any time; `down()` cuts
-    every connection and refuses new ones (the service is gone) until `up()`."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.delay = 0.0
-        self.port = 0
-        self.closed = False
-        self.sockets: list[socket.socket] = []
-        self.up()
-
-    def up(self) -> None:
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", self.port))
-        self.listener.listen(128)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def down(self) -> None:
-        """Connections cut, new ones refused (nothing listens)."""
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone would not
-        except OSError:
-            pass
-        self.listener.close()
-        for s in self.sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
-        self.sockets = []
-
-    def _accept(self, listener: socket.socket) -> None:
-        while not self.closed:
-            try:
-                client, _ = listener.accept()
-                server = socket.create_connection(self.upstream)
-            except OSError:
-                return
-            self.sockets += [client, server]
-            lane: queue.Queue = queue.Queue()
-            threading.Thread(target=self._read, args=(client, lane), daemon=True).start()
-            threading.Thread(target=self._write_late, args=(lane, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
-
-    def _read(self, source: socket.socket, lane: queue.Queue) -> None:
-        while True:
-            try:
-                data = source.recv(65536)
-            except OSError:
-                data = b""
-            lane.put((time.monotonic() + self.delay, data))
-            if not data:
-                return
-
-    @staticmethod
-    def _write_late(lane: queue.Queue, target: socket.socket) -> None:
-        while True:
-            due, data = lane.get()
-            time.sleep(max(0.0, due - time.monotonic()))
-            try:
-                if not data:
-                    target.shutdown(socket.SHUT_WR)
-                    return
-                target.sendall(data)
-            except OSError:
-                return
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
-        while True:
-            try:
-                data = source.recv(65536)
-                if not data:
-                    target.shutdown(socket.SHUT_WR)
-                    return
-                target.sendall(data)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.closed = True
-        self.down()
-
-
 @pytest.fixture
 def cassandra_proxy(services_running: Settings):
     proxy = DelayingProxy(services_running.cassandra_contact)
