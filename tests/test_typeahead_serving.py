@@ -88,6 +88,24 @@ def test_a_users_recent_queries_lead_their_suggestions(built):
     assert others == brute_force("n")
 
 
+def test_while_the_store_fails_a_personal_request_gets_everyones_suggestions(built, monkeypatch):
+    """Degradation (issue 14, item 2): the trie is in memory, the recent queries in the store; a store that
+    fails (past its timeout, behind an open breaker) costs the personal part only, never the answer."""
+    from sixfold.platform.errors import ServiceUnavailable
+    from sixfold.platform.store import SQLiteStore
+
+    client = TestClient(create_asgi())
+    ann, token = signup(client, "ann")
+    assert client.get(f"/v1/suggestions?prefix=n&user_id={ann}", headers=bearer(token)).status_code == 200
+
+    def failing_query(*args, **kwargs):
+        raise ServiceUnavailable("store", "the test's", "timed out (injected)", "wait")
+
+    monkeypatch.setattr(SQLiteStore, "query", failing_query)  # the token stays verified (the auth cache)
+    answer = client.get(f"/v1/suggestions?prefix=n&user_id={ann}", headers=bearer(token))
+    assert answer.status_code == 200 and answer.json()["suggestions"] == brute_force("n")
+
+
 def test_a_server_owning_some_shards_sends_the_rest_elsewhere(built, monkeypatch):
     import json
 
@@ -181,3 +199,29 @@ def test_the_cache_keys_on_the_normalised_request_and_echoes_the_prefix_as_typed
     for i in range(20):  # junk never reaches the cache: refused before it
         assert client.get(f"/v1/suggestions?prefix=ne&junk{i}=1").status_code == 422
     assert len(fast._cache) == 1
+
+
+def test_a_broken_new_trie_leaves_the_last_good_one_serving(built):
+    """Degradation (issue 14, item 2): a late or failing pipeline never takes suggestions away. Even a
+    pointer swapped to an artifact that cannot be loaded (the DAG's validation would have refused it) leaves
+    a running server on the last trie it loaded."""
+    import time
+
+    from sixfold.typeahead.serving import Suggester
+
+    suggester = Suggester(built, poll_interval_s=0.02)
+    good = suggester.version
+    store = ArtifactStore(built)
+    version, path = store.new_version()
+    write_artifact({"global": build_trie({"zebra": 1.0}.items())}, path, 3)
+    for part in path.rglob("*"):
+        if part.is_file() and part.name != "shard_map.json":
+            part.write_bytes(b"\x00truncated")  # every shard file of the new version is garbage
+    store.swap(version)
+    suggester.watch()
+    try:
+        time.sleep(0.3)  # many polls of the pointer
+        assert suggester.version == good
+        assert suggester.suggest("n")["suggestions"] == brute_force("n")
+    finally:
+        suggester.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.records import SERVING_TABLES
+from sixfold.platform.errors import ServiceUnavailable
 from sixfold.platform.settings import Settings
 from sixfold.typeahead.collection import GLOBAL, normalize_query
 from sixfold.typeahead.trie import DEFAULT_K, RegionTrie
@@ -128,6 +129,7 @@ class Suggester:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self.unpersonalised = 0  # personal answers given without the user's recent queries (the store failed)
         self.refresh()
 
     @property
@@ -196,7 +198,12 @@ class Suggester:
                      regional: RegionTrie) -> list[tuple[str, float]]:
         if self.store is None:
             return found
-        recent = self.store.query(SERVING_TABLES["user_recent_queries"], {"user_id": user_id}, limit=RECENT_LOOKBACK)
+        try:
+            recent = self.store.query(SERVING_TABLES["user_recent_queries"], {"user_id": user_id},
+                                      limit=RECENT_LOOKBACK)
+        except ServiceUnavailable:  # the store is failing (slow, down, breaker open): everyone's suggestions
+            self.unpersonalised += 1
+            return found
         mine: list[str] = []
         for row in recent:  # newest first
             q = row["query"]
