@@ -145,7 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shortener_router)  # last: its GET /{key} takes any path nobody else answers
     from sixfold.api.fastpath import FastPaths, default_routes
 
-    app.add_middleware(FastPaths, routes=default_routes())  # `sixfold serve` puts them outermost: create_asgi
+    app.add_middleware(FastPaths, routes=default_routes(),  # `sixfold serve` puts them outermost: create_asgi
+                       off_loop=settings.profile == "cluster")
     from sixfold.api.operations import RequestMetrics
 
     app.add_middleware(RequestMetrics)  # outside FastPaths: it counts what they leave to FastAPI
@@ -161,4 +162,6 @@ def create_asgi() -> Any:
     from sixfold.platform.resilience import InFlightLimit
 
     app = create_app()
-    return InFlightLimit(FastPaths(app, default_routes(), fastapi=app), app.state.settings.max_in_flight)
+    settings = app.state.settings
+    return InFlightLimit(FastPaths(app, default_routes(), fastapi=app, off_loop=settings.profile == "cluster"),
+                         settings.max_in_flight)
