@@ -234,7 +234,8 @@ def land_follow_events(settings: Settings, bus: EventBus, *, group: str = FOLLOW
 def fanout_work(settings: Settings, group: str, idle_s: float, resources: Any,
                 on_batch: Callable[[FanoutReport], None] | None = None) -> Callable[[], dict[str, int]]:
     """One consumer's work (`sixfold.platform.consumer`): fan out `post-created`, apply `post-deleted`,
-    land `follows`."""
+    land `follows`. A group other than the default (`--group G`) names all three: G, G-deletions and
+    G-follows, so a second deployment on the same Kafka never takes this one's follows or deletions."""
     from contextlib import closing
 
     from sixfold.platform.bus import open_bus
@@ -242,11 +243,13 @@ def fanout_work(settings: Settings, group: str, idle_s: float, resources: Any,
 
     store = resources.enter_context(closing(open_store(settings)))
     bus = resources.enter_context(closing(open_bus(settings)))
+    deletions_group, follows_group = ((POST_DELETIONS_GROUP, FOLLOWS_LANDING_GROUP) if group == FANOUT_GROUP
+                                      else (f"{group}-deletions", f"{group}-follows"))
 
     def one_pass() -> dict[str, int]:
         posts = run_fanout(settings, store, bus, group=group, idle_timeout_s=idle_s, on_batch=on_batch)
-        deleted = run_post_deletions(settings, store, bus, idle_timeout_s=min(idle_s, 0.2))
-        follows = land_follow_events(settings, bus, idle_timeout_s=min(idle_s, 0.2))
+        deleted = run_post_deletions(settings, store, bus, group=deletions_group, idle_timeout_s=min(idle_s, 0.2))
+        follows = land_follow_events(settings, bus, group=follows_group, idle_timeout_s=min(idle_s, 0.2))
         return {"received": posts.received + deleted.received + follows.received, "posts": posts.received,
                 "pushed": posts.pushed, "indexed": posts.indexed, "deleted posts": deleted.received,
                 "follow events": follows.received, "rejected": posts.rejected + deleted.rejected + follows.rejected}
