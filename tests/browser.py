@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Self
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -51,3 +51,35 @@ class Server:
         if suggester is not None:
             suggester.close()
         self.sock.close()
+
+
+def goto(page: Any, url: str) -> None:
+    """Open `url` and wait until the page says it is ready (`<body data-ready="true">`)."""
+    page.goto(url)
+    page.wait_for_function("() => document.body.dataset.ready === 'true'")
+
+
+class People:
+    """Calling it opens one more person: a browser context of its own (own localStorage: one person, one
+    device) with `url` open, its requests and WebSocket URLs in `page.requested`, its script errors in
+    `page.errors`. `close()` closes every context it opened."""
+
+    def __init__(self, browser: Any, url: str, width: int) -> None:
+        self.browser, self.url, self.width = browser, url, width
+        self.contexts: list[Any] = []
+
+    def __call__(self) -> Any:
+        context = self.browser.new_context(viewport={"width": self.width, "height": 900})
+        self.contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.requested, page.errors = [], []
+        page.on("request", lambda r: page.requested.append(r.url))
+        page.on("websocket", lambda ws: page.requested.append(ws.url))
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        goto(page, self.url)
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from accounts import bearer
-from browser import TIMEOUT_MS, Server
+from browser import TIMEOUT_MS, People, Server, goto
 from playwright import sync_api as playwright_sync  # a dev dependency: missing, the run must fail, not skip
 
 from sixfold.chat.client import SecureChat
@@ -60,27 +60,13 @@ def server(home: Path) -> Iterator[Server]:
 @pytest.fixture
 def person(browser, server: Server) -> Iterator[Callable[[], Any]]:
     """A browser context of its own (own localStorage: one person, one device) with /chat open."""
-    contexts = []
-
-    def open_page() -> Any:
-        context = browser.new_context(viewport={"width": 900, "height": 900})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.requested = []
-        page.on("request", lambda r: page.requested.append(r.url))
-        page.on("websocket", lambda ws: page.requested.append(ws.url))
-        goto_chat(page, server)
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
+    people = People(browser, server.url + "/chat", width=900)
+    yield people
+    people.close()
 
 
 def goto_chat(page: Any, server: Server) -> None:
-    page.goto(server.url + "/chat")
-    page.wait_for_function("() => document.body.dataset.ready === 'true'")
+    goto(page, server.url + "/chat")
 
 
 def sign_up(page: Any, username: str) -> str:

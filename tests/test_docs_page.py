@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from accounts import bearer
-from browser import TIMEOUT_MS, Server
+from browser import TIMEOUT_MS, People, Server, goto
 from playwright import sync_api as playwright_sync  # a dev dependency: missing, the run must fail, not skip
 
 pytestmark = pytest.mark.e2e
@@ -44,29 +44,9 @@ def server(home: Path) -> Iterator[Server]:
 @pytest.fixture
 def person(browser, server: Server) -> Iterator[Callable[[], Any]]:
     """A browser context of its own (own localStorage: one person) with /docs open."""
-    contexts = []
-
-    def open_page() -> Any:
-        context = browser.new_context(viewport={"width": 1100, "height": 900})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.requested = []
-        page.errors = []
-        page.on("request", lambda r: page.requested.append(r.url))
-        page.on("websocket", lambda ws: page.requested.append(ws.url))
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
-        goto(page, server.url + "/docs")
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-
-
-def goto(page: Any, url: str) -> None:
-    page.goto(url)
-    page.wait_for_function("() => document.body.dataset.ready === 'true'")
+    people = People(browser, server.url + "/docs", width=1100)
+    yield people
+    people.close()
 
 
 def sign_up(page: Any, username: str) -> str:
