@@ -505,15 +505,9 @@ def bench_sixfold(opts: ChatBenchOptions, work: Path, say: Say) -> dict[str, Any
 
     home = work / "sixfold-home"
     env = {**os.environ, "SIXFOLD_HOME": str(home), "SIXFOLD_PROFILE": "embedded", **LIMITS_OFF}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    cmd = [str(Path(sys.executable).parent / "sixfold"), "serve", "--port", str(port), "--workers", "1"]
     log_path = work / "sixfold-serve.log"
-    with running(cmd, env, log_path) as proc:
-        import urllib.request
-
-        wait_until(lambda: urllib.request.urlopen(base + "/v1/health", timeout=2).status == 200, proc,
-                   "sixfold serve", log_path, timeout_s=90)
+    with benchkit.sixfold_serving(env, log_path) as (proc, port):
+        base = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
         accounts = asyncio.run(_sixfold_accounts(base, opts.connections))
         say(f"Sixfold: {len(accounts):,} users and device tokens through the HTTP API in "

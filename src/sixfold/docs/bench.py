@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,7 +41,7 @@ from typing import Any
 
 from sixfold.docs import bench_node
 from sixfold.platform import benchkit
-from sixfold.platform.benchkit import SHARED_CORES_NOTE, Say, free_port, running, wait_until, with_load
+from sixfold.platform.benchkit import SHARED_CORES_NOTE, Say, with_load
 from sixfold.platform.settings import Settings
 
 TRACE = "automerge-paper.json.gz"
@@ -184,13 +183,8 @@ def bench_http(patches: list[Patch], expected: str, opts: DocsBenchOptions, say:
     with tempfile.TemporaryDirectory(prefix="sixfold-bench-docs-") as tmp:
         work = Path(tmp)
         env = {**os.environ, "SIXFOLD_HOME": str(work / "home"), "SIXFOLD_PROFILE": "embedded", **LIMITS_OFF}
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        cmd = [str(Path(sys.executable).parent / "sixfold"), "serve", "--port", str(port), "--workers", "1"]
-        log_path = work / "sixfold-serve.log"
-        with running(cmd, env, log_path) as proc:
-            wait_until(lambda: urllib.request.urlopen(base + "/v1/health", timeout=2).status == 200, proc,
-                       "sixfold serve", log_path, timeout_s=90)
+        with benchkit.sixfold_serving(env, work / "sixfold-serve.log") as (proc, port):
+            base = f"http://127.0.0.1:{port}"
             with httpx.Client(base_url=base, timeout=120.0) as client:
                 user = client.post("/v1/users", json={"username": "bench_writer"})
                 user.raise_for_status()

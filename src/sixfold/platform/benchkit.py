@@ -61,6 +61,23 @@ def wait_until(check: Callable[[], bool], proc: subprocess.Popen, what: str, log
     raise RuntimeError(f"{what} did not become ready in {timeout_s:.0f} s; log: {log_path}\n{tail(log_path)}")
 
 
+def serve_command(port: int, workers: int = 1) -> list[str]:
+    """The real `sixfold serve` of this venv on `port` with `workers` processes."""
+    return [str(Path(sys.executable).parent / "sixfold"), "serve", "--port", str(port), "--workers", str(workers)]
+
+
+@contextmanager
+def sixfold_serving(env: dict[str, str], log_path: Path, workers: int = 1,
+                    timeout_s: float = 90.0) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`sixfold serve` with `env` on a free port, once its /v1/health answers: yields (process, port); stopped
+    (its whole process group) on exit. Its output goes to `log_path`."""
+    port = free_port()
+    with running(serve_command(port, workers), env, log_path) as proc:
+        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=2).status == 200,
+                   proc, "sixfold serve", log_path, timeout_s=timeout_s)
+        yield proc, port
+
+
 def tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -258,8 +275,7 @@ def wrk_against_serve(env: dict[str, str], paths: list[WrkRequest], expect: str,
     import uvicorn  # only for the version it ran with
 
     port = free_port()
-    cmd = [str(Path(sys.executable).parent / "sixfold"), "serve", "--port", str(port), "--workers", str(workers)]
-    return wrk_against(cmd, port, env, paths, expect, health_path="/v1/health",
+    return wrk_against(serve_command(port, workers), port, env, paths, expect, health_path="/v1/health",
                        server=f"sixfold serve --workers {workers} (uvicorn {uvicorn.__version__}, loop/http "
                               f"'auto': {uvicorn_impl()})",
                        threads=threads, connections=connections, duration_s=duration_s, work=work, say=say,
