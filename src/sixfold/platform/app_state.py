@@ -41,3 +41,15 @@ def app_sequencer(app: Any) -> Any:
     from sixfold.platform.worker_ids import LeasedSequencer
 
     return shared(app.state, "sequencer", lambda: LeasedSequencer(app_store(app)))
+
+
+async def on_store(app: Any, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` where store work belongs: on the event loop on the embedded profile (SQLite answers in
+    microseconds, and a worker thread would hold the GIL beside the loop in 5 ms slices, so every request
+    on the loop queues behind it), in the thread pool on cluster (network round trips must not stall
+    the loop). For routes whose work is mostly the store's, e.g. shortening a URL."""
+    if app.state.settings.profile == "embedded":
+        return fn(*args)
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)

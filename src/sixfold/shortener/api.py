@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
-from sixfold.platform.app_state import app_bus, app_store, shared
+from sixfold.platform.app_state import app_bus, app_store, on_store, shared
 from sixfold.platform.auth import app_credentials
 from sixfold.platform.errors import RequestError, ServiceUnavailable, error_answer, error_responses
 
@@ -66,9 +66,9 @@ def app_clicks(app: Any) -> Any:
                   lambda: ClickEmitter(app_bus(app), flush_s=app.state.settings.shortener_click_flush_s))
 
 
-def key_owner(request: Request, api_key: str | None = Depends(api_key_header)) -> tuple[int, str]:
-    """(user id, credential id) of the X-Api-Key, or 401."""
-    user = app_credentials(request.app).owner(api_key, "api_key")
+async def key_owner(request: Request, api_key: str | None = Depends(api_key_header)) -> tuple[int, str]:
+    """(user id, credential id) of the X-Api-Key, or 401 (checked where store work runs: `on_store`)."""
+    user = await on_store(request.app, app_credentials(request.app).owner, api_key, "api_key")
     if user is None:
         why = ("no API key: send `X-Api-Key: <key>` (POST /v1/api-keys with your bearer token gives one)"
                if not api_key else "the API key is not valid: use a key POST /v1/api-keys returned")
@@ -165,10 +165,12 @@ class UrlStats(BaseModel):
              summary="Shorten a URL (a generated key, or your custom alias)",
              responses=error_responses(400, 401, 409, 422, 429, 503, why={
                  409: "the custom alias is taken", 429: "this API key's fixed-window quota is spent"}))
-def post_url(request: Request, body: NewUrl, owner: tuple[int, str] = Depends(key_owner)) -> Any:
-    user = spend(request, owner)
-    row = app_links(request.app).create(user, body.long_url, body.custom_alias, body.expire_at)
-    return created(request, row)
+async def post_url(request: Request, body: NewUrl, owner: tuple[int, str] = Depends(key_owner)) -> Any:
+    def create() -> dict[str, Any]:
+        user = spend(request, owner)
+        return app_links(request.app).create(user, body.long_url, body.custom_alias, body.expire_at)
+
+    return created(request, await on_store(request.app, create))
 
 
 @router.post("/v1/urls:batch", response_model=BatchResults, response_model_exclude_none=True,
