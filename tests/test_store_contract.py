@@ -441,3 +441,39 @@ def test_sqlite_batches_commit_together_and_roll_back_whole(tmp_path) -> None:
             raise RuntimeError("half way")
     assert sorted(r["seq"] for r in other.query(t, {"owner": "ivy"})) == [1, 2, 3]  # nothing of it stayed
     assert other.query(t, {"owner": "jon"}) == []
+
+
+PLAIN = Record("contract_plain", (Field("owner", "string", max_length=16), Field("made_at", "timestamp"),
+                                  Field("seq", "long"), Field("small", "int", required=False),
+                                  Field("score", "double", required=False)))
+
+
+@pytest.mark.parametrize("ttl", [None, 3600])
+def test_upsert_table_stores_what_upsert_many_of_its_rows_stores(store, ttl) -> None:
+    """An Arrow table of canonical rows (the landing's batches) is written column by column; the oracle is the
+    same rows through `upsert_many`, one dict each, into a twin table. A table that is not plainly canonical
+    (a string past its length, a timestamp finer than a millisecond) takes the checked path and is refused
+    with the same reason."""
+    import pyarrow as pa
+
+    twin = [ServingTable(f"contract_plain_{os.getpid()}_{next(_names)}", PLAIN, partition_key=("owner",),
+                         clustering_key=("made_at", "seq")) for _ in range(2)]
+    rows = [{"owner": f"o{i % 3}", "made_at": T0 + timedelta(milliseconds=7 * i), "seq": i,
+             "small": None if i % 4 == 0 else i - 5, "score": i / 3} for i in range(40)]
+    arrow = pa.Table.from_pylist(rows, schema=pa.schema([
+        ("owner", pa.string()), ("made_at", pa.timestamp("us", tz="UTC")), ("seq", pa.int64()),
+        ("small", pa.int32()), ("score", pa.float64())]))
+    assert store.upsert_table(twin[0], arrow, ttl_s=ttl) == 40
+    assert store.upsert_many(twin[1], rows, ttl_s=ttl) == 40
+    for owner in ("o0", "o1", "o2"):
+        assert store.query(twin[0], {"owner": owner}) == store.query(twin[1], {"owner": owner})
+    assert len(store.scan(twin[0])) == 40
+
+    too_long = arrow.set_column(0, "owner", pa.array(["x" * 17] * 40))
+    with pytest.raises(ValueError, match="owner"):
+        store.upsert_table(twin[0], too_long)
+    finer = arrow.set_column(1, "made_at", pa.array([T0 + timedelta(microseconds=1)] * 40,
+                                                    type=pa.timestamp("us", tz="UTC")))
+    finer = finer.set_column(2, "seq", pa.array(range(1000, 1040), type=pa.int64()))
+    store.upsert_table(twin[0], finer.slice(0, 1))  # accepted as upsert_many accepts it: cut to the millisecond
+    assert store.get(twin[0], {"owner": "o0", "made_at": T0, "seq": 1000})["made_at"] == T0

@@ -390,3 +390,84 @@ def test_generate_cli_writes_the_requested_rows(home: Path) -> None:
     table = pq.read_table(out)
     assert table.num_rows == 1000
     assert min(table.column("ts").to_pylist()) >= datetime.fromisoformat(START)
+
+
+# ---- a whole batch checked at once ---------------------------------------------------------------------
+_T = datetime(2026, 12, 2, 10, 30, tzinfo=timezone.utc)
+_MESSAGES = st.one_of(
+    # what the doors publish (the batch checker's fast path)
+    st.builds(lambda u, q, r, ms: orjson.dumps({"user_id": u, "query": q, "region": r,
+                                                 "ts": (_T + timedelta(milliseconds=ms)).isoformat().replace("+00:00", "Z")}),
+              st.sampled_from(["u1", "user-2", "a b"]), st.sampled_from(["new york", "news", "c++ 20", "x"]),
+              st.sampled_from(["us", "gb", "unknown"]), st.integers(0, 5_000)),
+    # good, but not in that form: case, spaces, non-ASCII, another offset, other key order, three digits
+    st.sampled_from([b'{"user_id":" u3 ","query":"New  York","region":"US","ts":"2026-12-02T12:30:00+02:00"}',
+                     b'{"ts":"2026-12-02T10:30:00.123Z","region":"fr","query":"caf\xc3\xa9 cr\xc3\xa8me","user_id":"u4"}',
+                     b'{"user_id":"u5","query":"\\u0130stanbul","region":"tr","ts":"2026-12-02T10:30:00.123456Z"}',
+                     b'{"user_id":"u6","query":" padded ","region":"us","ts":"2026-12-02T10:30:00Z"}']),
+    # bad: each must come back with check_search_event's own reason
+    st.sampled_from([b'not json', b'[1, 2]', b'{"user_id":"u7","query":"q","region":"global","ts":"2026-12-02T10:30:00Z"}',
+                     b'{"user_id":"u8","query":"   ","region":"us","ts":"2026-12-02T10:30:00Z"}',
+                     b'{"user_id":"u9","query":"q","region":"us"}',
+                     b'{"user_id":10,"query":"q","region":"us","ts":"2026-12-02T10:30:00Z"}',
+                     b'{"user_id":"u11","query":"q","region":"us","ts":"2026-12-02T10:30:00"}',
+                     b'{"user_id":"u12","query":"q","region":"us","ts":"2026-12-02T10:30:00Z","extra":1}',
+                     b'{"user_id":"u13","query":"tab\\there","region":"us","ts":"2026-12-02T10:30:00Z"}',
+                     b'{"user_id":"u14","query":"' + b"q" * 201 + b'","region":"us","ts":"2026-12-02T10:30:00Z"}',
+                     b'{"user_id":"u15","query":"bell\\u0007","region":"us","ts":"2026-12-02T10:30:00Z"}',
+                     b'{"user_id":"u16","query":"q","region":"us","ts":"2026-13-02T10:30:00Z"}']),
+)
+
+
+@pytest.mark.unit
+@hyp_settings(max_examples=150, deadline=None)
+@given(st.lists(_MESSAGES, max_size=40))
+def test_a_batch_checked_at_once_equals_each_message_checked_alone(raws) -> None:
+    """The oracle is `check_search_event` of each message on its own: the same good rows in the same order,
+    the same bad messages with the same reasons, whichever path (Arrow's kernels or Python) each took."""
+    from sixfold.typeahead.collection import check_search_batch
+
+    want_rows, want_positions, want_bad = [], [], []
+    for position, raw in enumerate(raws):
+        try:
+            try:
+                payload = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"not JSON: {exc}") from None
+            want_rows.append(check_search_event(payload))
+            want_positions.append(position)
+        except ValueError as exc:
+            want_bad.append((position, str(exc)))
+    table, positions, bad = check_search_batch(list(raws))
+    assert table.to_pylist() == want_rows
+    assert positions.to_pylist() == want_positions
+    assert bad == want_bad
+
+
+@pytest.mark.unit
+def test_recent_queries_from_a_checked_table_equal_the_row_by_row_write(tmp_path) -> None:
+    """`remember_recent_table` (the consumer's path: TTLs, order and writes column by column) against
+    `remember_recent` of the same events one dict each, into two stores: the same rows, the same expiry."""
+    from sixfold.platform.store import SQLiteStore
+    from sixfold.typeahead.collection import check_search_batch, remember_recent, remember_recent_table
+
+    settings = Settings.from_env({"SIXFOLD_HOME": str(tmp_path)})
+    now = _T.timestamp() + 3600
+    ttl = settings.typeahead_recent_ttl_s
+    raws = [orjson.dumps({"user_id": f"u{i % 7}", "query": f"q{i % 11}", "region": "us",
+                          "ts": (_T - timedelta(seconds=ttl) + timedelta(seconds=97 * i)).isoformat().replace(
+                              "+00:00", "Z")}) for i in range(400)]  # the oldest past their TTL already
+    table, _positions, bad = check_search_batch(raws)
+    assert bad == []
+    clock = {"now": now}
+    stores = [SQLiteStore(tmp_path / f"s{i}.sqlite3", clock=lambda: clock["now"]) for i in range(2)]
+    written = remember_recent_table(stores[0], settings, table, now=now)
+    assert written == remember_recent(stores[1], settings, table.to_pylist(), now=now) > 0
+    assert written < len(raws)  # some were too old to keep
+    seen = []
+    for later in (now, now + 15_000, now + 40_000):  # the same rows, expiring at the same times
+        clock["now"] = later
+        rows = [sorted(map(str, store.scan(SERVING_TABLES["user_recent_queries"]))) for store in stores]
+        assert rows[0] == rows[1]
+        seen.append(len(rows[0]))
+    assert seen[0] == written and seen[0] > seen[1] > seen[2] == 0

@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import cache, partial
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -28,6 +29,7 @@ class ServingStore(Protocol):
     def ensure_table(self, table: ServingTable) -> None: ...
     def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None: ...
     def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int: ...
+    def upsert_table(self, table: ServingTable, data: Any, ttl_s: int | None = None) -> int: ...
     def insert_if_absent(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> bool: ...
     def get(self, table: ServingTable, key: dict[str, Any]) -> dict[str, Any] | None: ...
     def get_many(self, table: ServingTable, keys: list[dict[str, Any]]) -> list[dict[str, Any] | None]: ...
@@ -106,6 +108,40 @@ def _plain_values(checks: tuple[tuple[str, type | None, Any, bool], ...], row: A
             return None  # schema.parse_timestamp gives UTC to the millisecond
         values.append(value)
     return values
+
+
+_ARROW_PLAIN = {"string": ("string",), "long": ("int64",), "int": ("int32",), "double": ("double",),
+                "timestamp": ("timestamp[ms, tz=UTC]", "timestamp[us, tz=UTC]")}
+
+
+def _arrow_plain(record: Record, data: Any) -> bool:
+    """Whether an Arrow table's rows are already canonical rows of `record`, judged per column: each field's
+    column is there with its Arrow type (`_ARROW_PLAIN`), required ones have no nulls, strings fit their
+    maximum length and integers their range. Then no row needs `schema.validate`, and none is made a dict."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if set(data.column_names) != set(record.names):
+        return False
+    for f in record.fields:
+        col = data.column(f.name)
+        if str(col.type) not in _ARROW_PLAIN.get(f.type, ()) or (f.required and col.null_count):
+            return False
+        if len(col) == col.null_count:
+            continue
+        if f.type == "timestamp":
+            try:  # canonical timestamps are whole milliseconds (Cassandra's precision): a safe cast says so
+                pc.cast(col, pa.timestamp("ms", tz="UTC"))
+            except pa.ArrowInvalid:
+                return False
+        if f.type == "string" and f.max_length is not None and pc.max(pc.utf8_length(col)).as_py() > f.max_length:
+            return False
+        if f.type in schema.INT_RANGES:
+            low, high = schema.INT_RANGES[f.type]
+            bounds = pc.min_max(col).as_py()
+            if bounds["min"] < low or bounds["max"] > high:
+                return False
+    return True
 
 
 def _check_ttl(ttl_s: int | None) -> None:
@@ -335,13 +371,38 @@ class SQLiteStore(_KeyedReads):
     def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None:
         self.upsert_many(table, [row], ttl_s)
 
+    @staticmethod
+    def _upsert_sql(table: ServingTable) -> str:
+        fields = table.record.fields
+        cols = ", ".join(f'"{f.name}"' for f in fields) + ', "_expires_at"'
+        marks = ", ".join("?" for _ in range(len(fields) + 1))
+        return f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})'
+
+    def upsert_table(self, table: ServingTable, data: Any, ttl_s: int | None = None) -> int:
+        """`upsert_many` of an Arrow table's rows (one column per field), column by column: no dict per row.
+        A table that is not plainly canonical (`_arrow_plain`) takes `upsert_many`, which checks each row."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not _arrow_plain(table.record, data):
+            return self.upsert_many(table, data.to_pylist(), ttl_s)
+        _check_ttl(ttl_s)
+        self.ensure_table(table)
+        columns = []
+        for f in table.record.fields:
+            col = data.column(f.name)
+            if f.type == "timestamp":  # microseconds since the epoch, as `schema.to_sqlite` stores them
+                col = pc.cast(pc.cast(col, pa.timestamp("us", tz="UTC")), pa.int64())
+            columns.append(col.to_pylist())
+        with self._transaction() as conn:
+            conn.executemany(self._upsert_sql(table), zip(*columns, repeat(self._expiry(ttl_s))))
+        return data.num_rows
+
     def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int:
         _check_ttl(ttl_s)
         self.ensure_table(table)
         fields = table.record.fields
-        cols = ", ".join(f'"{f.name}"' for f in fields) + ', "_expires_at"'
-        marks = ", ".join("?" for _ in range(len(fields) + 1))
-        sql = f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})'
+        sql = self._upsert_sql(table)
         expires = self._expiry(ttl_s)
         ranges = _integer_ranges(table.record)
         checks = _plain_checks(table.record)
@@ -592,6 +653,10 @@ class CassandraStore(_KeyedReads):
 
     def upsert(self, table: ServingTable, row: dict[str, Any], ttl_s: int | None = None) -> None:
         self.upsert_many(table, [row], ttl_s)
+
+    def upsert_table(self, table: ServingTable, data: Any, ttl_s: int | None = None) -> int:
+        """`upsert_many` of an Arrow table's rows (Cassandra binds one row per statement anyway)."""
+        return self.upsert_many(table, data.to_pylist(), ttl_s)
 
     def upsert_many(self, table: ServingTable, rows: Iterable[dict[str, Any]], ttl_s: int | None = None) -> int:
         _check_ttl(ttl_s)
