@@ -441,14 +441,15 @@ class KafkaBusConsumer:
                 bootstrap_timeout_ms=bus.timeout_ms, session_timeout_ms=10000, heartbeat_interval_ms=3000,
                 client_id="sixfold-consumer",
             )
-            if from_end:
-                # "latest" is resolved when the partitions are assigned, at a later poll: resolve it now, so
-                # whatever is produced after this constructor returns is seen (what arrives meanwhile is kept).
-                deadline = time.monotonic() + max(bus.timeout_ms / 1000, 10.0)
-                while not self._consumer.assignment() and time.monotonic() < deadline:
-                    self._early.extend(self._records(self._consumer.poll(timeout_ms=200)))
-                for tp in self._consumer.assignment():
-                    self._consumer.position(tp)
+            # Join the group and look up where to start now (what arrives meanwhile is kept). Those are several
+            # round trips: on a slow network (100 ms a request is enough) they outlast the first poll, which
+            # comes back empty, and a consumer whose pass ends at an empty poll would never consume at all.
+            # With from_end, "latest" is resolved here too, so whatever is produced after this returns is seen.
+            deadline = time.monotonic() + max(bus.timeout_ms / 1000, 10.0)
+            while not self._consumer.assignment() and time.monotonic() < deadline:
+                self._early.extend(self._records(self._consumer.poll(timeout_ms=200)))
+            for tp in self._consumer.assignment():
+                self._consumer.position(tp)
         except KafkaError as exc:
             raise bus._unavailable(f"consumer could not connect ({type(exc).__name__})") from exc
 
