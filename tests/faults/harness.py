@@ -54,7 +54,7 @@ class Stream:
 
     def start(self, *extra: str) -> Stream:
         log = open(self.log_path, "a")
-        log.write(f"\n==== start {self.starts} {' '.join(extra)}\n")
+        log.write(f"\n==== start {self.starts} {' '.join(extra)} at {time.strftime('%H:%M:%S')}\n")
         log.flush()
         self.proc = subprocess.Popen([sys.executable, str(REPO / "streams" / self.script), *self.args, *extra],
                                      env={**os.environ, **self.env}, cwd=self.env["SIXFOLD_HOME"], stdout=log,
@@ -112,3 +112,42 @@ def record(line: str) -> None:
     print(f"\n[faults] {line}", flush=True)
 
 
+
+
+class Supervisor:
+    """Keeps a Stream running as compose's `restart: unless-stopped` does: started again `backoff_s` after it
+    exits, each exit counted (with the last lines it printed)."""
+
+    def __init__(self, stream: Stream, backoff_s: float = 1.0) -> None:
+        import threading
+
+        self.stream, self.backoff_s = stream, backoff_s
+        self.exits: list[tuple[float, int | None]] = []  # (monotonic time, status)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> Supervisor:
+        self.stream.start()
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.05):
+            if not self.stream.alive() and not self._stopping.is_set():
+                self.exits.append((time.monotonic(), self.stream.proc.returncode))
+                if self._stopping.wait(self.backoff_s):
+                    return
+                self.stream.start()
+
+    def stop(self) -> int | None:
+        self._stopping.set()
+        self._thread.join(10)
+        return self.stream.stop()
+
+
+def close_app(app: Any) -> None:
+    """Close what an app opened on first use (its store and bus): a test's app has no server to do it."""
+    for name in ("store", "bus"):
+        opened = getattr(app.state, name, None)
+        if opened is not None:
+            opened.close()

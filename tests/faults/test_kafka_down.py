@@ -1,0 +1,104 @@
+"""Kafka down while the API produces and a consumer lands (cluster profile, the suite's own broker).
+
+A user posts search events through the real app (POST /v1/search-events, 20 a request, retrying a
+refused request as a client would) while streams/search_events.py lands them, kept running by a
+supervisor as compose's `restart: unless-stopped` does. Midway Kafka goes away (its proxy cuts every
+connection and refuses new ones) for a few seconds, then comes back. Every event the API accepted
+(202) must be in the lake exactly once, and nothing else: the oracle is the accepted requests' bodies.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from accounts import Authed, signup
+from fastapi.testclient import TestClient
+
+from faults.harness import Stream, Supervisor, close_app, cluster_env, record, wait_for
+from faults.workloads import T0, lake_rows
+from sixfold.platform.settings import Settings
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
+OUTAGE_S = 4.0
+BATCHES, PER_BATCH = 60, 20
+
+
+def test_kafka_down_while_producing_and_consuming(kafka_proxy, services_running: Settings, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sixfold.api.app import create_app
+
+    host, port = services_running.cassandra_contact
+    env = cluster_env(tmp_path, kafka_proxy, f"{host}:{port}", SIXFOLD_LIMIT_WRITES_PER_USER="",
+                      SIXFOLD_LIMIT_WRITES_PER_CLIENT="", SIXFOLD_LIMIT_SIGNUP_PER_CLIENT="")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env(env)
+    app = create_app(settings)
+    client = TestClient(app)
+    user, token = signup(client, f"kafkadown{uuid.uuid4().hex[:8]}")
+    me = Authed(client, token)
+    run = uuid.uuid4().hex[:8]
+
+    answers: list[tuple[float, int, float]] = []  # (when sent, status, seconds it took)
+    accepted: list[dict] = []
+    producing_done = threading.Event()
+
+    def produce() -> None:
+        for b in range(BATCHES):
+            body = [{"user_id": str(user), "query": f"outage {run} {b} {i}", "region": "eu",
+                     "ts": (T0 + timedelta(seconds=b * PER_BATCH + i)).isoformat()} for i in range(PER_BATCH)]
+            while True:  # a client resends a refused request until it is accepted
+                sent = time.monotonic()
+                answer = me.post("/v1/search-events", json=body)
+                answers.append((sent, answer.status_code, time.monotonic() - sent))
+                if answer.status_code == 202:
+                    accepted.extend(body)
+                    break
+                assert answer.status_code == 503, answer.text  # unavailable, never a 500
+                time.sleep(min(float(answer.headers.get("retry-after", "1")), 1.0))
+            time.sleep(0.05)
+        producing_done.set()
+
+    def landed() -> list[tuple]:
+        return lake_rows(settings, "search_events", ("user_id", "query", "region", "ts"),
+                         lambda r: r["query"].startswith(f"outage {run} "))
+
+    consumer = Supervisor(Stream("search_events.py", env, tmp_path / "consumer.log", "--idle", "0.3")).start()
+    producer = threading.Thread(target=produce, daemon=True)
+    try:
+        producer.start()
+        wait_for(lambda: len(landed()) >= 100, 90, "the first events landed", 0.2)
+        down_at = time.monotonic()
+        kafka_proxy.down()
+        time.sleep(OUTAGE_S)
+        kafka_proxy.up()
+        up_at = time.monotonic()
+        wait_for(producing_done.is_set, 180, "every request accepted", 0.1)
+        wait_for(lambda: len(landed()) >= len(accepted), 180, "every accepted event landed", 0.2)
+        complete = time.monotonic() - up_at
+    finally:
+        kafka_proxy.up()
+        consumer.stop()
+        producer.join(30)
+        close_app(app)
+
+    got = landed()
+    want = sorted((r["user_id"], r["query"], r["region"], r["ts"]) for r in accepted)  # ts: UTC, isoformat
+    assert len(got) == len(want) == BATCHES * PER_BATCH
+    assert got == want  # every accepted event once, nothing else
+
+    during = [(status, took) for sent, status, took in answers if down_at <= sent < up_at]
+    statuses = Counter(status for status, _ in during)
+    first_ok = min((sent for sent, status, _ in answers if sent >= up_at and status == 202), default=None)
+    restarts = [t for t, _ in consumer.exits if t >= down_at]
+    record(f"Kafka down {OUTAGE_S:.0f} s (API producing, search_events.py landing): requests meanwhile "
+           f"{dict(statuses)}, slowest {max((t for _, t in during), default=0):.2f} s; consumer exited "
+           f"{len(restarts)} time(s) (restarted by its supervisor); first 202 {(first_ok or up_at) - up_at:.2f} s "
+           f"after Kafka was back, all {len(got)} accepted events landed once {complete:.2f} s after it was back")
+
