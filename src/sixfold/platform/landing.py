@@ -57,7 +57,7 @@ def land_batch(
     *,
     check: Callable[[Any], dict[str, Any]] | None = None,
     group: str = "",
-    check_batch: Callable[[list[bytes]], tuple[pa.Table, pa.Array, list[tuple[int, str]]]] | None = None,
+    check_batch: Callable[[list[bytes]], tuple[Any, ...]] | None = None,
 ) -> LandingReport:
     """Check and write one polled batch as its own files; the caller commits the consumer afterwards.
 
@@ -94,7 +94,7 @@ def land_batch(
 
 
 def _land_checked_batch(bus: EventBus, lake: ArrowLake, event: Event, table: LakeTable, messages: list[Message],
-                        check_batch: Callable[[list[bytes]], tuple[pa.Table, pa.Array, list[tuple[int, str]]]],
+                        check_batch: Callable[[list[bytes]], tuple[Any, ...]],
                         group: str) -> LandingReport:
     """`land_batch` with the whole batch checked at once: no Python row per event."""
     import pyarrow as pa
@@ -136,7 +136,7 @@ def land(
     before_commit: Callable[[LandingReport], None] | None = None,
     check: Callable[[Any], dict[str, Any]] | None = None,
     max_records: int = MAX_BATCH,
-    check_batch: Callable[[list[bytes]], tuple[pa.Table, pa.Array, list[tuple[int, str]]]] | None = None,
+    check_batch: Callable[[list[bytes]], tuple[Any, ...]] | None = None,
 ) -> LandingReport:
     """Consume `event.topic` until it is idle for `idle_timeout_s`, landing every batch.
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.records import EVENTS, LAKE_TABLES, SEARCH_EVENT, SERVING_TABLES
 from sixfold.platform import schema
@@ -138,10 +138,14 @@ def _canonical_columns(raws: list[bytes]) -> tuple[Any, Any] | None:
     return table, pc.fill_null(ok, False)
 
 
-def check_search_batch(raws: list[bytes]) -> tuple[Any, Any, list[tuple[int, str]]]:
-    """`check_search_event` of a whole batch of raw messages at once: (the good events' canonical rows as an
-    Arrow table in the lake's schema, in message order; each row's message position, an Arrow int64 array;
-    [(position, reason)] of the bad messages, in order).
+class CheckedBatch(NamedTuple):
+    rows: Any  # the good events' canonical rows, an Arrow table in the lake's schema, in message order
+    positions: Any  # each row's message position (an Arrow int64 array)
+    bad: list[tuple[int, str]]  # (position, reason) of each bad message, in order
+
+
+def check_search_batch(raws: list[bytes]) -> CheckedBatch:
+    """`check_search_event` of a whole batch of raw messages at once.
 
     Events in the form every door publishes are checked by Arrow's kernels (the regular expressions
     above) with no Python object per event, several times faster; any other message (non-ASCII text,
@@ -186,7 +190,7 @@ def check_search_batch(raws: list[bytes]) -> tuple[Any, Any, list[tuple[int, str
         positions = pa.concat_arrays([positions, pa.array(good_positions, pa.int64())])
         order = pc.sort_indices(positions)
         fast, positions = both.take(order), positions.take(order)
-    return fast, positions, bad
+    return CheckedBatch(fast, positions, bad)
 
 
 def check_search_event(payload: Any) -> dict[str, Any]:
@@ -366,9 +370,9 @@ def remember_search_events(
                 if not messages:
                     break
                 report = RecentReport(received=len(messages))
-                rows, _positions, bad = check_search_batch([m.raw for m in messages])
-                report.skipped = len(bad)
-                report.remembered = remember_recent_table(store, settings, rows)
+                checked = check_search_batch([m.raw for m in messages])
+                report.skipped = len(checked.bad)
+                report.remembered = remember_recent_table(store, settings, checked.rows)
                 consumer.commit()  # only after the store has the batch
                 batches += 1
                 total.received += report.received
