@@ -287,7 +287,10 @@ class Gateway:
                 conn.sent_entries.add(entry)
             await websocket.send_text(frame)
             if entry is not None and "|r:" in entry and not entry.startswith("~"):
-                await run_in_threadpool(self.service.delivered_receipt, conn.user_id, conn.device_id, entry)
+                if self.inline:  # as `_handle` runs: SQLite on the loop, no thread holding the GIL beside it
+                    self.service.delivered_receipt(conn.user_id, conn.device_id, entry)
+                else:
+                    await run_in_threadpool(self.service.delivered_receipt, conn.user_id, conn.device_id, entry)
 
     def _handle(self, conn: Connection, raw: str) -> list[str]:
         """The frames to answer one client frame with (to this connection only)."""
