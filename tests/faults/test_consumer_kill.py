@@ -2,8 +2,9 @@
 
 For each consumer: the same deterministic input in two homes. A clean `--once` run in the first is the
 reference. In the second the consumer runs continuously and is SIGKILLed the moment its first write
-shows (a landed file or a store row: the batch is being written, its offsets not yet committed),
-then restarted with `--once` to drain. Its output (lake rows as readers see them, store rows) must equal
+shows (a landed file or a store row: the batch is being written, its offsets not yet committed;
+search_events_recent writes its one batch in one transaction, so its kill lands just after), then
+restarted with `--once` to drain. Its output (lake rows as readers see them, store rows) must equal
 the clean run's, checksum and count, and the counts must be the brute force's over the input: nothing
 lost, nothing duplicated.
 """
