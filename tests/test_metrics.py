@@ -191,7 +191,8 @@ def test_two_workers_answer_for_both(tmp_path: Path) -> None:
         text = httpx.get(f"{base}/metrics").text
         # whichever worker answers the scrape reports every worker's requests (which one took each is the kernel's)
         assert requests_by_route(text)[("GET", "/v1/health", "2xx")] == sent
-        assert list((tmp_path / "var" / "metrics").glob("counter_*.db")), "the workers count in var/metrics"
+        assert list((tmp_path / "var" / "metrics").glob(f"*-{port}/counter_*.db")), \
+            "the workers count in var/metrics/<host>-<port>"
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -3,16 +3,18 @@
 Two `sixfold serve --no-consumers` API processes and the stream consumers as processes of their own
 (`streams/post_fanout.py`, `streams/search_events.py`, `streams/search_events_recent.py`) share
 Kafka, Cassandra (a keyspace of this run's own, dropped after) and one lake (a fresh SIXFOLD_HOME).
-Users sign up, follow, unfollow, post and search through BOTH servers; then the CLI commands a user
-runs put Spark to work on the standalone master (`sixfold typeahead build`, `sixfold feed
-timelines`), while two `sixfold crawl run --partition i/2` workers crawl the local test site.
+Users sign up, follow, post, unfollow and search through BOTH servers; then the CLI commands users
+run put Spark to work on the standalone master, both at once (`sixfold typeahead build`, `sixfold
+feed timelines`), while two `sixfold crawl run --partition i/2` workers crawl the local test site.
 
 Kafka's topics are shared with whatever else runs on this machine, so every consumer here has
 groups of its own (`--group`), placed at the end of their topics before anything is written: the
 lake then holds exactly what this test sent. The oracles are computed here from what was sent:
 the typeahead's decayed top-k (`oracle_state`, tests/test_typeahead_pipeline.py), the home
 timeline's merge of followees' posts (`oracle`) and the offline job's pushed rows
-(`pushed_oracle`, tests/test_feed_timelines.py), and the site's own truth for the crawl.
+(`pushed_oracle`, tests/test_feed_timelines.py), and the site's own truth for the crawl. Each
+server's /metrics counts its own requests only (it once reported both servers' from a shared
+directory under the common SIXFOLD_HOME).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import secrets
 import subprocess
 import sys
@@ -38,6 +41,7 @@ from accounts import Authed, signup
 from test_cluster_spark import apps_on_master, ran_on_master
 from test_crawl_partition import CRAWL_ENV
 from test_feed_timelines import oracle, pushed_oracle
+from test_metrics import requests_by_route
 from test_typeahead_pipeline import HALF_LIFE, WINDOWS, W, oracle_state, same, top
 
 from schemas.records import LAKE_TABLES, SERVING_TABLES
@@ -116,10 +120,11 @@ def place_groups_at_the_end(settings: Settings, groups: dict[str, list[tuple[str
 def forget(settings: Settings, keyspace: str, groups: dict[str, list[tuple[str, str]]]) -> None:
     """Drop this run's keyspace and consumer groups (best effort: a leftover is harmless, only untidy)."""
     from cassandra.cluster import Cluster
+    from cassandra.policies import RoundRobinPolicy
     from kafka import KafkaAdminClient
 
     host, port = settings.cassandra_contact
-    cluster = Cluster([host], port=port, protocol_version=5)
+    cluster = Cluster([host], port=port, protocol_version=5, load_balancing_policy=RoundRobinPolicy())
     try:
         cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
     except Exception as exc:  # noqa: BLE001
@@ -182,8 +187,11 @@ def search_events(users: list[int], base: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def write_through_both(clients: list[httpx.Client], run: str, base: datetime) -> Sent:
-    """Sign-ups, follows, posts, unfollows and searches, alternating between the two servers."""
+def write_through_both(clients: list[httpx.Client], run: str, base: datetime,
+                       fanned_out: Callable[[Sent], None]) -> Sent:
+    """Sign-ups, follows, posts, unfollows and searches, alternating between the two servers; the
+    unfollows once `fanned_out` has seen the fanout process take every post (each post's push or pull
+    is then decided by the graph before the unfollows, which `home_timelines(live=True)` relies on)."""
     sent = Sent()
     rng = random.Random(15)
     for i in range(8):
@@ -204,6 +212,7 @@ def write_through_both(clients: list[httpx.Client], run: str, base: datetime) ->
         answer = as_(author, n).post("/v1/posts", json={"user_id": author, "caption": f"scale {run} {n}"})
         assert answer.status_code == 201, answer.text
         sent.posts.append((answer.json()["post_id"], author))
+    fanned_out(sent)
     for n, (a, b) in enumerate(sent.follows[3:15:5]):  # three unfollows, after the posts
         answer = as_(a, n + 1).delete("/v1/follows", json={"follower_id": a, "followee_id": b})
         assert answer.status_code == 200, answer.text
@@ -296,8 +305,8 @@ def home_timelines(sent: Sent, live: bool = False) -> dict[int, list[list[int]]]
     unlists them at once, and the posts they made as a celebrity (pulled, never pushed) reach their
     remaining followers with the next offline run (as tests/test_feed_timelines.py documents; a
     synchronous backfill would cost up to threshold - 1 followers times FOLLOW_BACKFILL writes in one
-    request). Here every follow precedes every post and every unfollow follows them, so an author
-    unlisted that way made all their posts as a celebrity."""
+    request). Here every follow precedes every post and every unfollow follows their fanout, so an
+    author unlisted that way had all their posts fanned out as a celebrity's."""
     before, after = Counter(b for _, b in sent.follows), Counter(b for _, b in sent.graph)
     unlisted = {b for b in before if before[b] >= CELEBRITY > after[b]} if live else set()
     author = dict(sent.posts)
@@ -305,10 +314,25 @@ def home_timelines(sent: Sent, live: bool = False) -> dict[int, list[list[int]]]
             for u in sent.users}
 
 
-def cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([SIXFOLD, *args], env=env, capture_output=True, text=True, timeout=600)
-    log.write_text(f"$ sixfold {' '.join(args)}\n{done.stdout}\n{done.stderr}")
-    return done
+def run_all(commands: dict[str, list[str]], env: dict[str, str], logs: dict[str, Path],
+            ) -> dict[str, subprocess.CompletedProcess[str]]:
+    """`sixfold <args>` for each name at once, as two users would on one master; each one's output in its log."""
+    started = {}
+    with ExitStack() as stack:
+        for name, args in commands.items():
+            out = stack.enter_context(open(logs[name], "w"))
+            out.write(f"$ sixfold {' '.join(args)}\n")
+            out.flush()
+            started[name] = stack.enter_context(subprocess.Popen([SIXFOLD, *args], env=env, stdout=out,
+                                                                 stderr=subprocess.STDOUT, text=True))
+        for proc in started.values():
+            try:
+                proc.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return {name: subprocess.CompletedProcess(proc.args, proc.returncode, logs[name].read_text(), "")
+            for name, proc in started.items()}
 
 
 @pytest.fixture(scope="module")
@@ -321,6 +345,14 @@ def scaled(services_running: Settings, spark_cluster: Settings,
     settings = Settings.from_env(env)
     groups = groups_of(run)
     procs = Processes()
+    phases: dict[str, float] = {}
+    clock = [time.monotonic()]
+
+    def mark(phase: str) -> None:  # seconds per phase, in phases.json beside the logs (nothing asserts on them)
+        phases[phase] = round(time.monotonic() - clock[0], 1)
+        clock[0] = time.monotonic()
+        (tmp / "phases.json").write_text(json.dumps(phases, indent=1))
+
     place_groups_at_the_end(settings, groups)
     with ExitStack() as stack:
         stack.callback(forget, settings, keyspace, groups)  # last: after every process has stopped
@@ -339,17 +371,30 @@ def scaled(services_running: Settings, spark_cluster: Settings,
         for name, script in STREAMS.items():
             start(name, [sys.executable, str(REPO / "streams" / script), "--group", groups[name][0][1], "--idle", "0.5"])
         for name, client in zip(("api-a", "api-b"), clients, strict=True):
-            wait_until(lambda c=client: healthy(c), procs.procs[name], name,
-                       procs.logs[name], timeout_s=120)
+            wait_until(lambda c=client: healthy(c), procs.procs[name], name, procs.logs[name], timeout_s=120)
 
         base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
-        sent = write_through_both(clients, run, base)
+        mark("servers up")
+
+        def fanned_out(sent: Sent) -> None:
+            """Every post landed, and every landed batch pushed (the fanout process lands a batch, pushes
+            it, then says so in its log)."""
+            eventually_equal(lambda: {"posts": landed(settings, sent)["posts"]}, {"posts": sorted(sent.posts)},
+                             "every post landed", procs, "fanout")
+            in_lake = len(lake_rows(settings, "posts"))
+            eventually(lambda: sum(map(int, re.findall(r"posts (\d+) landed", procs.logs["fanout"].read_text())))
+                       >= in_lake, "every landed post pushed", procs, "fanout")
+
+        sent = write_through_both(clients, run, base, fanned_out)
         (tmp / "sent.json").write_text(json.dumps({k: v for k, v in vars(sent).items() if k != "tokens"}, indent=1))
         want = sent_rows(sent)
+        mark("writes")
         eventually_equal(lambda: landed(settings, sent), want, "every write landed once in the lake", procs,
                          *STREAMS)
+        mark("landed")
         served_before_jobs = eventually_equal(lambda: timelines_of(clients, sent), home_timelines(sent, live=True),
                                               "live timelines on both servers", procs, "fanout", "api-a", "api-b")
+        mark("live timelines")
 
         site = stack.enter_context(serve(SITE))
         crawl_env = {**env, "SIXFOLD_CRAWLER_USER_AGENT": f"SixfoldBot/0.1 (scale {run})"}
@@ -362,16 +407,17 @@ def scaled(services_running: Settings, spark_cluster: Settings,
             crawlers.append(subprocess.Popen(command, env=crawl_env, stdout=log, stderr=subprocess.STDOUT, text=True))
             stack.callback(lambda p=crawlers[-1]: p.poll() is None and (p.kill(), p.wait()))
 
-        # the Spark jobs as a user runs them, while the crawl workers run
-        before = apps_on_master()
+        # the Spark jobs as users run them, both at once on the one master, while the crawl workers run
+        # (`feed timelines --no-land`: the fanout process has landed posts and follows, in its own groups)
         until = (base + 4 * W).isoformat().replace("+00:00", "Z")
-        jobs = {"typeahead": cli(["typeahead", "build", "--until", until], env, tmp / "typeahead-build.log")}
-        jobs["typeahead_on_master"] = ran_on_master(before, "typeahead-build")
-        before = apps_on_master()
-        # --no-land: the fanout process has landed posts and follows already (its groups are not the default)
-        jobs["timelines"] = cli(["feed", "timelines", "--no-land"], env, tmp / "feed-timelines.log")
-        jobs["timelines_on_master"] = ran_on_master(before, "feed_timelines")
         procs.logs.update({"typeahead-build": tmp / "typeahead-build.log", "feed-timelines": tmp / "feed-timelines.log"})
+        before = apps_on_master()
+        jobs: dict[str, Any] = run_all({"typeahead-build": ["typeahead", "build", "--until", until],
+                                        "feed-timelines": ["feed", "timelines", "--no-land"]}, env, procs.logs)
+        jobs["typeahead_on_master"] = ran_on_master(before, "typeahead-build")
+        jobs["timelines_on_master"] = ran_on_master(before, "feed_timelines")
+        jobs["typeahead"], jobs["timelines"] = jobs.pop("typeahead-build"), jobs.pop("feed-timelines")
+        mark("spark jobs")
 
         finished = []
         for i, proc in enumerate(crawlers):
@@ -380,6 +426,7 @@ def scaled(services_running: Settings, spark_cluster: Settings,
             except subprocess.TimeoutExpired:
                 raise AssertionError(f"crawl worker {i}/2 still running\n{procs.tails('crawl-0', 'crawl-1')}") from None
             finished.append(subprocess.CompletedProcess(proc.args, proc.returncode))
+        mark("crawl")
         yield Run(procs, clients, settings, sent, base, site, jobs, finished, served_before_jobs)
 
 
@@ -390,6 +437,14 @@ def test_writes_through_both_servers_land_once_through_the_consumer_processes(sc
     assert landed(scaled.settings, sent) == sent_rows(sent), scaled.procs.tails(*STREAMS)
     # and the live path already answered every user's timeline alike on both servers (the fixture waited for it)
     assert scaled.served_before_jobs
+
+
+def test_each_server_counts_its_own_requests(scaled: Run) -> None:
+    """Two servers on one machine and one SIXFOLD_HOME: each /metrics answers for its own process (Prometheus
+    scrapes both and sums); the sign-ups alternated, four through each."""
+    for name, client in zip(("api-a", "api-b"), scaled.clients, strict=True):
+        counted = requests_by_route(client.get("/metrics").text)
+        assert counted[("POST", "/v1/users", "2xx")] == 4, (name, counted)
 
 
 def test_spark_jobs_ran_on_the_master_through_the_cli(scaled: Run) -> None:

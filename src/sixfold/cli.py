@@ -133,8 +133,13 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
 
     settings = settings_or_exit()
     # Every worker and the consumer threads count into one directory, so /metrics answers for all of them;
-    # prometheus_client picks its storage when first imported, hence before anything that counts is.
-    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.var / "metrics"))
+    # prometheus_client picks its storage when first imported, hence before anything that counts is. One
+    # directory per server (host and port): another server on the same SIXFOLD_HOME neither empties this
+    # one's counts at its start nor reports them as its own.
+    import socket
+
+    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                                        str(settings.var / "metrics" / f"{socket.gethostname()}-{port}"))
     os.makedirs(metrics_dir, exist_ok=True)
     for name in os.listdir(metrics_dir):
         if name.endswith(".db"):  # the previous server's counts
@@ -153,8 +158,6 @@ def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
         console.print(f"consumers running: {', '.join(c.name for c in live.consumers)} (--no-consumers turns "
                       "them off)", highlight=False)
     if not settings.typeahead_url:  # where peers forward requests for this server's typeahead shards
-        import socket
-
         reachable = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
         reachable = f"[{reachable}]" if ":" in reachable else reachable  # an IPv6 address
         os.environ["SIXFOLD_TYPEAHEAD_URL"] = f"http://{reachable}:{port}"

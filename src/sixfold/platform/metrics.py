@@ -2,11 +2,12 @@
 circuit breakers.
 
 Counters and histograms are prometheus-client's. `sixfold serve` sets PROMETHEUS_MULTIPROC_DIR
-(under var/metrics, emptied at start) before anything imports this module, so every uvicorn worker
-and the consumer threads of the serving process write their own files there and any worker's
-`/metrics` answers for all of them. Without it (tests, a single process) each process counts for
-itself. Data-quality results are not counted here: they are read from where the DAG tasks record
-them (`sixfold.platform.quality`) at each scrape.
+(var/metrics/<host>-<port>, one per server, emptied at start) before anything imports this module, so
+every uvicorn worker and the consumer threads of the serving process write their own files there and
+any worker's `/metrics` answers for all of them, and for no other server on the same SIXFOLD_HOME.
+Without it (tests, a single process) each process counts for itself. Data-quality results are not
+counted here: they are read from where the DAG tasks record them (`sixfold.platform.quality`) at
+each scrape.
 """
 
 from __future__ import annotations
