@@ -34,7 +34,7 @@ from sixfold.platform.store import open_store
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 OUTAGE_S = 4.0
-DELAY_S, DELAYED_S = 0.3, 4.0
+DELAY_S, DELAYED_S = 0.3, 3.0
 
 
 def expected_rows(workload: Workload) -> dict[str, list[tuple]]:
@@ -138,7 +138,7 @@ def check(feed: Feed) -> dict[str, list[tuple]]:
 def test_cassandra_down_while_the_fanout_writes_timelines(kafka_proxy, cassandra_proxy, services_running: Settings,
                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     host, port = services_running.cassandra_contact
-    feed = Feed(tmp_path, kafka_proxy, cassandra_proxy, f"{host}:{port}", posts=30)
+    feed = Feed(tmp_path, kafka_proxy, cassandra_proxy, f"{host}:{port}", posts=20)
     total = len(expected_rows(feed.workload)["store timelines"])
     reader = Reader(feed.env, feed.workload._feed().posts[0]["author_id"], monkeypatch)
     consumer = Supervisor(Stream("post_fanout.py", feed.env, feed.log, "--idle", "0.5"))
@@ -175,7 +175,7 @@ def test_delay_and_resets_on_kafka_and_cassandra(kafka_proxy, cassandra_proxy, s
     connects and writes through it), every connection reset once when the first entries show, the delay
     lifted DELAYED_S later."""
     host, port = services_running.cassandra_contact
-    feed = Feed(tmp_path, kafka_proxy, cassandra_proxy, f"{host}:{port}", posts=30)
+    feed = Feed(tmp_path, kafka_proxy, cassandra_proxy, f"{host}:{port}", posts=20)
     reader = Reader(feed.env, feed.workload._feed().posts[0]["author_id"], monkeypatch)
     # the default --idle (1 s): a pass ends at a poll that waited this long, so it must outlast a round trip
     consumer = Supervisor(Stream("post_fanout.py", feed.env, feed.log))

@@ -261,7 +261,7 @@ def workloads() -> list[Workload]:
         Workload("url_clicks", "url_clicks.py", ("url-clicks-landing",), ("url-clicks",), events=8000),
         Workload("docs_views", "docs_views.py", ("doc-viewed-landing",), ("doc-viewed",), events=8000),
         Workload("post_fanout", "post_fanout.py", ("feed-fanout", "feed-post-deletions", "feed-follows-landing"),
-                 ("post-created", "post-deleted", "follows"), events=800, data={"delete_every": 25}),
+                 ("post-created", "post-deleted", "follows"), events=500, data={"delete_every": 25}),
         Workload("chat_group_fanout", "chat_group_fanout.py", ("chat-group-fanout",), ("chat-group-messages",),
                  events=1200, store_tables=("chat_pending",)),
     ]
