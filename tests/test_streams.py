@@ -70,3 +70,29 @@ def test_a_bad_setting_stops_a_consumer_with_the_variable_named(settings: Settin
     proc = stream(settings, "post_fanout.py", "--once", env={"SIXFOLD_PROFILE": "bogus"})
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "SIXFOLD_PROFILE" in err and "Traceback" not in err
+
+
+def test_a_consumer_whose_kafka_is_away_says_so_and_keeps_trying(settings: Settings) -> None:
+    """A broker that is not there (yet, or any more) is one line and a retry, not a stack trace and an exit:
+    a consumer run by hand or by a supervisor outlives an outage. `--once` says it and exits 1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens there once the socket is closed
+    env = {"SIXFOLD_PROFILE": "cluster", "SIXFOLD_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed}",
+           "SIXFOLD_CONNECT_TIMEOUT_S": "1"}
+    once = stream(settings, "search_events.py", "--once", env=env)
+    _out, err = once.communicate(timeout=60)
+    assert once.returncode == 1, err
+    assert f"Kafka at 127.0.0.1:{closed} is unavailable" in err and "Traceback" not in err, err
+
+    running = stream(settings, "search_events.py", env=env)
+    try:
+        time.sleep(6)  # the first tries: after 1 s, then 2 s
+        assert running.poll() is None, running.communicate()[1]  # still there, trying
+    finally:
+        running.send_signal(signal.SIGTERM)
+        out, err = running.communicate(timeout=30)
+    assert running.returncode == 0, err
+    assert err.count("retrying in") >= 2 and "Traceback" not in err, err

@@ -3,7 +3,9 @@
 A consumer names its default consumer group and gives `work`, which opens what it needs (closed
 on exit through the ExitStack it is handed) and returns one pass: consume until idle, land or
 apply, commit, and say how many events it handled. `run_consumer` repeats passes until Ctrl-C or
-SIGTERM (between passes, never inside a batch), or once with `--once`; `ConsumerThreads` runs
+SIGTERM (between passes, never inside a batch), or once with `--once`; when a backing service fails
+(Kafka, Cassandra: a ServiceUnavailable) it says so in one line and tries again after 1, 2, 4 ... up
+to 30 s with everything reopened (`--once` exits 1 instead); `ConsumerThreads` runs
 every system's consumers in threads of one process (the embedded profile's live server), each
 stopped between passes and restarted after a failure (offsets were not committed, so the batch
 is consumed again).
@@ -23,6 +25,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from sixfold.platform.errors import ServiceUnavailable
 from sixfold.platform.settings import Settings, SettingsError
 
 Pass = Callable[[], dict[str, int]]  # one pass; its counts include "received"
@@ -62,20 +65,42 @@ def run_consumer(doc: str, default_group: str, work: Work, argv: list[str] | Non
 
     signal.signal(signal.SIGTERM, stop)
     total: Counter[str] = Counter()
-    with ExitStack() as resources:
-        one_pass = work(settings, args.group, args.idle, resources)
-        try:
-            while not stopping:
-                counts = one_pass()
-                total.update(counts)
+    failures = 0  # in a row: the wait before the next try doubles, up to RETRY_CAP_S
+    try:
+        while not stopping:
+            try:
+                with ExitStack() as resources:
+                    one_pass = work(settings, args.group, args.idle, resources)
+                    while not stopping:
+                        counts = one_pass()
+                        failures = 0
+                        total.update(counts)
+                        if args.once:
+                            stopping = True
+                        elif not counts.get("received"):
+                            time.sleep(idle_sleep_s)
+            except ServiceUnavailable as exc:  # Kafka, Cassandra, the blob store: say so in one line, retry
                 if args.once:
-                    break
-                if not counts.get("received"):
-                    time.sleep(idle_sleep_s)
-        except KeyboardInterrupt:
-            pass
+                    print(f"error: {exc}", file=sys.stderr, flush=True)
+                    return 1
+                failures += 1
+                wait = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (failures - 1))
+                print(f"{exc}; retrying in {wait:.0f} s (offsets not committed: the batch is consumed again)",
+                      file=sys.stderr, flush=True)
+                _sleep_unless(lambda: stopping, wait)
+    except KeyboardInterrupt:
+        pass
     print("done: " + ", ".join(f"{k} {v:,}" for k, v in total.items()), flush=True)
     return 0
+
+
+RETRY_BASE_S, RETRY_CAP_S = 1.0, 30.0
+
+
+def _sleep_unless(stopped: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not stopped() and time.monotonic() < deadline:
+        time.sleep(min(0.2, deadline - time.monotonic()))
 
 
 class ConsumerThreads:
