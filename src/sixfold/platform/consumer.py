@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -79,13 +80,18 @@ def run_consumer(doc: str, default_group: str, work: Work, argv: list[str] | Non
                             stopping = True
                         elif not counts.get("received"):
                             time.sleep(idle_sleep_s)
-            except ServiceUnavailable as exc:  # Kafka, Cassandra, the blob store: say so in one line, retry
-                if args.once:
+            except Exception as exc:  # noqa: BLE001 - a consumer outlives its dependencies' outages
+                # Kafka, Cassandra, the blob store failing is one line; anything else (a driver's own error, a
+                # bug) keeps its traceback for whoever reads the log. Either way the batch was not committed.
+                if isinstance(exc, ServiceUnavailable):
                     print(f"error: {exc}", file=sys.stderr, flush=True)
+                else:
+                    traceback.print_exc()
+                if args.once:
                     return 1
                 failures += 1
                 wait = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (failures - 1))
-                print(f"{exc}; retrying in {wait:.0f} s (offsets not committed: the batch is consumed again)",
+                print(f"retrying in {wait:.0f} s (offsets not committed: the batch is consumed again)",
                       file=sys.stderr, flush=True)
                 _sleep_unless(lambda: stopping, wait)
     except KeyboardInterrupt:
