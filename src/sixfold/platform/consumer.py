@@ -5,7 +5,7 @@ on exit through the ExitStack it is handed) and returns one pass: consume until 
 apply, commit, and say how many events it handled. `run_consumer` repeats passes until Ctrl-C or
 SIGTERM (between passes, never inside a batch), or once with `--once`; when a backing service fails
 (Kafka, Cassandra: a ServiceUnavailable) it says so in one line and tries again after 1, 2, 4 ... up
-to 30 s with everything reopened (`--once` exits 1 instead); `ConsumerThreads` runs
+to 5 s with everything reopened (`--once` exits 1 instead); `ConsumerThreads` runs
 every system's consumers in threads of one process (the embedded profile's live server), each
 stopped between passes and restarted after a failure (offsets were not committed, so the batch
 is consumed again).
@@ -100,7 +100,7 @@ def run_consumer(doc: str, default_group: str, work: Work, argv: list[str] | Non
     return 0
 
 
-RETRY_BASE_S, RETRY_CAP_S = 1.0, 30.0
+RETRY_BASE_S, RETRY_CAP_S = 1.0, 5.0  # a supervisor would restart it after about a second
 
 
 def _sleep_unless(stopped: Callable[[], bool], seconds: float) -> None:
