@@ -28,6 +28,7 @@ def kafka_proxy(services_running: Settings, tmp_path_factory: pytest.TempPathFac
                                   "SIXFOLD_KAFKA_CONTROLLER_PORT": str(controller)})
     broker = ProxiedKafka(settings, proxy.port)
     broker.start(log=lambda _msg: None)
+    proxy.broker = broker  # a test may SIGKILL the broker itself and start it again
     yield proxy
     broker.stop()
     proxy.close()

@@ -2,13 +2,16 @@
 
 A user posts search events through the real app (POST /v1/search-events, 20 a request, retrying a
 refused request as a client would) while streams/search_events.py lands them, kept running by a
-supervisor as compose's `restart: unless-stopped` does. Midway Kafka goes away (its proxy cuts every
-connection and refuses new ones) for a few seconds, then comes back. Every event the API accepted
+supervisor as compose's `restart: unless-stopped` does. Midway Kafka goes away for a few seconds, then
+comes back: either the network (its proxy cuts every connection and refuses new ones), or the broker
+process itself (SIGKILL of its process group, then started again on the same log directories). Every event the API accepted
 (202) must be in the lake exactly once, and nothing else: the oracle is the accepted requests' bodies.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import uuid
@@ -29,7 +32,8 @@ OUTAGE_S = 4.0
 BATCHES, PER_BATCH = 60, 20
 
 
-def test_kafka_down_while_producing_and_consuming(kafka_proxy, services_running: Settings, tmp_path: Path,
+@pytest.mark.parametrize("how", ["network", "sigkill"])
+def test_kafka_down_while_producing_and_consuming(how: str, kafka_proxy, services_running: Settings, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from sixfold.api.app import create_app
 
@@ -75,9 +79,15 @@ def test_kafka_down_while_producing_and_consuming(kafka_proxy, services_running:
         producer.start()
         wait_for(lambda: len(landed()) >= 100, 90, "the first events landed", 0.2)
         down_at = time.monotonic()
-        kafka_proxy.down()
-        time.sleep(OUTAGE_S)
-        kafka_proxy.up()
+        if how == "network":
+            kafka_proxy.down()
+            time.sleep(OUTAGE_S)
+            kafka_proxy.up()
+        else:
+            broker = kafka_proxy.broker
+            os.killpg(broker.pid(), signal.SIGKILL)  # the JVM and anything it started: no clean shutdown
+            time.sleep(OUTAGE_S)
+            broker.start(log=lambda _msg: None)  # log recovery of an unclean shutdown, then healthy
         up_at = time.monotonic()
         wait_for(producing_done.is_set, 180, "every request accepted", 0.1)
         wait_for(lambda: len(landed()) >= len(accepted), 180, "every accepted event landed", 0.2)
@@ -97,7 +107,8 @@ def test_kafka_down_while_producing_and_consuming(kafka_proxy, services_running:
     statuses = Counter(status for status, _ in during)
     first_ok = min((sent for sent, status, _ in answers if sent >= up_at and status == 202), default=None)
     restarts = [t for t, _ in consumer.exits if t >= down_at]
-    record(f"Kafka down {OUTAGE_S:.0f} s (API producing, search_events.py landing): requests meanwhile "
+    what = "Kafka down" if how == "network" else "Kafka SIGKILLed, started again after"
+    record(f"{what} {OUTAGE_S:.0f} s (API producing, search_events.py landing): requests meanwhile "
            f"{dict(statuses)}, slowest {max((t for _, t in during), default=0):.2f} s; consumer exited "
            f"{len(restarts)} time(s) (restarted by its supervisor); first 202 {(first_ok or up_at) - up_at:.2f} s "
            f"after Kafka was back, all {len(got)} accepted events landed once {complete:.2f} s after it was back")
