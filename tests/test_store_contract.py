@@ -309,10 +309,13 @@ def test_insert_if_absent_with_a_ttl_frees_the_key_once_it_expires(store):
     import time
 
     t = ServingTable(f"contract_lease_{os.getpid()}_{next(_names)}", KEYED, partition_key=("id",))
-    assert store.insert_if_absent(t, {"id": 5, "name": "first"}, ttl_s=1)
-    assert not store.insert_if_absent(t, {"id": 5, "name": "second"}, ttl_s=1)
-    time.sleep(2.2)  # waiting out the lease (Cassandra counts TTLs in whole seconds)
-    assert store.insert_if_absent(t, {"id": 5, "name": "second"})
+    assert store.insert_if_absent(t, {"id": 5, "name": "first"}, ttl_s=4)
+    assert not store.insert_if_absent(t, {"id": 5, "name": "second"}, ttl_s=4)  # held (a loaded box has 4 s)
+    time.sleep(4)  # the lease runs out (Cassandra counts TTLs in whole seconds: allow it one more)
+    deadline = time.monotonic() + 10
+    while not store.insert_if_absent(t, {"id": 5, "name": "second"}):
+        assert time.monotonic() < deadline, "the expired lease still holds the key"
+        time.sleep(0.2)
     assert store.get(t, {"id": 5})["name"] == "second"
     with pytest.raises(ValueError, match="ttl_s"):
         store.insert_if_absent(t, {"id": 6, "name": "x"}, ttl_s=0)

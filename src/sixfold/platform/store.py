@@ -574,7 +574,7 @@ class CassandraStore(_KeyedReads):
 
     def __init__(self, settings: Settings, replication_factor: int = 1) -> None:
         from cassandra.cluster import Cluster, NoHostAvailable
-        from cassandra.policies import RoundRobinPolicy
+        from cassandra.policies import ExponentialReconnectionPolicy, RoundRobinPolicy
 
         host, port = settings.cassandra_contact
         self.where = f"{host}:{port}"
@@ -583,6 +583,9 @@ class CassandraStore(_KeyedReads):
         self._cluster = Cluster(
             [host], port=port, connect_timeout=self.timeout, control_connection_timeout=self.timeout,
             protocol_version=5, load_balancing_policy=RoundRobinPolicy(),
+            # a node that went away is tried again after 0.5, 1, 2, 4 s, then every 5 s (the driver's default
+            # grows to 10 minutes: a restarted Cassandra stayed unused for minutes)
+            reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
         )
         try:
             self._session = self._cluster.connect()
