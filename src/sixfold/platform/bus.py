@@ -36,6 +36,14 @@ def _check_topic(topic: str) -> str:
     return topic
 
 
+def decode(raw: bytes) -> Any:
+    """The JSON value of a message's bytes; ValueError ("not JSON: ...") for bytes that are not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Message:
     topic: str
@@ -47,10 +55,7 @@ class Message:
 
     def json(self) -> Any:
         """The decoded JSON value; raises ValueError for a message that is not JSON (a poison message)."""
-        try:
-            return orjson.loads(self.raw)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
+        return decode(self.raw)
 
 
 class Consumer(Protocol):

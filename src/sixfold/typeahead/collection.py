@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from schemas.records import EVENTS, LAKE_TABLES, SEARCH_EVENT, SERVING_TABLES
 from sixfold.platform import schema
-from sixfold.platform.bus import EventBus, Message, dead_letter, open_bus
+from sixfold.platform.bus import EventBus, Message, dead_letter, decode, open_bus
 from sixfold.platform.lake import ArrowLake
 from sixfold.platform.landing import LandingReport, land
 from sixfold.platform.settings import Settings
@@ -152,7 +152,6 @@ def check_search_batch(raws: list[bytes]) -> CheckedBatch:
     another spelling of the time, a bad event) takes `check_search_event` itself, so the rows and the
     reasons are exactly what checking one message at a time gives (tests/test_typeahead_collection.py
     compares the two on generated batches)."""
-    import orjson
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -176,11 +175,7 @@ def check_search_batch(raws: list[bytes]) -> CheckedBatch:
     good_positions, good_rows, bad = [], [], []
     for position in slow:
         try:
-            try:
-                payload = orjson.loads(raws[position])
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"not JSON: {exc}") from None
-            good_rows.append(check_search_event(payload))
+            good_rows.append(check_search_event(decode(raws[position])))
             good_positions.append(position)
         except ValueError as exc:
             bad.append((position, str(exc)))
@@ -474,7 +469,6 @@ def _reject_line(bus: EventBus, line_no: int, raw: bytes, reason: str) -> None:
 
 def ingest_lines(bus: EventBus, lines: Iterable[bytes | str]) -> IngestReport:
     """Check JSON lines with `check_search_event`; publish the good ones, dead-letter the rest."""
-    import orjson
 
     report = IngestReport()
     pending: list[dict[str, Any]] = []
@@ -485,11 +479,7 @@ def ingest_lines(bus: EventBus, lines: Iterable[bytes | str]) -> IngestReport:
             continue
         report.read += 1
         try:
-            try:
-                payload = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"not JSON: {exc}") from None
-            pending.append(check_search_event(payload))
+            pending.append(check_search_event(decode(raw)))
         except ValueError as exc:
             _reject_line(bus, line_no, raw, str(exc))
             report.rejected += 1
