@@ -144,9 +144,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(shortener_router)  # last: its GET /{key} takes any path nobody else answers
     from sixfold.api.fastpath import FastPaths, default_routes
+    from sixfold.platform.app_state import store_on_loop
 
     app.add_middleware(FastPaths, routes=default_routes(),  # `sixfold serve` puts them outermost: create_asgi
-                       off_loop=settings.profile == "cluster")
+                       off_loop=not store_on_loop(settings))
     from sixfold.api.operations import RequestMetrics
 
     app.add_middleware(RequestMetrics)  # outside FastPaths: it counts what they leave to FastAPI
@@ -159,9 +160,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def create_asgi() -> Any:
     """What `sixfold serve` runs: the in-flight limit outermost, the fast GET paths, then the FastAPI app."""
     from sixfold.api.fastpath import FastPaths, default_routes
+    from sixfold.platform.app_state import store_on_loop
     from sixfold.platform.resilience import InFlightLimit
 
     app = create_app()
     settings = app.state.settings
-    return InFlightLimit(FastPaths(app, default_routes(), fastapi=app, off_loop=settings.profile == "cluster"),
+    return InFlightLimit(FastPaths(app, default_routes(), fastapi=app, off_loop=not store_on_loop(settings)),
                          settings.max_in_flight)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from sixfold.platform.app_state import app_bus, app_sequencer, app_store, shared
+from sixfold.platform.app_state import app_bus, app_sequencer, app_store, shared, store_on_loop
 from sixfold.platform.auth import acting_user, app_credentials, require_self, writing_user
 from sixfold.platform.errors import error_responses
 from sixfold.platform.ids import Id
@@ -27,7 +27,7 @@ def app_gateway(app: Any) -> Any:
     from sixfold.chat.gateway import Gateway
 
     return shared(app.state, "chat_gateway", lambda: Gateway(app_chat(app), app_bus(app),
-                                                             inline=app.state.settings.profile == "embedded"))
+                                                             inline=store_on_loop(app.state.settings)))
 
 
 class NewDevice(BaseModel):

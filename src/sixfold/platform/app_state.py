@@ -43,12 +43,18 @@ def app_sequencer(app: Any) -> Any:
     return shared(app.state, "sequencer", lambda: LeasedSequencer(app_store(app)))
 
 
+def store_on_loop(settings: Any) -> bool:
+    """Where store work belongs: on the event loop on the embedded profile (SQLite answers in microseconds,
+    and a worker thread would hold the GIL beside the loop in 5 ms slices, so every request on the loop
+    queues behind it), in the thread pool on cluster (network round trips must not stall the loop). One
+    answer for the fast paths, the chat gateway and `on_store`."""
+    return settings.profile == "embedded"
+
+
 async def on_store(app: Any, fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)` where store work belongs: on the event loop on the embedded profile (SQLite answers in
-    microseconds, and a worker thread would hold the GIL beside the loop in 5 ms slices, so every request
-    on the loop queues behind it), in the thread pool on cluster (network round trips must not stall
-    the loop). For routes whose work is mostly the store's, e.g. shortening a URL."""
-    if app.state.settings.profile == "embedded":
+    """`fn(*args)` where store work belongs (`store_on_loop`). For routes whose work is mostly the store's,
+    e.g. shortening a URL."""
+    if store_on_loop(app.state.settings):
         return fn(*args)
     from starlette.concurrency import run_in_threadpool
 
