@@ -157,6 +157,33 @@ def test_shared_frontier_lake_and_duplicates_after_the_workers(crawls, n: int) -
     assert "offered to other workers" in reports
 
 
+def test_a_worker_taken_for_dead_while_slow_still_ends_with_its_peer(tmp_path: Path) -> None:
+    """Worker 0 joins, then beats nothing for longer than the staleness limit (a loaded box); worker 1
+    joining then takes it for dead and starts the next round. Both must still agree that the crawl is
+    over once both are idle with no offers (they used to wait for each other's round forever: the CI
+    hang of 2026-12-02). The oracle is the protocol's rule: two equal quiet views in a row."""
+    from sixfold.crawler.partition import Partition, WorkerBoard
+
+    now = [1_000.0]
+    store = SQLiteStore(tmp_path / "store.db")
+    first = WorkerBoard(store, Partition(0, 2), 0.2, wall=lambda: now[0])
+    second = WorkerBoard(store, Partition(1, 2), 0.2, wall=lambda: now[0])
+    assert first.join() == 1
+    now[0] += first.stale_s + 1
+    assert second.join() == 2  # worker 0 looked dead: a new round
+    ended: dict[int, int] = {}
+    for step in range(20):
+        now[0] += 0.2
+        for board in (first, second):
+            if board.partition.index not in ended:
+                board.beat("idle")
+                if board.over():
+                    ended[board.partition.index] = step
+                    board.finish()
+    assert sorted(ended) == [0, 1] and first.round == second.round == 2
+    assert max(ended.values()) <= 3  # two equal views a poll apart, plus the poll that moved worker 0 up
+
+
 def test_partition_is_validated_with_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sixfold.cli import app
 

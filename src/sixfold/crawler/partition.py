@@ -20,7 +20,8 @@ no offers waiting for a peer that is still running (Mattern's counting idea: any
 two checks changes a counter or leaves an offer). A busy or idle peer whose heartbeat is older than
 `stale_s` is dead: its queued URLs and offers stay in the store for the next run. Rows carry a
 round, so the rows a finished earlier run left are not taken for this run's peers: a worker joins
-the round of the live peers it finds, or starts the next one.
+the round of the live peers it finds, or starts the next one, and moves up to a later round a live
+peer started (a peer that took it for dead while it was slow to beat).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class WorkerBoard:
         self.store = store
         self.partition = partition
         self.wall = wall
-        self.stale_s = max(5.0, 25 * poll_s)
+        self.stale_s = max(15.0, 50 * poll_s)  # a loaded box stalls a worker's beats for seconds
         self.round = 0
         self.activity = 0
         self.state = "busy"
@@ -156,11 +157,23 @@ class WorkerBoard:
         return [r for r in self.store.scan(OFFERS) if self.partition.owns(r["host"])]
 
     # ---- the end ----------------------------------------------------------------------------------
+    def _catch_up(self, rows: dict[int, dict[str, Any]]) -> None:
+        """Move up to the latest round a live, unfinished peer is in. A worker slow to beat (a loaded
+        box, a long start-up) can look dead to a peer joining then, which starts the next round; without
+        this each would wait for the other to join its own round, forever."""
+        later = [r["round"] for p, r in rows.items() if p != self.partition.index and r["round"] > self.round
+                 and r["state"] != "done" and self._alive(r)]
+        if later:
+            self.round = max(later)
+            self._last_view = None
+            self.beat(self.state)
+
     def _view(self) -> tuple | None:
         """What an idle worker sees of the crawl: None while any peer may still work or send links."""
         count = self.partition.count
         waiting = [p for p in range(count) if self.inbox(p)]  # inboxes first, then the rows (see the docstring)
         rows = self._rows()
+        self._catch_up(rows)
         view, self.waiting_for = [], []
         for p in range(count):
             row = rows.get(p)

@@ -275,19 +275,25 @@ class Crawl:
         assert self.board is not None
         poll = self.settings.crawler_partition_poll_s
         while not self._over and not self._stopping.is_set():
-            offers = self.board.inbox()
-            if offers:
-                self.board.took_offers()
-                self._adopt(offers)
-                self._wake.set()
-            elif len(self.frontier.queue) or self.frontier.queue.busy_hosts:
-                self.board.beat("busy")
-            else:
-                self.board.beat("idle")
-                if self.board.over():
-                    self._over = True
+            try:
+                offers = self.board.inbox()
+                if offers:
+                    self.board.took_offers()
+                    self._adopt(offers)
                     self._wake.set()
-                    return
+                elif len(self.frontier.queue) or self.frontier.queue.busy_hosts:
+                    self.board.beat("busy")
+                else:
+                    self.board.beat("idle")
+                    if self.board.over():
+                        self._over = True
+                        self._wake.set()
+                        return
+            except BaseException:  # the workers would wait for an end nobody decides: stop them, then raise
+                self._over = True
+                self._max_pages = 0
+                self._wake.set()
+                raise
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=poll)
             except TimeoutError:
@@ -321,6 +327,8 @@ class Crawl:
                                  return_exceptions=True)
             await self._flush()
             await self.fetchers.aclose()
+        if inbox is not None and not inbox.cancelled() and inbox.exception() is not None:
+            raise inbox.exception()  # type: ignore[misc]
         self.report.seconds = time.monotonic() - began
         self.report.pages_per_s = self.report.pages / self.report.seconds if self.report.seconds else 0.0
         self.report.queued_left = len(self.frontier.queued_urls())
