@@ -7,6 +7,9 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from schemas.records import LAKE_TABLES
 from sixfold.platform.lake import ArrowLake
@@ -161,3 +164,34 @@ def test_built_trie_answers_like_a_brute_force_and_swaps_without_dropping_reques
         assert kinds == sorted(kinds), "a reader saw the old trie again after the new one"
     assert same(fresh, allowed[1])
     assert suggester.suggest("ned", 10, "eu")["suggestions"][0]["phrase"] == "nederland"  # new in window 1
+
+
+# ---- the lake's order, by regions side by side -------------------------------------------------------
+_REGIONS = st.sampled_from(["us", "eu", "global", "in", "é", "Z", "zz", "a b"])
+_QUERIES = st.text(alphabet=st.sampled_from("ab zé日\U0001f600Z0"), min_size=1, max_size=6)
+
+
+@pytest.mark.unit
+@hsettings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.tuples(_REGIONS, _QUERIES), st.integers(1, 50), max_size=60))
+def test_sorted_phrases_is_the_order_of_every_column_in_utf8_bytes(rows: dict) -> None:
+    """The oracle: Python's sort of the rows as tuples of UTF-8 bytes (the lake's order: every column
+    ascending, strings compared byte by byte)."""
+    import pyarrow as pa
+
+    table = pa.table({"region": [r for r, _ in rows], "window_start": [T0] * len(rows),
+                      "query": [q for _, q in rows], "count": list(rows.values())})
+    got = pipeline.sorted_phrases(table).to_pylist()
+    want = sorted(table.to_pylist(), key=lambda r: (r["region"].encode(), r["window_start"], r["query"].encode(),
+                                                     r["count"]))
+    assert got == want
+
+
+@pytest.mark.unit
+def test_sorted_phrases_with_a_null_key_sorts_every_row_nulls_last() -> None:
+    import pyarrow as pa
+
+    table = pa.table({"region": ["us", None, "eu", "us"], "window_start": [T0] * 4,
+                      "query": ["b", "a", "c", None], "count": [1, 2, 3, 4]})
+    got = [(r["region"], r["query"]) for r in pipeline.sorted_phrases(table).to_pylist()]
+    assert got == [("eu", "c"), ("us", "b"), ("us", None), (None, "a")]

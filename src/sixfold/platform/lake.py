@@ -144,6 +144,16 @@ class Lake(ABC, Generic[Rows, Result]):
             if old.name != DATA_FILE:
                 old.unlink(missing_ok=True)
 
+    @staticmethod
+    def within(table: LakeTable, partitions: Iterable[str], lo: datetime | None, hi: datetime | None) -> bool:
+        """Whether each partition's whole span lies in [lo, hi): a row is in its event time's partition,
+        so a read of whole windows (the aggregation's) needs no filter on the time column."""
+        for partition in partitions:
+            p_start, p_end = partition_span(table, partition)
+            if (lo is not None and p_start < lo) or (hi is not None and p_end > hi):
+                return False
+        return True
+
     def _needs_distinct(self, table: LakeTable, partitions: Iterable[str]) -> bool:
         """Whether a read of these partitions may meet a row twice: only across files of one partition."""
         return any(len(self.data_files(table, p)) > 1 for p in partitions)
@@ -483,6 +493,8 @@ class SparkLake(Lake["DataFrame", "DataFrame"]):
         if self._needs_distinct(table, partitions):  # landed batches not compacted yet: a replay's rows twice
             frame = frame.dropDuplicates()
         lo, hi = _bound(start), _bound(end)
+        if self.within(table, partitions, lo, hi):  # every row is in range: no time column to read
+            return frame
         if lo is not None:
             frame = frame.filter(F.col(table.time_field) >= F.lit(lo))
         if hi is not None:
