@@ -96,22 +96,24 @@ def pc_sum(column: Any) -> int:
 
 
 def sorted_phrases(rows: Any) -> Any:
-    """One window's phrase rows (one `window_start`, (region, query) unique) in the order ArrowLake
-    sorts a partition, by every column: with the rest fixed by (region, query), that is each
+    """One window's phrase rows (one `window_start`, (region, query) unique) in the lake's order
+    (`lake.sorted_rows`, every column): with the rest fixed by (region, query), that is each
     region's rows (regions in byte order) sorted by query, the regions sorted side by side on the
-    cores (Arrow's kernels release the GIL). Rows with a null key get the general sort."""
+    cores (Arrow's kernels release the GIL). Anything else (a null key, several windows, fewer than
+    two rows) gets `sorted_rows` itself."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from sixfold.platform.lake import sorted_rows
     from sixfold.platform.spark import CORES
 
     if rows.num_rows < 2:
-        return rows
+        return sorted_rows(rows)
     region, query = rows.column("region"), rows.column("query")
     if region.null_count or query.null_count or pc.count_distinct(rows.column("window_start")).as_py() > 1:
-        return rows.sort_by([(name, "ascending") for name in rows.column_names])
+        return sorted_rows(rows)
     names = sorted(pc.unique(region).to_pylist(), key=lambda name: name.encode())  # UTF-8 byte order
 
     def one_region(name: str) -> Any:
