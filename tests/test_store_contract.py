@@ -444,6 +444,13 @@ def test_sqlite_batches_commit_together_and_roll_back_whole(tmp_path) -> None:
             raise RuntimeError("half way")
     assert sorted(r["seq"] for r in other.query(t, {"owner": "ivy"})) == [1, 2, 3]  # nothing of it stayed
     assert other.query(t, {"owner": "jon"}) == []
+    fresh = new_table()  # a table first used inside a batch that rolls back is gone with it ...
+    with pytest.raises(RuntimeError):
+        with store.batch():
+            store.upsert(fresh, row("kim", 1))
+            raise RuntimeError("half way")
+    store.upsert(fresh, row("kim", 2))  # ... and made again on its next use, not "no such table"
+    assert [r["seq"] for r in other.query(fresh, {"owner": "kim"})] == [2]
 
 
 PLAIN = Record("contract_plain", (Field("owner", "string", max_length=16), Field("made_at", "timestamp"),

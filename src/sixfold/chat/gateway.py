@@ -25,8 +25,10 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -40,6 +42,7 @@ CONNECTIONS = SERVING_TABLES["chat_connections"]
 DELIVERIES = EVENTS["chat-deliveries"]
 GROUP_MESSAGES = EVENTS["chat-group-messages"]
 NOTIFICATIONS = EVENTS["notifications"]
+GROUP_COMMIT_MAX = 256  # frames in one transaction at most (embedded): a few ms of work, then the loop turns
 REGISTRY_TTL_S = 120  # a gateway that dies leaves rows that lapse within this
 log = logging.getLogger("sixfold.chat")
 
@@ -54,9 +57,18 @@ class Connection:
     # while the pending store is replayed, live frames wait here, so they never overtake older ones
     held: list[tuple[str | None, str]] | None = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    loop_thread: int = field(default_factory=threading.get_ident)  # made on its loop's thread (`serve`)
 
     def push(self, entry: str | None, frame: str, *, replay: bool = False) -> None:
         """Thread-safe: queue a frame for this connection's writer (in call order)."""
+        if threading.get_ident() == self.loop_thread:
+            # on the loop: no lock (`replayed` runs here too) and no wake-up of the loop; `call_soon` queues
+            # behind what other threads scheduled before, so the order of calls is kept
+            if self.held is not None and not replay:
+                self.held.append((entry, frame))
+            else:
+                self.loop.call_soon(self.queue.put_nowait, (entry, frame))
+            return
         with self.lock:
             if self.held is not None and not replay:
                 self.held.append((entry, frame))
@@ -89,6 +101,8 @@ class Gateway:
         self._stopping = threading.Event()
         self._consumer: threading.Thread | None = None
         self._renewer: threading.Thread | None = None
+        self._inbox: list[tuple[Connection, str]] = []  # frames for the next group commit (inline only)
+        self._flush_scheduled = False
 
     # ---- connections ------------------------------------------------------------------------------
     def attach(self, conn: Connection) -> Connection | None:
@@ -264,8 +278,10 @@ class Gateway:
             conn.replayed()
             while True:
                 raw = await websocket.receive_text()
-                answers = self._handle(conn, raw) if self.inline else await run_in_threadpool(self._handle, conn, raw)
-                for frame in answers:
+                if self.inline:
+                    self._enqueue(conn, raw)
+                    continue
+                for frame in await run_in_threadpool(self._handle, conn, raw):
                     conn.push(None, frame, replay=True)
         except WebSocketDisconnect:
             pass
@@ -292,8 +308,55 @@ class Gateway:
                 else:
                     await run_in_threadpool(self.service.delivered_receipt, conn.user_id, conn.device_id, entry)
 
-    def _handle(self, conn: Connection, raw: str) -> list[str]:
-        """The frames to answer one client frame with (to this connection only)."""
+    # ---- group commit (embedded: frames handled on the event loop) --------------------------------
+    def _enqueue(self, conn: Connection, raw: str) -> None:
+        """Queue a client frame for the next `_flush`, which the loop runs once every connection whose
+        frame arrived in this turn of the loop has queued its own."""
+        self._inbox.append((conn, raw))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            conn.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Handle the queued frames as one transaction (a group commit: one SQLite commit for up to
+        `GROUP_COMMIT_MAX` frames instead of one per frame), then, once it is durable, route the
+        deliveries and answer the acks, in the frames' order. If the transaction fails as a whole,
+        nothing of it was routed or acknowledged: each frame is handled again on its own."""
+        self._flush_scheduled = False
+        frames, self._inbox = self._inbox[:GROUP_COMMIT_MAX], self._inbox[GROUP_COMMIT_MAX:]
+        if self._inbox:
+            self._flush_scheduled = True
+            frames[0][0].loop.call_soon(self._flush)
+        deliveries: list[Delivery] = []
+        later: list[Callable[[], None]] = []
+        try:
+            with self.service.store.batch():
+                answers = [self._handle(conn, raw, deliveries.extend, later) for conn, raw in frames]
+        except Exception:  # noqa: BLE001 - rolled back as a whole: one frame at a time, as without grouping
+            log.exception("chat: a group commit of %d frames failed; handling them one by one", len(frames))
+            self.service.forget_unwritten()
+            answers, deliveries, later = [self._handle_alone(conn, raw) for conn, raw in frames], [], []
+        if deliveries:
+            self.route(deliveries)
+        for step in later:
+            step()
+        for (conn, _), frames_out in zip(frames, answers):
+            for frame in frames_out:
+                conn.push(None, frame, replay=True)
+
+    def _handle_alone(self, conn: Connection, raw: str) -> list[str]:
+        try:
+            return self._handle(conn, raw)
+        except Exception as exc:  # noqa: BLE001 - the store failed: the client resends (idempotent)
+            log.exception("chat: handling a frame failed")
+            return [_error_frame(ChatError(503, f"the message store failed ({type(exc).__name__}); send again",
+                                           "unavailable"), _client_msg_id(raw))]
+
+    def _handle(self, conn: Connection, raw: str, route: Callable[[list[Delivery]], None] | None = None,
+                later: list[Callable[[], None]] | None = None) -> list[str]:
+        """The frames to answer one client frame with (to this connection only). Inside a group commit
+        `route` and `later` collect what may happen only once the transaction is durable."""
+        route = route or self.route
         client_msg_id = None
         try:
             try:
@@ -305,19 +368,35 @@ class Gateway:
             client_msg_id = frame.get("client_msg_id") if isinstance(frame.get("client_msg_id"), str) else None
             kind = frame.get("type")
             if kind == "send":
-                sent = self.service.send(conn.user_id, conn.device_id, frame, self.route)
+                sent = self.service.send(conn.user_id, conn.device_id, frame, route)
                 if sent.group is not None:
-                    self.publish_group_message(sent.group)
+                    if later is None:
+                        self.publish_group_message(sent.group)
+                    else:
+                        later.append(partial(self.publish_group_message, sent.group))
                 return [orjson.dumps(sent.ack).decode()]
             if kind == "ack":
-                self.service.receipt(conn.user_id, conn.device_id, frame, self.route,
+                self.service.receipt(conn.user_id, conn.device_id, frame, route,
                                      lambda u, d: (u, d) in self.connections)
                 return []
             if kind == "ping":
                 return ['{"type":"pong"}']
             raise ChatError(400, f"unknown frame type {kind!r}; expected send, ack or ping")
         except ChatError as exc:
-            error = {"type": "error", "code": exc.code, "status": exc.status, "message": str(exc)}
-            if client_msg_id:
-                error["client_msg_id"] = client_msg_id
-            return [orjson.dumps(error).decode()]
+            return [_error_frame(exc, client_msg_id)]
+
+
+def _error_frame(exc: ChatError, client_msg_id: str | None) -> str:
+    error = {"type": "error", "code": exc.code, "status": exc.status, "message": str(exc)}
+    if client_msg_id:
+        error["client_msg_id"] = client_msg_id
+    return orjson.dumps(error).decode()
+
+
+def _client_msg_id(raw: str) -> str | None:
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    value = frame.get("client_msg_id") if isinstance(frame, dict) else None
+    return value if isinstance(value, str) else None

@@ -338,6 +338,11 @@ class ChatService:
                     self.store.delete(DAYS, {"day": day, "conversation_id": conversation_id})
         return {"deleted": deleted, "conversations": conversations}
 
+    def forget_unwritten(self) -> None:
+        """A transaction that held sends was rolled back (a failed group commit): what this service
+        remembers as written may not be, so it forgets it (the retention index's days are written again)."""
+        self._days_written.clear()
+
     # ---- helpers ----------------------------------------------------------------------------------
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

@@ -356,10 +356,13 @@ class SQLiteStore(_KeyedReads):
             conn.execute(f"BEGIN {kind}")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # the block raised, or COMMIT failed (a full disk) and left it open
+                    conn.execute("ROLLBACK")
+                with self._lock:  # a table created inside the transaction is gone again: create it on next use
+                    self._tables.clear()
                 raise
-            conn.execute("COMMIT")
 
     def ensure_table(self, table: ServingTable) -> None:
         if table.name in self._tables:
