@@ -5,7 +5,9 @@ The input is a generated follow graph of users of this run's own ids, seeded in 
 posts and follows on Kafka. streams/post_fanout.py lands each batch in the lake and pushes it into the
 followers' timelines, kept running by a supervisor (compose's `restart: unless-stopped`). While it works:
 
-- Cassandra goes away (its proxy cuts every connection and refuses new ones) for a few seconds;
+- Cassandra goes away (its proxy cuts every connection and refuses new ones, or its process is SIGKILLed) for a
+  few seconds, while posts keep being published before, during and after it (so the fault lands with fanout
+  work left, which the test asserts);
 - or every Kafka and Cassandra request is delayed 300 ms and every connection is reset (RST) once.
 
 Afterwards the store's timelines and hashtag rows and the lake's posts and follow events must be the
@@ -36,6 +38,7 @@ from sixfold.platform.store import open_store
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 OUTAGE_S = 4.0
+FAULT_POSTS = 30  # posts of the Cassandra-down test, published across the fault (see Publisher)
 DELAY_S, DELAYED_S = 0.3, 3.0
 
 
@@ -54,12 +57,13 @@ class Feed:
     """The feed workload on the cluster profile: seeded through direct connections, consumed through proxies."""
 
     def __init__(self, tmp_path: Path, kafka: DelayingProxy, cassandra: DelayingProxy, direct: str,
-                 posts: int) -> None:
+                 posts: int, posts_later: bool = False) -> None:
+        """`posts_later`: the store and the follows are seeded, the posts left for `publish` (a Publisher)."""
         extra = {"SIXFOLD_FEED_CELEBRITY_THRESHOLD": "1000000"}
         # ids from this run's own milliseconds: rows of earlier runs in the keyspace are not this run's
         end = T0 - timedelta(milliseconds=random.randrange(1, 10**9))
         self.workload = Workload("post_fanout", "post_fanout.py", (), (), events=posts,
-                                 data={"end": end, "users": 100})
+                                 data={"end": end, "users": 100, "posts_later": posts_later})
         self.env = cluster_env(tmp_path, kafka, cassandra.address, **extra)
         self.direct = Settings.from_env(cluster_env(tmp_path, kafka, direct, **extra))
         self.store = open_store(self.direct)
@@ -132,6 +136,54 @@ class Reader:
         return min((s for s, status, _ in self.seen if s >= start and status == 200), default=float("nan")) - start
 
 
+class Publisher:
+    """Keeps the fanout fed across a fault: publishes the feed's posts CHUNK at a time, PAUSE_S apart, in three
+    parts: `before` from the start, `during` once `fault` is set (Cassandra going away: Kafka stays up, so the
+    consumer reads them while it cannot write), `after` once `over` is set (Cassandra back). `published` holds the
+    posts on the bus so far."""
+
+    CHUNK, PAUSE_S = 2, 0.25
+
+    def __init__(self, feed: Feed, before: int, during: int) -> None:
+        posts = feed.workload._feed().posts
+        self.feed = feed
+        self.parts = (posts[:before], posts[before:before + during], posts[before + during:])
+        self.fault, self.over = threading.Event(), threading.Event()
+        self.published: list[dict] = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._publish, daemon=True)
+
+    def _publish(self) -> None:
+        bus = KafkaBus(self.feed.direct)
+        try:
+            for gate, part in zip((None, self.fault, self.over), self.parts):
+                while gate is not None and not gate.wait(0.1):
+                    if self._stop.is_set():
+                        return
+                for at in range(0, len(part), self.CHUNK):
+                    if self._stop.wait(self.PAUSE_S):
+                        return
+                    self.feed.workload.publish_posts(bus, part[at:at + self.CHUNK])
+                    self.published.extend(part[at:at + self.CHUNK])
+        except BaseException as exc:  # noqa: BLE001 - reported by the test (`done`)
+            self.error = exc
+        finally:
+            bus.close()
+
+    def start(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    def done(self) -> bool:
+        assert self.error is None, f"publishing the posts failed: {self.error!r}"
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
 def check(feed: Feed) -> dict[str, list[tuple]]:
     got = feed.output()
     want = expected_rows(feed.workload)
@@ -149,16 +201,20 @@ def test_cassandra_down_while_the_fanout_writes_timelines(how: str, kafka_proxy,
     """`network`: the proxy cuts Cassandra off; `sigkill`: the shared Cassandra's process group is killed (no
     clean shutdown, its commit log replayed at the restart), then started again: destructive, so it runs last."""
     host, port = services_running.cassandra_contact
-    feed = Feed(tmp_path, kafka_proxy, cassandra_proxy, f"{host}:{port}", posts=20)
+    feed = Feed(tmp_path, kafka_proxy, cassandra_proxy, f"{host}:{port}", posts=FAULT_POSTS, posts_later=True)
     total = len(expected_rows(feed.workload)["store timelines"])
+    # posts keep coming across the fault: a third from the start, a third once it begins, the rest once it is over
+    publisher = Publisher(feed, before=FAULT_POSTS // 3, during=FAULT_POSTS // 3)
     reader = Reader(feed.env, feed.workload._feed().posts[0]["author_id"], monkeypatch)
     consumer = Supervisor(Stream("post_fanout.py", feed.env, feed.log, "--idle", "0.5"))
     try:
         reader.start()
         consumer.start()
+        publisher.start()
         wait_for(lambda: feed.progress() > 0, 120, "the first timeline entries", 0.1)
+        at_down, posted_at_down = feed.progress(), len(publisher.published)
+        publisher.fault.set()
         down_at = time.monotonic()
-        at_down = feed.progress()
         if how == "network":
             cassandra_proxy.down()
             time.sleep(OUTAGE_S)
@@ -171,21 +227,29 @@ def test_cassandra_down_while_the_fanout_writes_timelines(how: str, kafka_proxy,
             time.sleep(OUTAGE_S)
             server.start(log=lambda _msg: None)  # the commit log replayed, then healthy
         up_at = time.monotonic()
-        wait_for(lambda: feed.complete(), 180, "every timeline entry and follow event", 0.2)
+        posted_meanwhile = len(publisher.published) - posted_at_down
+        publisher.over.set()
+        wait_for(lambda: publisher.done() and feed.complete(), 180, "every timeline entry and follow event", 0.2)
         complete = time.monotonic() - up_at
     finally:
         cassandra_proxy.up()
+        publisher.stop()
         consumer.stop()
         reader.stop()
     try:
         got = check(feed)
     finally:
         feed.close()
+    # the fault landed with fanout work left: entries of posts not yet written (or not yet even published)
+    assert at_down < total, (f"the fault landed after the fanout was done ({at_down}/{total} entries written): "
+                             "it did not test a failure mid-stream")
     exits = [t for t, _ in consumer.exits if t >= down_at]
     what = "Cassandra down" if how == "network" else "Cassandra SIGKILLed, started again after"
-    record(f"{what} {OUTAGE_S:.0f} s (post_fanout.py writing timelines, {at_down}/{total} entries written): "
-           f"API reads meanwhile {reader.during(down_at, up_at)}; consumer exited {len(exits)} time(s) (restarted "
-           f"by its supervisor); reads 200 again {reader.first_ok_after(up_at):.2f} s after Cassandra was back; all "
+    record(f"{what} {OUTAGE_S:.0f} s (post_fanout.py writing timelines as posts kept coming: at the "
+           f"{'cut' if how == 'network' else 'kill'} {at_down}/{total} entries written, {posted_at_down}/"
+           f"{FAULT_POSTS} posts published; {posted_meanwhile} more published during the outage): API reads "
+           f"meanwhile {reader.during(down_at, up_at)}; consumer exited {len(exits)} time(s) (restarted by its "
+           f"supervisor); reads 200 again {reader.first_ok_after(up_at):.2f} s after Cassandra was back; all "
            f"{len(got['store timelines'])} entries written once {complete:.2f} s after it was back")
 
 

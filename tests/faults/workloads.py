@@ -169,8 +169,8 @@ class Workload:
                 store.upsert_many(SERVING_TABLES[name], rows[at:at + 500])
         for name in ("timelines", "hashtag_posts", "timeline_versions"):
             store.ensure_table(SERVING_TABLES[name])
-        post = EVENTS["post-created"].record
-        bus.produce_many("post-created", [(str(p["author_id"]), schema.to_json_row(post, p)) for p in feed.posts])
+        if not self.data.get("posts_later"):  # else the test publishes them itself (`publish_posts`)
+            self.publish_posts(bus, feed.posts)
         follow = EVENTS["follows"].record
         bus.produce_many("follows", [(str(f["follower_id"]), schema.to_json_row(follow, {
             "follower_id": f["follower_id"], "followee_id": f["followee_id"], "action": "follow",
@@ -179,6 +179,12 @@ class Workload:
         bus.produce_many("post-deleted", [(str(p["author_id"]), schema.to_json_row(deletion, {
             "post_id": p["post_id"], "author_id": p["author_id"], "deleted_at": T0 + timedelta(hours=1),
             "media_ids": [], "hashtags": p["hashtags"], "lat": p["lat"], "lon": p["lon"]})) for p in self._deleted()])
+
+    @staticmethod
+    def publish_posts(bus: Any, posts: list[dict[str, Any]]) -> int:
+        """Put `post-created` events of `posts` (some of `_feed().posts`) on the bus."""
+        post = EVENTS["post-created"].record
+        return bus.produce_many("post-created", [(str(p["author_id"]), schema.to_json_row(post, p)) for p in posts])
 
     def _out_post_fanout(self, settings: Settings, store: Any) -> dict[str, list[tuple]]:
         feed = self._feed()
