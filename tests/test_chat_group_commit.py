@@ -49,11 +49,17 @@ def _user(store: SQLiteStore) -> int:
     return user_id
 
 
-def _exchange(settings: Settings, fail: int) -> tuple[CommitFailsOnce, dict[str, list[dict]], list[int]]:
+def _exchange(settings: Settings, fail: int, route_fails: bool = False,
+              ) -> tuple[CommitFailsOnce, dict[str, list[dict]], list[int], int]:
     """Three senders send two messages each to one recipient in one turn of the loop; every connection's
     frames, in the order its writer would send them."""
     store = CommitFailsOnce(settings.sqlite_path)
     gateway = Gateway(ChatService(store, Sequencer(3)), bus=None, inline=True)
+    if route_fails:
+        def route(_deliveries: list) -> None:
+            raise ConnectionError("the bus and the registry are gone")
+
+        gateway.route = route  # type: ignore[method-assign]
     senders, recipient = [_user(store) for _ in range(3)], _user(store)
     store.fail = fail
 
@@ -72,7 +78,7 @@ def _exchange(settings: Settings, fail: int) -> tuple[CommitFailsOnce, dict[str,
         assert store.outer_batches - before == (1 if not fail else 1 + 6)  # one group, or the group then each alone
         return {name: [orjson.loads(f) for _, f in _drain(conn.queue)] for name, conn in conns.items()}
 
-    return store, asyncio.run(scenario()), senders
+    return store, asyncio.run(scenario()), senders, recipient
 
 
 def _drain(queue: asyncio.Queue) -> list[tuple[str | None, str]]:
@@ -82,7 +88,8 @@ def _drain(queue: asyncio.Queue) -> list[tuple[str | None, str]]:
     return out
 
 
-def _check(store: SQLiteStore, frames: dict[str, list[dict]], senders: list[int], recipient_frames: list[dict]) -> None:
+def _check(store: SQLiteStore, frames: dict[str, list[dict]], senders: list[int], recipient: int,
+           recipient_frames: list[dict]) -> None:
     acks = {}
     for i in range(3):
         got = frames[f"s{i}"]
@@ -95,23 +102,28 @@ def _check(store: SQLiteStore, frames: dict[str, list[dict]], senders: list[int]
     assert {m["message_id"]: (senders.index(m["from"]), m["seq"]) for m in messages} == acks
     for i, sender in enumerate(senders):
         assert [m["body"] for m in messages if m["from"] == sender] == [f"from {i} #0", f"from {i} #1"]  # FIFO
-        conversation = direct_conversation(sender, _recipient(messages))
+        conversation = direct_conversation(sender, recipient)
         stored = store.query(SERVING_TABLES["chat_messages"], {"conversation_id": conversation})
         assert sorted((r["seq"], r["message_id"]) for r in stored) == \
             sorted((seq, mid) for mid, (j, seq) in acks.items() if j == i)
 
 
-def _recipient(messages: list[dict]) -> int:
-    _, low, high = messages[0]["conversation_id"].split(":")
-    return int(high) if int(low) == messages[0]["from"] else int(low)
-
-
 def test_frames_of_one_loop_turn_commit_together_and_are_answered_after(settings: Settings) -> None:
-    store, frames, senders = _exchange(settings, fail=0)
-    _check(store, frames, senders, frames["r"])
+    store, frames, senders, recipient = _exchange(settings, fail=0)
+    _check(store, frames, senders, recipient, frames["r"])
 
 
 def test_a_failed_group_commit_routes_nothing_and_each_frame_is_handled_alone(settings: Settings) -> None:
-    store, frames, senders = _exchange(settings, fail=1)
+    store, frames, senders, recipient = _exchange(settings, fail=1)
     assert store.fail == 0  # the group's commit did fail
-    _check(store, frames, senders, frames["r"])  # and nothing of the failed attempt was seen twice or lost
+    _check(store, frames, senders, recipient, frames["r"])  # and nothing of the failed attempt was seen twice or lost
+
+
+def test_routing_that_fails_after_the_commit_still_acknowledges_and_the_pending_store_delivers(
+        settings: Settings) -> None:
+    store, frames, senders, recipient = _exchange(settings, fail=0, route_fails=True)
+    assert [m for m in frames["r"] if m["type"] == "message"] == []  # nothing reached the recipient live ...
+    acks = [f for i in range(3) for f in frames[f"s{i}"]]
+    assert [(f["type"], f["status"]) for f in acks] == [("ack", "sent")] * 6  # ... yet every send was acknowledged
+    pending = [orjson.loads(frame) for _, frame in ChatService(store, Sequencer(4)).pending(recipient, "d")]
+    _check(store, frames, senders, recipient, pending)  # and what the recipient gets on its next connection is all of it

@@ -336,10 +336,12 @@ class Gateway:
             log.exception("chat: a group commit of %d frames failed; handling them one by one", len(frames))
             self.service.forget_unwritten()
             answers, deliveries, later = [self._handle_alone(conn, raw) for conn, raw in frames], [], []
-        if deliveries:
-            self.route(deliveries)
-        for step in later:
-            step()
+        # durable from here: the acks go out whatever happens next (the pending store holds every delivery)
+        for step in ([partial(self.route, deliveries)] if deliveries else []) + later:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - devices get what was not routed from the pending store
+                log.exception("chat: routing after a group commit failed")
         for (conn, _), frames_out in zip(frames, answers):
             for frame in frames_out:
                 conn.push(None, frame, replay=True)
