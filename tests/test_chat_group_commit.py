@@ -127,3 +127,39 @@ def test_routing_that_fails_after_the_commit_still_acknowledges_and_the_pending_
     assert [(f["type"], f["status"]) for f in acks] == [("ack", "sent")] * 6  # ... yet every send was acknowledged
     pending = [orjson.loads(frame) for _, frame in ChatService(store, Sequencer(4)).pending(recipient, "d")]
     _check(store, frames, senders, recipient, pending)  # and what the recipient gets on its next connection is all of it
+
+
+def test_a_connection_remembers_a_bounded_number_of_sent_entries(settings: Settings, monkeypatch) -> None:
+    """A frame routed live and replayed from pending goes out once; what a connection remembers for that is
+    bounded (plus what it replayed at connect), so a connection that stays up does not grow with its traffic."""
+    from sixfold.chat import gateway as module
+
+    monkeypatch.setattr(module, "SENT_ENTRIES_KEPT", 50)
+    store = SQLiteStore(settings.sqlite_path)
+    gateway = Gateway(ChatService(store, Sequencer(3)), bus=None, inline=True)
+
+    class Socket:  # the writer's end of a WebSocket: what it was asked to send, in order
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        async def send_text(self, text: str) -> None:
+            self.sent.append(text)
+
+    async def scenario() -> tuple[list[str], Connection]:
+        conn = Connection(1, "d", asyncio.get_running_loop(), held=None)
+        conn.replayed_n = 20
+        socket = Socket()
+        writer = asyncio.create_task(gateway._write(socket, conn))
+        entries = [f"d:1:2|{n:020d}|r:read:2:d" for n in range(300)]
+        for entry in entries:
+            conn.push("~" + entry, entry)
+        conn.push("~" + entries[-1], "again")  # the newest again: still remembered
+        conn.push("~" + entries[0], "oldest again")  # long forgotten: sent again
+        for _ in range(10):
+            await asyncio.sleep(0)
+        writer.cancel()
+        return socket.sent, conn
+
+    sent, conn = asyncio.run(scenario())
+    assert sent == [f"d:1:2|{n:020d}|r:read:2:d" for n in range(300)] + ["oldest again"]
+    assert len(conn.sent_entries) == 50 + 20

@@ -42,6 +42,7 @@ CONNECTIONS = SERVING_TABLES["chat_connections"]
 DELIVERIES = EVENTS["chat-deliveries"]
 GROUP_MESSAGES = EVENTS["chat-group-messages"]
 NOTIFICATIONS = EVENTS["notifications"]
+SENT_ENTRIES_KEPT = 10_000  # per connection, beyond its replayed pending entries (a live frame may repeat one)
 GROUP_COMMIT_MAX = 256  # frames in one transaction at most (embedded): a few ms of work, then the loop turns
 REGISTRY_TTL_S = 120  # a gateway that dies leaves rows that lapse within this
 log = logging.getLogger("sixfold.chat")
@@ -53,7 +54,10 @@ class Connection:
     device_id: str
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    sent_entries: set[str] = field(default_factory=set)
+    # the entries this connection was sent lately (a frame routed live and replayed from pending goes once);
+    # bounded, oldest out first, so a connection that stays up for days does not grow with its traffic
+    sent_entries: dict[str, None] = field(default_factory=dict)
+    replayed_n: int = 0  # pending entries replayed at connect: all of them are kept on top of the bound
     # while the pending store is replayed, live frames wait here, so they never overtake older ones
     held: list[tuple[str | None, str]] | None = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -273,7 +277,9 @@ class Gateway:
             raise
         writer = asyncio.create_task(self._write(websocket, conn))
         try:
-            for entry, frame in await run_in_threadpool(self.service.pending, user_id, device_id):
+            pending = await run_in_threadpool(self.service.pending, user_id, device_id)
+            conn.replayed_n = len(pending)
+            for entry, frame in pending:
                 conn.push(entry, frame, replay=True)
             conn.replayed()
             while True:
@@ -300,7 +306,9 @@ class Gateway:
             if entry is not None:
                 if entry in conn.sent_entries:  # routed live and replayed from pending: once is enough
                     continue
-                conn.sent_entries.add(entry)
+                conn.sent_entries[entry] = None
+                if len(conn.sent_entries) > SENT_ENTRIES_KEPT + conn.replayed_n:
+                    del conn.sent_entries[next(iter(conn.sent_entries))]
             await websocket.send_text(frame)
             if entry is not None and "|r:" in entry and not entry.startswith("~"):
                 if self.inline:  # as `_handle` runs: SQLite on the loop, no thread holding the GIL beside it
