@@ -453,6 +453,37 @@ def test_sqlite_batches_commit_together_and_roll_back_whole(tmp_path) -> None:
     assert [r["seq"] for r in other.query(fresh, {"owner": "kim"})] == [2]
 
 
+def test_sqlite_logs_are_checkpointed_in_the_background_not_by_the_writers(tmp_path) -> None:
+    """Small transactions, far fewer pages than a writer's own checkpoint threshold: the database file alone
+    (a copy without its -wal log) ends up holding every row, which only a checkpoint can have put there."""
+    import shutil
+    import sqlite3
+
+    from sixfold.platform.store import WAL_AUTOCHECKPOINT_PAGES
+
+    store = SQLiteStore(tmp_path / "c.sqlite3")
+    t = new_table()
+    for i in range(300):
+        store.upsert(t, row("lee", i))
+    log_pages = os.path.getsize(tmp_path / "c.sqlite3-wal") // 4096
+    assert 0 < log_pages < WAL_AUTOCHECKPOINT_PAGES  # the writer never reached its own threshold
+
+    def file_alone_holds_every_row() -> bool:
+        copy = tmp_path / f"copy-{time.monotonic_ns()}.sqlite3"
+        shutil.copyfile(tmp_path / "c.sqlite3", copy)  # the main file only: no -wal beside it
+        try:
+            with sqlite3.connect(copy) as conn:
+                return conn.execute(f'SELECT count(*) FROM "{t.name}"').fetchone()[0] == 300
+        except sqlite3.Error:  # copied mid-checkpoint: try again
+            return False
+
+    deadline = time.monotonic() + 30
+    while not file_alone_holds_every_row():
+        assert time.monotonic() < deadline, "the log was not checkpointed into the database file within 30 s"
+        time.sleep(0.1)
+    assert sorted(r["seq"] for r in store.query(t, {"owner": "lee"})) == list(range(300))
+
+
 PLAIN = Record("contract_plain", (Field("owner", "string", max_length=16), Field("made_at", "timestamp"),
                                   Field("seq", "long"), Field("small", "int", required=False),
                                   Field("score", "double", required=False)))
