@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -65,19 +66,15 @@ class Connection:
 
     def push(self, entry: str | None, frame: str, *, replay: bool = False) -> None:
         """Thread-safe: queue a frame for this connection's writer (in call order)."""
-        if threading.get_ident() == self.loop_thread:
-            # on the loop: no lock (`replayed` runs here too) and no wake-up of the loop; `call_soon` queues
-            # behind what other threads scheduled before, so the order of calls is kept
-            if self.held is not None and not replay:
-                self.held.append((entry, frame))
-            else:
-                self.loop.call_soon(self.queue.put_nowait, (entry, frame))
-            return
-        with self.lock:
+        # on the loop's own thread: no lock (`replayed` runs there too) and no wake-up of the loop; `call_soon`
+        # queues behind what other threads scheduled before, so the order of calls is kept
+        on_loop = threading.get_ident() == self.loop_thread
+        with nullcontext() if on_loop else self.lock:
             if self.held is not None and not replay:
                 self.held.append((entry, frame))
                 return
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, (entry, frame))
+            schedule = self.loop.call_soon if on_loop else self.loop.call_soon_threadsafe
+            schedule(self.queue.put_nowait, (entry, frame))
 
     def replayed(self) -> None:
         """The pending store is queued: release what arrived meanwhile, in its order."""
@@ -375,7 +372,7 @@ class Gateway:
                 raise ChatError(400, f"not JSON: {exc}") from None
             if not isinstance(frame, dict):
                 raise ChatError(400, "a frame is a JSON object with a `type`")
-            client_msg_id = frame.get("client_msg_id") if isinstance(frame.get("client_msg_id"), str) else None
+            client_msg_id = _client_msg_id_of(frame)
             kind = frame.get("type")
             if kind == "send":
                 sent = self.service.send(conn.user_id, conn.device_id, frame, route)
@@ -403,10 +400,15 @@ def _error_frame(exc: ChatError, client_msg_id: str | None) -> str:
     return orjson.dumps(error).decode()
 
 
+def _client_msg_id_of(frame: dict[str, Any]) -> str | None:
+    value = frame.get("client_msg_id")
+    return value if isinstance(value, str) else None
+
+
 def _client_msg_id(raw: str) -> str | None:
+    """The `client_msg_id` of a raw frame, when it is a JSON object with one (for an error frame's answer)."""
     try:
         frame = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    value = frame.get("client_msg_id") if isinstance(frame, dict) else None
-    return value if isinstance(value, str) else None
+    return _client_msg_id_of(frame) if isinstance(frame, dict) else None
