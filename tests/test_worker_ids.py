@@ -21,18 +21,24 @@ def worker_of(identifier: int) -> int:
 def test_racing_processes_each_get_their_own_worker_id(tmp_path) -> None:
     path = tmp_path / "s.sqlite3"
     got: list[int] = []
-    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8, timeout=60)
 
     def start(i: int) -> None:
-        store = SQLiteStore(path)  # each "process" its own connection
-        barrier.wait()
-        got.append(claim_worker(store, f"p{i}", space=8))
+        try:  # all eight open the new file at once: each switches it to WAL mode, or finds it switched
+            store = SQLiteStore(path)  # each "process" its own connection
+            barrier.wait()
+            got.append(claim_worker(store, f"p{i}", space=8))
+        except BaseException as exc:  # noqa: BLE001 - reported below, and the others are let go
+            errors.append(exc)
+            barrier.abort()
 
     threads = [threading.Thread(target=start, args=(i,)) for i in range(8)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
+    assert not [e for e in errors if not isinstance(e, threading.BrokenBarrierError)], errors
     assert sorted(got) == list(range(8))  # eight holders, eight ids: the whole space, each once
     with pytest.raises(NoFreeWorker, match="all 8 worker ids are leased"):
         claim_worker(SQLiteStore(path), "late", space=8)

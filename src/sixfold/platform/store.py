@@ -363,6 +363,25 @@ class _Checkpointer:
 
 _CHECKPOINTER = _Checkpointer()
 
+WAL_SWITCH_WAIT_S = 30.0
+
+
+def _into_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (it stays so). On a new file, connections opening it at once all try to
+    switch; SQLite answers "database is locked" to those that find another mid-switch without calling its
+    busy handler (waiting there could deadlock), so they retry here until the file is switched."""
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
 
 class SQLiteStore(_KeyedReads):
     """Embedded serving store in one SQLite file (WAL mode, safe across threads of one process; its log is
@@ -387,7 +406,7 @@ class SQLiteStore(_KeyedReads):
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             except sqlite3.OperationalError as exc:
                 raise ServiceUnavailable("SQLite", str(self.path), str(exc), "check SIXFOLD_HOME is writable") from exc
-            conn.execute("PRAGMA journal_mode=WAL")
+            _into_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             self._local.conn = conn
