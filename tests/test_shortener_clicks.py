@@ -9,7 +9,11 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from schemas.records import LAKE_TABLES, SERVING_TABLES, URL_CLICK, URL_CLICK_EVENT
 from sixfold.platform import schema
@@ -129,6 +133,89 @@ def lake_clicks(settings: Settings) -> list[dict[str, Any]]:
 def dlq(settings: Settings) -> list[dict[str, Any]]:
     consumer = open_bus(settings).consumer(f"{TOPIC}.dlq", "test-reader")
     return [m.json() for m in consumer.poll(max_records=10_000, timeout_s=0.2)]
+
+
+# ---- a whole batch checked at once ----------------------------------------------------------------------
+_CLICKS = st.one_of(
+    # what the redirects emit (`emit.click_event`, the batch checker's fast path)
+    st.builds(lambda n, ms, ref, agent: orjson.dumps(schema.to_json_row(URL_CLICK_EVENT, {
+        "click_id": f"{n:024x}", "key": f"k{n % 7}Ab", "ts": T0 + timedelta(milliseconds=ms),
+        "referrer_host": ref, "user_agent": agent})),
+        st.integers(0, 2**64), st.integers(0, 10**7), st.sampled_from(REFERRERS + ["Exämple.org.", "h:8080"]),
+        st.sampled_from(list(AGENTS) + ["Mozilla/5.0 ünïcode", "x" * 512])),
+    # good, but not in that form: other key order, an offset, microseconds, a field left out
+    st.sampled_from([b'{"user_agent":null,"referrer_host":null,"ts":"2026-03-04T09:00:00Z","key":"abc","click_id":"c1"}',
+                     b'{"click_id":"c2","key":"abc","ts":"2026-03-04T11:00:00.5+02:00","referrer_host":"a.b","user_agent":"curl/8"}',
+                     b'{"click_id":"c3","key":"abc","ts":"2026-03-04T09:00:00.123456Z","referrer_host":null,"user_agent":null}',
+                     b'{"click_id":"c4","key":"abc","ts":"2026-03-04T09:00:00Z"}',
+                     b'{"click_id":" c5 ","key":"abc","ts":"2026-03-04T09:00:00Z"}',
+                     b'{"click_id":"c6","key":"\u00e9t\u00e9","ts":"2026-03-04T09:00:00Z"}']),
+    # bad: each must come back with `check_click`'s own reason
+    st.sampled_from([b'not json', b'[1]', b'{"click_id":"  ","key":"abc","ts":"2026-03-04T09:00:00Z"}',
+                     b'{"click_id":"c7","key":"abc"}', b'{"click_id":"c8","key":7,"ts":"2026-03-04T09:00:00Z"}',
+                     b'{"click_id":"' + b"c" * 33 + b'","key":"abc","ts":"2026-03-04T09:00:00Z"}',
+                     b'{"click_id":"c9","key":"abc","ts":"2026-13-04T09:00:00Z"}',
+                     b'{"click_id":"c10","key":"abc","ts":"2026-03-04T09:00:00Z","extra":1}',
+                     b'{"click_id":"c11","key":"abc","ts":"2026-03-04T09:00:00Z","user_agent":"' + b"u" * 513 + b'"}',
+                     b'{"click_id":"c12","key":"abc","ts":"2026-03-04T09:00:00Z","referrer_host":"\ud800"}']),
+)
+
+
+@pytest.mark.unit
+@hsettings(max_examples=150, deadline=None)
+@given(st.lists(_CLICKS, max_size=40))
+def test_a_click_batch_checked_at_once_equals_each_click_checked_alone(raws) -> None:
+    """The oracle is `landed_click` of each message validated on its own, as the bus decodes it: the same
+    rows in the same order, the same bad messages with the same reasons, whichever path each took."""
+    from sixfold.platform.bus import decode
+    from sixfold.shortener.clicks import check_click_batch
+
+    want_rows, want_positions, want_bad = [], [], []
+    for position, raw in enumerate(raws):
+        try:
+            want_rows.append(landed_click(schema.validate(URL_CLICK_EVENT, decode(raw))))
+            want_positions.append(position)
+        except ValueError as exc:
+            want_bad.append((position, str(exc)))
+    table, positions, bad = check_click_batch(list(raws))
+    assert table.to_pylist() == want_rows
+    assert positions.to_pylist() == want_positions
+    assert bad == want_bad
+
+
+@pytest.mark.unit
+@hsettings(max_examples=300, deadline=None)
+@given(st.floats(0, 4e9), st.sampled_from(REFERRERS + ["https://a.example/x", "not a url"]),
+       st.sampled_from(list(AGENTS) + ["x" * 600]))
+def test_the_emitters_message_is_the_events_json_form(at, referer, agent) -> None:
+    """`_message`, written out for speed, against the generic path: the event record's JSON form."""
+    from sixfold.shortener.emit import EVENT, _message, click_event
+
+    click = ("c" * 24, "k1", at, referer, agent)
+    assert _message(click) == ("k1", schema.to_json_row(EVENT.record, click_event(*click)))
+
+
+@pytest.mark.unit
+def test_clicks_as_the_redirects_emit_them_take_no_python_check(monkeypatch) -> None:
+    """The fast path is taken: a batch of emitted clicks never reaches the one-message check."""
+    from sixfold.shortener import clicks
+    from sixfold.shortener.emit import _message
+
+    def refuse(payload: Any) -> dict[str, Any]:
+        raise AssertionError(f"checked one at a time: {payload}")
+
+    monkeypatch.setattr(clicks, "check_click", refuse)
+    sent = {None: "(direct)", "": "(direct)", "https://news.ycombinator.com/item?id=1": "news.ycombinator.com",
+            "https://T.CO/x": "t.co", "http://www.google.com/": "www.google.com",
+            "https://mail.example.org:8443/inbox": "mail.example.org"}  # Referer headers: the host each counts as
+    pairs = list(zip(list(sent) * 50, list(AGENTS) * 30))  # 300 clicks
+    raws = [orjson.dumps(_message((f"{i:024x}", "k1", T0.timestamp() + i / 7, ref, agent))[1])
+            for i, (ref, agent) in enumerate(pairs)]
+    table, positions, bad = clicks.check_click_batch(raws)
+    assert bad == [] and positions.to_pylist() == list(range(len(raws)))
+    assert table["ua_family"].to_pylist() == [AGENTS[agent] for _, agent in pairs]
+    assert table["referrer_host"].to_pylist() == [sent[ref] for ref, _ in pairs]
+    assert table["ts"].to_pylist() == [T0 + timedelta(milliseconds=int(i / 7 * 1000)) for i in range(len(pairs))]
 
 
 # ---- landing --------------------------------------------------------------------------------------

@@ -14,15 +14,16 @@ closed partition's files into one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from schemas.records import Event, LakeTable, Record
 from sixfold.platform import schema
-from sixfold.platform.bus import EventBus, Message, dead_letter
+from sixfold.platform.bus import EventBus, Message, dead_letter, decode
 from sixfold.platform.lake import ArrowLake, batch_file_name, partition_of
 
 if TYPE_CHECKING:
@@ -47,6 +48,54 @@ def columns_of(record: Record, rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays([pa.array([r[f.name] for r in rows], type=f.type) for f in arrow], schema=arrow)
 
 
+class CheckedBatch(NamedTuple):
+    """A batch of raw messages checked at once (a `check_batch` of `land_batch`)."""
+
+    rows: Any  # the good events' rows, an Arrow table in the lake table's schema, in message order
+    positions: Any  # each row's message position (an Arrow int64 array)
+    bad: list[tuple[int, str]]  # (position, reason) of each bad message, in order
+
+
+# A UTC time to the millisecond written with Z (`schema.to_json_value`'s form), which Arrow casts exactly
+CANONICAL_TS = r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}(000)?)?Z$"
+
+
+def canonical_times(texts: Any, type_: Any) -> Any | None:
+    """Arrow timestamps (`type_`) of strings matching `CANONICAL_TS`, or None when one is no date (month 13):
+    then the caller checks its batch one message at a time, which explains."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return pc.cast(pc.cast(texts, pa.timestamp("us", tz="UTC")), pa.timestamp("ms", tz="UTC")).cast(type_)
+    except pa.ArrowInvalid:
+        return None
+
+
+def merge_checked(raws: list[bytes], fast: pa.Table, fast_positions: Any, slow: Iterable[int],
+                  check_one: Callable[[Any], dict[str, Any]], record: Record) -> CheckedBatch:
+    """A `CheckedBatch` of the rows Arrow's kernels already made (`fast`, at `fast_positions`) and of the
+    messages at `slow` checked one at a time by `check_one` (the decoded message -> the row, or ValueError
+    with the reason), in message order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    good_positions, good_rows, bad = [], [], []
+    for position in slow:
+        try:
+            good_rows.append(check_one(decode(raws[position])))
+            good_positions.append(position)
+        except ValueError as exc:
+            bad.append((position, str(exc)))
+    positions = pc.cast(fast_positions, pa.int64())
+    if good_rows:
+        both = pa.concat_tables([fast, columns_of(record, good_rows)])
+        positions = pa.concat_arrays([positions, pa.array(good_positions, pa.int64())])
+        order = pc.sort_indices(positions)
+        fast, positions = both.take(order), positions.take(order)
+    return CheckedBatch(fast, positions, bad)
+
+
 def land_batch(
     bus: EventBus,
     lake: ArrowLake,
@@ -57,18 +106,17 @@ def land_batch(
     *,
     check: Callable[[Any], dict[str, Any]] | None = None,
     group: str = "",
-    check_batch: Callable[[list[bytes]], tuple[Any, ...]] | None = None,
+    check_batch: Callable[[list[bytes]], CheckedBatch] | None = None,
 ) -> LandingReport:
     """Check and write one polled batch as its own files; the caller commits the consumer afterwards.
 
     `check` turns a decoded message into the event's canonical row or raises ValueError with the
     reason (default: the event record's validation); `prepare` maps it to the lake table's row.
-    `check_batch`, for an event landed as it is (no `prepare`, the same record), checks the raw
-    messages all at once instead: (the good rows as an Arrow table, each one's message position,
-    [(position, reason)] of the bad), e.g. `typeahead.collection.check_search_batch`.
+    `check_batch` checks, and prepares, the raw messages all at once instead (`check` and `prepare` are
+    then unused): a `CheckedBatch` of the lake table's rows, e.g. `typeahead.collection.check_search_batch`.
     `group`, the consumer group, is part of the files' names (see `batch_file_name`).
     """
-    if check_batch is not None and event.record is table.record:
+    if check_batch is not None:
         return _land_checked_batch(bus, lake, event, table, messages, check_batch, group)
     report = LandingReport(received=len(messages))
     check = partial(schema.validate_event, event) if check is None else check
@@ -94,7 +142,7 @@ def land_batch(
 
 
 def _land_checked_batch(bus: EventBus, lake: ArrowLake, event: Event, table: LakeTable, messages: list[Message],
-                        check_batch: Callable[[list[bytes]], tuple[Any, ...]],
+                        check_batch: Callable[[list[bytes]], CheckedBatch],
                         group: str) -> LandingReport:
     """`land_batch` with the whole batch checked at once: no Python row per event."""
     import pyarrow as pa
@@ -136,9 +184,14 @@ def land(
     before_commit: Callable[[LandingReport], None] | None = None,
     check: Callable[[Any], dict[str, Any]] | None = None,
     max_records: int = MAX_BATCH,
-    check_batch: Callable[[list[bytes]], tuple[Any, ...]] | None = None,
+    check_batch: Callable[[list[bytes]], CheckedBatch] | None = None,
+    linger_s: float = 0.0,
 ) -> LandingReport:
     """Consume `event.topic` until it is idle for `idle_timeout_s`, landing every batch.
+
+    `linger_s`, after a batch smaller than `max_records`, waits that long before the next poll (Kafka's
+    `fetch.max.wait.ms`): a steady stream then lands as a few large files, not a small file per poll, at
+    a fraction of the fixed cost per batch (a Parquet file, a commit); what it costs is that much delay.
 
     `before_commit` runs after a batch's files are written and before its offsets are
     committed: a further effect of the batch (e.g. a serving-store upsert) made there is
@@ -164,6 +217,8 @@ def land(
             total.partitions |= report.partitions
             if on_batch:
                 on_batch(report)
+            if linger_s and len(messages) < max_records:
+                time.sleep(linger_s)
     finally:
         consumer.close()
     return total

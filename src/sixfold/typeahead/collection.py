@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 from schemas.records import EVENTS, LAKE_TABLES, SEARCH_EVENT, SERVING_TABLES
 from sixfold.platform import schema
 from sixfold.platform.bus import EventBus, Message, dead_letter, decode, open_bus
 from sixfold.platform.lake import ArrowLake
-from sixfold.platform.landing import LandingReport, land
+from sixfold.platform.landing import CANONICAL_TS, CheckedBatch, LandingReport, canonical_times, land, merge_checked
 from sixfold.platform.settings import Settings
 from sixfold.platform.store import ServingStore, open_store
 
@@ -101,7 +101,7 @@ def _plain_search_event(payload: Any) -> dict[str, Any] | None:
 # printable ASCII (`strip` leaves it); a UTC time to the millisecond written with Z (`to_json_value`'s form).
 _CANON_TEXT = r"^[!-@\[-~]+( [!-@\[-~]+)*$"
 _CANON_USER = r"^[!-~](.*[!-~])?$"
-_CANON_TS = r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}(000)?)?Z$"
+_CANON_TS = CANONICAL_TS
 
 
 def _canonical_columns(raws: list[bytes]) -> tuple[Any, Any] | None:
@@ -138,12 +138,6 @@ def _canonical_columns(raws: list[bytes]) -> tuple[Any, Any] | None:
     return table, pc.fill_null(ok, False)
 
 
-class CheckedBatch(NamedTuple):
-    rows: Any  # the good events' canonical rows, an Arrow table in the lake's schema, in message order
-    positions: Any  # each row's message position (an Arrow int64 array)
-    bad: list[tuple[int, str]]  # (position, reason) of each bad message, in order
-
-
 def check_search_batch(raws: list[bytes]) -> CheckedBatch:
     """`check_search_event` of a whole batch of raw messages at once.
 
@@ -155,37 +149,18 @@ def check_search_batch(raws: list[bytes]) -> CheckedBatch:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from sixfold.platform.landing import columns_of
-
     arrow = schema.arrow_schema(SEARCH_EVENT)
     fast, fast_positions, slow = arrow.empty_table(), pa.array([], pa.uint64()), list(range(len(raws)))
     read = _canonical_columns(raws) if raws else None
     if read is not None:
         table, ok = read
-        try:  # a date that is no date (month 13) fails the cast: then the whole batch takes the slow path
-            ts = pc.cast(pc.cast(table["ts"].filter(ok), pa.timestamp("us", tz="UTC")),
-                         pa.timestamp("ms", tz="UTC")).cast(arrow.field("ts").type)
-        except pa.ArrowInvalid:
-            ts = None
-        if ts is not None:
+        ts = canonical_times(table["ts"].filter(ok), arrow.field("ts").type)
+        if ts is not None:  # else a date that is no date (month 13): the whole batch takes the slow path
             fast = pa.Table.from_arrays([table["user_id"].filter(ok), table["query"].filter(ok),
                                          table["region"].filter(ok), ts], schema=arrow)
             fast_positions = pc.indices_nonzero(ok)
             slow = pc.indices_nonzero(pc.invert(ok)).to_pylist()
-    good_positions, good_rows, bad = [], [], []
-    for position in slow:
-        try:
-            good_rows.append(check_search_event(decode(raws[position])))
-            good_positions.append(position)
-        except ValueError as exc:
-            bad.append((position, str(exc)))
-    positions = pc.cast(fast_positions, pa.int64())
-    if good_rows:
-        both = pa.concat_tables([fast, columns_of(SEARCH_EVENT, good_rows)])
-        positions = pa.concat_arrays([positions, pa.array(good_positions, pa.int64())])
-        order = pc.sort_indices(positions)
-        fast, positions = both.take(order), positions.take(order)
-    return CheckedBatch(fast, positions, bad)
+    return merge_checked(raws, fast, fast_positions, slow, check_search_event, SEARCH_EVENT)
 
 
 def check_search_event(payload: Any) -> dict[str, Any]:
