@@ -46,6 +46,10 @@ class LinkError(RequestError):
     """A refused link operation: 4xx with the reason."""
 
 
+class _Taken(Exception):
+    """The key of a link being created is taken (rolls its transaction back)."""
+
+
 def check_long_url(url: Any, allow_private: bool = False) -> str:
     """The URL to redirect to, made safe for a Location header (IDNA host, percent-encoded path),
     or LinkError(422) saying what is wrong with it."""
@@ -166,10 +170,7 @@ class Links:
         if custom_alias is not None:
             alias = check_alias(custom_alias, self.reserved)
             row |= {"key": alias, "custom": True}
-            # the expiry index first: a crash after it leaves an index entry the purge skips, never a
-            # link the purge cannot find
-            self.store.upsert(EXPIRY, {"day": _day(expires), "key": alias})
-            if not self.store.insert_if_absent(LINKS, row):
+            if not self._insert(row, expires):
                 raise LinkError(409, f"custom_alias {alias!r} is taken; choose another (or leave it out for a "
                                      "generated key)")
             self.cache.drop(alias)
@@ -177,12 +178,24 @@ class Links:
         for _ in range(5):
             key = base58.encode(self.pool.take())
             row |= {"key": key, "custom": False}
-            self.store.upsert(EXPIRY, {"day": _day(expires), "key": key})
-            if self.store.insert_if_absent(LINKS, row):
+            if self._insert(row, expires):
                 return row
             # never expected (counters are leased once); if the secret were replaced it could happen
         raise LinkError(503, "could not find a free generated key in 5 draws; the key generator's secret "
                              "may have changed (table shortener_secrets)")
+
+    def _insert(self, row: dict[str, Any], expires: datetime) -> bool:
+        """The link and its expiry index entry, unless its key is taken (False). One transaction on the
+        embedded store (one write lock, one commit); on Cassandra the index entry goes first, so a crash
+        between the two leaves an index entry the purge skips, never a link the purge cannot find."""
+        try:
+            with self.store.batch():
+                self.store.upsert(EXPIRY, {"day": _day(expires), "key": row["key"]})
+                if not self.store.insert_if_absent(LINKS, row):
+                    raise _Taken  # the index entry goes too (embedded)
+        except _Taken:
+            return False
+        return True
 
     def create_many(self, owner_id: int, items: Iterable[dict[str, Any]]) -> list[dict[str, Any] | LinkError]:
         out: list[dict[str, Any] | LinkError] = []
