@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import shutil
 import socket
 import subprocess
@@ -468,3 +469,84 @@ def test_the_fast_path_answers_like_the_route(settings: Settings, monkeypatch) -
         assert client.get("/docs").status_code == 200 and "<html" in client.get("/typeahead").text.lower()
         client.delete(f"/v1/urls/{key}", headers=ann)
         assert client.get(f"/{key}").status_code == 410  # the delete dropped this server's cached entry
+
+
+CREATIONS = [  # (body as sent, content type, which key): every one answered by the route and by the fast path
+    ({"long_url": "https://example.com/a?b=1"}, "application/json", "mine"),
+    ({"long_url": "https://example.com/b", "custom_alias": None}, "application/json", "mine"),
+    ({"long_url": "https://example.com/c", "custom_alias": "{side}-alias"}, "application/json", "mine"),
+    ({"long_url": "https://example.com/d", "custom_alias": "taken-alias"}, "application/json", "mine"),
+    ({"long_url": "https://example.com/e", "custom_alias": "typeahead"}, "application/json", "mine"),
+    ({"long_url": "https://example.com/f", "custom_alias": "no"}, "application/json", "mine"),
+    ({"long_url": "https://bücher.example/ä b"}, "application/json; charset=utf-8", "mine"),
+    ({"long_url": "ftp://example.com/"}, "application/json", "mine"),
+    ({"long_url": "http://127.0.0.1:8000/admin"}, "application/json", "mine"),
+    ({"long_url": ""}, "application/json", "mine"),
+    ({"long_url": "https://x.example/" + "a" * 2100}, "application/json", "mine"),
+    ({"long_url": "https://example.com/g"}, "application/json", "none"),
+    ({"long_url": "https://example.com/h"}, "application/json", "forged"),
+    # bodies the fast path leaves to FastAPI: the same answers all the same
+    ({"long_url": 12}, "application/json", "mine"),
+    ({"long_url": "https://example.com/i", "expire_at": "2020-01-01T00:00:00Z"}, "application/json", "mine"),
+    ({"long_url": "https://example.com/j", "expire_at": "2027-01-01T00:00:00Z"}, "application/json", "mine"),
+    ({"long_url": "https://example.com/k", "colour": "red"}, "application/json", "mine"),
+    ({"custom_alias": "x-alias"}, "application/json", "mine"),
+    ([{"long_url": "https://example.com/l"}], "application/json", "mine"),
+    ('{"long_url": ', "application/json", "mine"),
+    ('{"long_url": "https://example.com/m"}', "text/plain", "mine"),
+]
+
+
+def test_the_fast_creation_answers_every_body_as_the_route_does(settings: Settings, monkeypatch) -> None:
+    """POST /v1/urls through `sixfold serve`'s app (the fast path first) against the FastAPI route alone, on one
+    store: the same status, headers that matter and JSON for every body, generated keys and times aside."""
+    import json
+
+    from sixfold.api.app import create_asgi
+    from sixfold.api.fastpath import FastPaths
+    from sixfold.shortener.api import CreateFastPost
+
+    taken = []
+    real_answer = CreateFastPost.answer
+
+    def counted(self, *args):
+        result = real_answer(self, *args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(CreateFastPost, "answer", counted)
+    monkeypatch.setenv("SIXFOLD_HOME", str(settings.home))
+    reference_app = create_app(settings)
+    reference_app.user_middleware = [m for m in reference_app.user_middleware if m.cls is not FastPaths]
+    with TestClient(create_asgi()) as fast, TestClient(reference_app) as reference:
+        _, key = api_key(reference, "ann")
+        keys = {"mine": key, "none": {}, "forged": {"X-Api-Key": "sfk_" + "0" * 24 + "." + "A" * 43}}
+        assert reference.post("/v1/urls", json={"long_url": "https://example.com/", "custom_alias": "taken-alias"},
+                              headers=key).status_code == 201
+        for body, content_type, who in CREATIONS:
+            answers = []
+            for side, client in (("route", reference), ("fast", fast)):
+                sent = body if isinstance(body, str) else json.dumps(body).replace("{side}", side)
+                answers.append(client.post("/v1/urls", content=sent.encode(),
+                                           headers={"content-type": content_type, **keys[who]}))
+            want, got = answers
+            assert got.status_code == want.status_code, (body, got.json(), want.json())
+            assert want.status_code != 500
+            for header in ("content-type", "www-authenticate", "retry-after"):
+                assert got.headers.get(header) == want.headers.get(header), (body, header)
+            w, g = want.json(), got.json()
+            if want.status_code == 201:
+                wait = abs(datetime.fromisoformat(g.pop("expire_at")) - datetime.fromisoformat(w.pop("expire_at")))
+                assert wait < timedelta(seconds=30)
+                if isinstance(body, dict) and body.get("custom_alias"):
+                    assert (w.pop("key"), g.pop("key")) == ("route-alias", "fast-alias")
+                    assert (w.pop("short_url"), g.pop("short_url")) == ("http://testserver/route-alias",
+                                                                        "http://testserver/fast-alias")
+                else:
+                    assert len(g.pop("key")) >= 6 and len(w.pop("key")) >= 6
+                    assert g.pop("short_url").startswith("http://testserver/") and w.pop("short_url")
+            if "error" in w:  # a message naming the time it was refused at
+                w["error"]["message"], g["error"]["message"] = (re.sub(r"\(now [^)]*\)", "(now)", a["error"]["message"])
+                                                                for a in (w, g))
+            assert g == w, body
+    assert sum(taken) == 13  # the first 13 cases answered by the fast path, the rest by FastAPI

@@ -40,6 +40,9 @@ def _root_names(app: Any) -> frozenset[str]:
 
 
 def app_links(app: Any) -> Any:
+    made = getattr(app.state, "shortener_links", None)  # every redirect asks: the made one without imports
+    if made is not None:
+        return made
     from sixfold.platform.app_state import app_sequencer  # noqa: F401 - same store as every router
     from sixfold.shortener.cache import open_cache
     from sixfold.shortener.links import RESERVED, Links
@@ -60,15 +63,18 @@ def app_quota(app: Any) -> Any:
 
 
 def app_clicks(app: Any) -> Any:
+    made = getattr(app.state, "shortener_clicks", None)
+    if made is not None:
+        return made
     from sixfold.shortener.emit import ClickEmitter
 
     return shared(app.state, "shortener_clicks",
                   lambda: ClickEmitter(app_bus(app), flush_s=app.state.settings.shortener_click_flush_s))
 
 
-async def key_owner(request: Request, api_key: str | None = Depends(api_key_header)) -> tuple[int, str]:
-    """(user id, credential id) of the X-Api-Key, or 401 (checked where store work runs: `on_store`)."""
-    user = await on_store(request.app, app_credentials(request.app).owner, api_key, "api_key")
+def owner_of_key(app: Any, api_key: str | None) -> tuple[int, str]:
+    """(user id, credential id) of an X-Api-Key, or 401."""
+    user = app_credentials(app).owner(api_key, "api_key")
     if user is None:
         why = ("no API key: send `X-Api-Key: <key>` (POST /v1/api-keys with your bearer token gives one)"
                if not api_key else "the API key is not valid: use a key POST /v1/api-keys returned")
@@ -76,19 +82,37 @@ async def key_owner(request: Request, api_key: str | None = Depends(api_key_head
     return user, api_key.split(".", 1)[0]
 
 
-def spend(request: Request, owner: tuple[int, str], cost: int = 1) -> int:
-    app_quota(request.app).hit(owner[1], cost)
+async def key_owner(request: Request, api_key: str | None = Depends(api_key_header)) -> tuple[int, str]:
+    """`owner_of_key`, checked where store work runs (`on_store`)."""
+    return await on_store(request.app, owner_of_key, request.app, api_key)
+
+
+def spend_key(app: Any, owner: tuple[int, str], cost: int = 1) -> int:
+    """Count `cost` against the key's fixed-window quota (429 past it); the owner's user id."""
+    app_quota(app).hit(owner[1], cost)
     return owner[0]
 
 
-def short_url(request: Request, key: str) -> str:
-    base = request.app.state.settings.shortener_public_url or str(request.base_url).rstrip("/")
+def spend(request: Request, owner: tuple[int, str], cost: int = 1) -> int:
+    return spend_key(request.app, owner, cost)
+
+
+def short_url_at(app: Any, base_url: str, key: str) -> str:
+    base = app.state.settings.shortener_public_url or base_url.rstrip("/")
     return f"{base}/{key}"
 
 
-def created(request: Request, row: dict[str, Any]) -> dict[str, Any]:
-    return {"key": row["key"], "short_url": short_url(request, row["key"]), "long_url": row["long_url"],
+def short_url(request: Request, key: str) -> str:
+    return short_url_at(request.app, str(request.base_url), key)
+
+
+def created_at(app: Any, base_url: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {"key": row["key"], "short_url": short_url_at(app, base_url, row["key"]), "long_url": row["long_url"],
             "expire_at": row["expire_at"]}
+
+
+def created(request: Request, row: dict[str, Any]) -> dict[str, Any]:
+    return created_at(request.app, str(request.base_url), row)
 
 
 # ---- models -----------------------------------------------------------------------------------------
@@ -299,7 +323,64 @@ class RedirectFastGet:
         return resolve_and_count(app, key, referer, user_agent)
 
 
+class CreateFastPost:
+    """POST /v1/urls with a plain body (`{"long_url": ...}`, and a `custom_alias` string or null): the same
+    key check, quota, creation and answer as `post_url`, without FastAPI's routing, dependencies and
+    models. Any other body (another content type, an `expire_at`, a field more, a wrong type, not JSON)
+    goes to FastAPI untouched, which answers it or explains what is wrong with it."""
+
+    method = "POST"
+    template = "/v1/urls"
+    _FIELDS = frozenset(("long_url", "custom_alias"))
+
+    def match(self, path: str) -> Any | None:
+        return True if path == "/v1/urls" else None
+
+    def takes(self, scope: dict) -> bool:
+        content_type = length = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+        return (content_type is not None and content_type.split(b";")[0].strip().lower() == b"application/json"
+                and length is not None and length.isdigit() and int(length) <= 16_384)
+
+    def answer(self, matched: Any, scope: dict, app: Any, body: bytes) -> Any:
+        import orjson
+
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if (type(payload) is not dict or not payload.keys() <= self._FIELDS or type(payload.get("long_url")) is not str
+                or type(payload.get("custom_alias", "")) not in (str, type(None))):
+            return None
+        api_key = None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                api_key = value.decode("latin-1")
+                break
+        try:
+            user = spend_key(app, owner_of_key(app, api_key))
+            row = app_links(app).create(user, payload["long_url"], payload.get("custom_alias"))
+        except RequestError as exc:
+            return error_answer(exc.status, str(exc), exc.headers)
+        except ServiceUnavailable as exc:  # an open breaker or a full bulkhead says when (sixfold.platform.resilience)
+            return error_answer(503, str(exc), {"Retry-After": str(getattr(exc, "retry_after_s", 5))})
+        answer = CreatedUrl.model_validate(created_at(app, _base_url(scope), row)).model_dump(mode="json")
+        return 201, orjson.dumps(answer)
+
+
+def _base_url(scope: dict) -> str:
+    """What `Request.base_url` is for this request (scheme, Host, root path), as FastAPI's route sees it."""
+    from starlette.requests import Request as StarletteRequest
+
+    return str(StarletteRequest(scope).base_url)
+
+
 def fast_gets() -> list:
-    """This system's answers to its hottest GETs ahead of FastAPI (`sixfold.api.fastpath`)."""
-    return [RedirectFastGet()]
+    """This system's answers to its hottest requests ahead of FastAPI (`sixfold.api.fastpath`): the
+    redirects, and the creation of a link."""
+    return [RedirectFastGet(), CreateFastPost()]
 
