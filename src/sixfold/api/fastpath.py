@@ -39,7 +39,7 @@ class FastPost(Protocol):
     method: str  # "POST"
 
 
-MAX_FAST_BODY = 64 * 1024  # a body a fast POST reads itself; a larger one goes to FastAPI, which explains
+MAX_FAST_BODY = 16 * 1024  # the largest body a fast POST reads itself; a larger one goes to FastAPI
 
 
 class FastPaths:

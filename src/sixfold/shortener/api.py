@@ -337,6 +337,8 @@ class CreateFastPost:
         return True if path == "/v1/urls" else None
 
     def takes(self, scope: dict) -> bool:
+        from sixfold.api.fastpath import MAX_FAST_BODY
+
         content_type = length = None
         for name, value in scope["headers"]:
             if name == b"content-type":
@@ -344,7 +346,7 @@ class CreateFastPost:
             elif name == b"content-length":
                 length = value
         return (content_type is not None and content_type.split(b";")[0].strip().lower() == b"application/json"
-                and length is not None and length.isdigit() and int(length) <= 16_384)
+                and length is not None and length.isdigit() and int(length) <= MAX_FAST_BODY)
 
     def answer(self, matched: Any, scope: dict, app: Any, body: bytes) -> Any:
         import orjson
