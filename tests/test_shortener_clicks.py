@@ -167,20 +167,12 @@ _CLICKS = st.one_of(
 def test_a_click_batch_checked_at_once_equals_each_click_checked_alone(raws) -> None:
     """The oracle is `landed_click` of each message validated on its own, as the bus decodes it: the same
     rows in the same order, the same bad messages with the same reasons, whichever path each took."""
-    from sixfold.platform.bus import decode
+    from batchcheck import assert_same_as_one_at_a_time
+
     from sixfold.shortener.clicks import check_click_batch
 
-    want_rows, want_positions, want_bad = [], [], []
-    for position, raw in enumerate(raws):
-        try:
-            want_rows.append(landed_click(schema.validate(URL_CLICK_EVENT, decode(raw))))
-            want_positions.append(position)
-        except ValueError as exc:
-            want_bad.append((position, str(exc)))
-    table, positions, bad = check_click_batch(list(raws))
-    assert table.to_pylist() == want_rows
-    assert positions.to_pylist() == want_positions
-    assert bad == want_bad
+    assert_same_as_one_at_a_time(raws, check_click_batch,
+                                 lambda payload: landed_click(schema.validate(URL_CLICK_EVENT, payload)))
 
 
 @pytest.mark.unit

@@ -18,7 +18,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from schemas.records import LAKE_TABLES, SERVING_TABLES
-from sixfold.platform.bus import SpoolBus, decode, open_bus
+from sixfold.platform.bus import SpoolBus, open_bus
 from sixfold.platform.lake import ArrowLake
 from sixfold.platform.settings import Settings
 from sixfold.platform.store import open_store
@@ -425,19 +425,11 @@ _MESSAGES = st.one_of(
 def test_a_batch_checked_at_once_equals_each_message_checked_alone(raws) -> None:
     """The oracle is `check_search_event` of each message on its own: the same good rows in the same order,
     the same bad messages with the same reasons, whichever path (Arrow's kernels or Python) each took."""
+    from batchcheck import assert_same_as_one_at_a_time
+
     from sixfold.typeahead.collection import check_search_batch
 
-    want_rows, want_positions, want_bad = [], [], []
-    for position, raw in enumerate(raws):
-        try:
-            want_rows.append(check_search_event(decode(raw)))  # one message, as the bus decodes it
-            want_positions.append(position)
-        except ValueError as exc:
-            want_bad.append((position, str(exc)))
-    table, positions, bad = check_search_batch(list(raws))
-    assert table.to_pylist() == want_rows
-    assert positions.to_pylist() == want_positions
-    assert bad == want_bad
+    assert_same_as_one_at_a_time(raws, check_search_batch, check_search_event)
 
 
 @pytest.mark.unit
