@@ -130,6 +130,20 @@ class Service:
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self, log: Callable[[str], None] = print) -> str:
+        """Start the server unless it runs, and wait until it is healthy. Two `start`s at once (two
+        `sixfold services up`, two test processes) take turns on a lock file: the second finds the
+        first's server running instead of meeting its port."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "start.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._start(log)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _start(self, log: Callable[[str], None]) -> str:
         running = self.pid()
         if running:
             report = self.wait_healthy(running)
