@@ -165,5 +165,8 @@ def create_asgi() -> Any:
 
     app = create_app()
     settings = app.state.settings
+    # the app's own FastPaths (for those who serve `create_app()` alone) would try every request these passed
+    # on a second time: it goes, before the app builds its middleware stack on the first request
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not FastPaths]
     return InFlightLimit(FastPaths(app, default_routes(), fastapi=app, off_loop=not store_on_loop(settings)),
                          settings.max_in_flight)
