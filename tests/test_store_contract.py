@@ -512,6 +512,42 @@ def test_sqlite_new_file_opened_by_many_threads_at_once_opens_for_each(tmp_path)
     assert failures == []
 
 
+def test_sqlite_writer_waits_for_another_process_lock_and_then_writes(tmp_path, monkeypatch) -> None:
+    """A connection outside this store (as another process's) holds the write lock; a write through the store
+    waits for it, in short pauses, and lands after it is released: not an error, not lost."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "w.sqlite3"
+    store = SQLiteStore(path)
+    t = new_table()
+    store.upsert(t, row("lee", 0))
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+
+    def release() -> None:
+        time.sleep(0.5)
+        released.set()
+        other.execute("COMMIT")
+
+    threading.Thread(target=release).start()
+    store.upsert(t, row("lee", 1))  # waits for the other's lock
+    assert released.is_set()
+    assert sorted(r["seq"] for r in store.query(t, {"owner": "lee"})) == [0, 1]
+    other.execute("BEGIN IMMEDIATE")  # and a lock never released is a clear error once the wait is over
+    monkeypatch.setattr("sixfold.platform.store.LOCK_WAIT_S", 0.3)
+    try:
+        with pytest.raises(ServiceUnavailable, match="another process held the write lock"):
+            store.upsert(t, row("lee", 2))
+    finally:
+        monkeypatch.undo()
+        other.execute("ROLLBACK")
+        other.close()
+    store.upsert(t, row("lee", 2))
+    assert sorted(r["seq"] for r in store.query(t, {"owner": "lee"})) == [0, 1, 2]
+
+
 PLAIN = Record("contract_plain", (Field("owner", "string", max_length=16), Field("made_at", "timestamp"),
                                   Field("seq", "long"), Field("small", "int", required=False),
                                   Field("score", "double", required=False)))

@@ -368,7 +368,7 @@ LOCK_WAIT_S = 30.0  # a writer waits this long for another process's write lock,
 LOCK_PAUSE_S = (0.0002, 0.005)  # its first pause between tries, and the longest
 
 
-def _begin_immediate(conn: sqlite3.Connection) -> None:
+def _begin_immediate(conn: sqlite3.Connection, where: str = "the serving store") -> None:
     """BEGIN IMMEDIATE, waiting for a write lock another process holds with pauses of 0.2 ms doubling to
     5 ms. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... 100 ms between its tries, so a
     writer meeting another process's transaction of a millisecond waited 3-30 ms: on the serving event
@@ -382,8 +382,12 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
                 conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
+                if time.monotonic() > deadline:  # a 503 with Retry-After, not a 500
+                    raise ServiceUnavailable("SQLite", where, f"another process held the write lock for "
+                                             f"{LOCK_WAIT_S:.0f} s", "find the process holding the database "
+                                             "file open (a stuck job or shell) and stop it") from None
             time.sleep(pause)
             pause = min(pause * 2, longest)
     finally:
@@ -471,7 +475,7 @@ class SQLiteStore(_KeyedReads):
             yield conn
             return
         with self._write:
-            _begin_immediate(conn)
+            _begin_immediate(conn, str(self.path))
             try:
                 yield conn
                 conn.execute("COMMIT")
