@@ -72,6 +72,27 @@ def canonical_times(texts: Any, type_: Any) -> Any | None:
         return None
 
 
+def read_string_objects(raws: list[bytes], names: Iterable[str]) -> pa.Table | None:
+    """A batch of raw messages read by Arrow's JSON reader as flat objects of string (or null) fields
+    `names`, a row per message; None when it cannot be read so (a message that is not JSON or spans
+    lines, a number where a string belongs, a field too many, a lone-surrogate escape that orjson refuses
+    and Arrow might not): then the caller checks every message of the batch one at a time."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    buffer = b"\n".join(raws)
+    if not raws or buffer.count(b"\n") != len(raws) - 1 or b"\\ud" in buffer.lower():
+        return None
+    try:
+        table = pj.read_json(pa.py_buffer(buffer),
+                             read_options=pj.ReadOptions(use_threads=False, block_size=len(buffer) + 1),
+                             parse_options=pj.ParseOptions(explicit_schema=pa.schema([(n, pa.string()) for n in names]),
+                                                           unexpected_field_behavior="error"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    return table if table.num_rows == len(raws) else None
+
+
 def merge_checked(raws: list[bytes], fast: pa.Table, fast_positions: Any, slow: Iterable[int],
                   check_one: Callable[[Any], dict[str, Any]], record: Record) -> CheckedBatch:
     """A `CheckedBatch` of the rows Arrow's kernels already made (`fast`, at `fast_positions`) and of the

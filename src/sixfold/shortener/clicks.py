@@ -111,43 +111,32 @@ def check_click_batch(raws: list[bytes]) -> Any:
     compares the two on generated batches)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.json as pj
 
     from sixfold.platform import schema
-    from sixfold.platform.landing import CANONICAL_TS, canonical_times, merge_checked
+    from sixfold.platform.landing import CANONICAL_TS, canonical_times, merge_checked, read_string_objects
 
     arrow = schema.arrow_schema(LAKE_TABLE.record)
     fast, fast_positions, slow = arrow.empty_table(), pa.array([], pa.uint64()), range(len(raws))
-    buffer = b"\n".join(raws)
-    # one object a line, and no \ud800-style escape (a lone surrogate: orjson refuses it, Arrow might not)
-    if raws and buffer.count(b"\n") == len(raws) - 1 and b"\\ud" not in buffer.lower():
-        try:
-            table = pj.read_json(pa.py_buffer(buffer),
-                                 read_options=pj.ReadOptions(use_threads=False, block_size=len(buffer) + 1),
-                                 parse_options=pj.ParseOptions(
-                                     explicit_schema=pa.schema([(n, pa.string()) for n in _NAMES]),
-                                     unexpected_field_behavior="error"))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            table = None
-        if table is not None and table.num_rows == len(raws):
-            record = EVENT.record
-            ok = pc.match_substring_regex(table["ts"], CANONICAL_TS)
-            for name in ("click_id", "key"):
-                ok = pc.and_kleene(ok, pc.and_kleene(
-                    pc.match_substring_regex(table[name], _PLAIN_ID),
-                    pc.less_equal(pc.utf8_length(table[name]), record.field(name).max_length)))
-            for name in ("referrer_host", "user_agent"):  # absent, or within its length
-                ok = pc.and_kleene(ok, pc.fill_null(
-                    pc.less_equal(pc.utf8_length(table[name]), record.field(name).max_length), True))
-            ok = pc.fill_null(ok, False)
-            good = table.filter(ok)
-            ts = canonical_times(good["ts"], arrow.field("ts").type)
-            if ts is not None:  # else a date that is no date (month 13): the whole batch one message at a time
-                fast = pa.Table.from_arrays([good["click_id"], good["key"], ts,
-                                             _mapped(good["referrer_host"], referrer_host),
-                                             _mapped(good["user_agent"], ua_family)], schema=arrow)
-                fast_positions = pc.indices_nonzero(ok)
-                slow = pc.indices_nonzero(pc.invert(ok)).to_pylist()
+    table = read_string_objects(raws, _NAMES)
+    if table is not None:
+        record = EVENT.record
+        ok = pc.match_substring_regex(table["ts"], CANONICAL_TS)
+        for name in ("click_id", "key"):
+            ok = pc.and_kleene(ok, pc.and_kleene(
+                pc.match_substring_regex(table[name], _PLAIN_ID),
+                pc.less_equal(pc.utf8_length(table[name]), record.field(name).max_length)))
+        for name in ("referrer_host", "user_agent"):  # absent, or within its length
+            ok = pc.and_kleene(ok, pc.fill_null(
+                pc.less_equal(pc.utf8_length(table[name]), record.field(name).max_length), True))
+        ok = pc.fill_null(ok, False)
+        good = table.filter(ok)
+        ts = canonical_times(good["ts"], arrow.field("ts").type)
+        if ts is not None:  # else a date that is no date (month 13): the whole batch one message at a time
+            fast = pa.Table.from_arrays([good["click_id"], good["key"], ts,
+                                         _mapped(good["referrer_host"], referrer_host),
+                                         _mapped(good["user_agent"], ua_family)], schema=arrow)
+            fast_positions = pc.indices_nonzero(ok)
+            slow = pc.indices_nonzero(pc.invert(ok)).to_pylist()
     return merge_checked(raws, fast, fast_positions, slow, check_click, LAKE_TABLE.record)
 
 

@@ -25,7 +25,15 @@ from schemas.records import EVENTS, LAKE_TABLES, SEARCH_EVENT, SERVING_TABLES
 from sixfold.platform import schema
 from sixfold.platform.bus import EventBus, Message, dead_letter, decode, open_bus
 from sixfold.platform.lake import ArrowLake
-from sixfold.platform.landing import CANONICAL_TS, CheckedBatch, LandingReport, canonical_times, land, merge_checked
+from sixfold.platform.landing import (
+    CANONICAL_TS,
+    CheckedBatch,
+    LandingReport,
+    canonical_times,
+    land,
+    merge_checked,
+    read_string_objects,
+)
 from sixfold.platform.settings import Settings
 from sixfold.platform.store import ServingStore, open_store
 
@@ -101,30 +109,16 @@ def _plain_search_event(payload: Any) -> dict[str, Any] | None:
 # printable ASCII (`strip` leaves it); a UTC time to the millisecond written with Z (`to_json_value`'s form).
 _CANON_TEXT = r"^[!-@\[-~]+( [!-@\[-~]+)*$"
 _CANON_USER = r"^[!-~](.*[!-~])?$"
-_CANON_TS = CANONICAL_TS
 
 
 def _canonical_columns(raws: list[bytes]) -> tuple[Any, Any] | None:
     """(Arrow table of the four fields as strings, mask of the rows already canonical) for a batch of raw
-    messages, or None when Arrow's JSON reader cannot read the batch as flat objects of four strings (a
-    message that is not JSON, a number where a string belongs, a field too many: then every message of the
-    batch takes `check_search_event`)."""
-    import pyarrow as pa
+    messages, or None when `read_string_objects` cannot read the batch as flat objects of four strings (then
+    every message of the batch takes `check_search_event`)."""
     import pyarrow.compute as pc
-    import pyarrow.json as pj
 
-    buffer = b"\n".join(raws)
-    if buffer.count(b"\n") != len(raws) - 1:  # a message spanning lines: not one object a line
-        return None
-    raw_schema = pa.schema([(name, pa.string()) for name in ("user_id", "query", "region", "ts")])
-    try:
-        table = pj.read_json(pa.py_buffer(buffer),
-                             read_options=pj.ReadOptions(use_threads=False, block_size=len(buffer) + 1),
-                             parse_options=pj.ParseOptions(explicit_schema=raw_schema,
-                                                           unexpected_field_behavior="error"))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return None
-    if table.num_rows != len(raws):
+    table = read_string_objects(raws, ("user_id", "query", "region", "ts"))
+    if table is None:
         return None
     max_user, max_query, max_region = _MAX_LENGTHS
     ok = pc.and_kleene(pc.match_substring_regex(table["query"], _CANON_TEXT),
@@ -134,7 +128,7 @@ def _canonical_columns(raws: list[bytes]) -> tuple[Any, Any] | None:
     ok = pc.and_kleene(ok, pc.not_equal(table["region"], GLOBAL))
     ok = pc.and_kleene(ok, pc.and_kleene(pc.match_substring_regex(table["user_id"], _CANON_USER),
                                          pc.less_equal(pc.utf8_length(table["user_id"]), max_user)))
-    ok = pc.and_kleene(ok, pc.match_substring_regex(table["ts"], _CANON_TS))
+    ok = pc.and_kleene(ok, pc.match_substring_regex(table["ts"], CANONICAL_TS))
     return table, pc.fill_null(ok, False)
 
 
@@ -151,7 +145,7 @@ def check_search_batch(raws: list[bytes]) -> CheckedBatch:
 
     arrow = schema.arrow_schema(SEARCH_EVENT)
     fast, fast_positions, slow = arrow.empty_table(), pa.array([], pa.uint64()), list(range(len(raws)))
-    read = _canonical_columns(raws) if raws else None
+    read = _canonical_columns(raws)
     if read is not None:
         table, ok = read
         ts = canonical_times(table["ts"].filter(ok), arrow.field("ts").type)
