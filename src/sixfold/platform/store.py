@@ -457,7 +457,7 @@ class SQLiteStore(_KeyedReads):
             finally:
                 self._local.depth -= 1
             return
-        with self._transaction("IMMEDIATE"):
+        with self._transaction():
             self._local.depth = 1
             try:
                 yield
@@ -465,11 +465,11 @@ class SQLiteStore(_KeyedReads):
                 self._local.depth = 0
 
     @contextmanager
-    def _transaction(self, kind: str = "") -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One transaction on this thread's connection: committed when the block ends, rolled back
-        when it raises. Every one takes the file's write lock at its start (`_begin_immediate`; `kind` is
-        kept for the callers' sake: "IMMEDIATE" marks the read-then-write steps that rely on it).
-        Inside `batch` it is part of the batch's transaction."""
+        when it raises. Every one takes the file's write lock at its start (`_begin_immediate`), so a
+        read-then-write step inside it sees no other writer. Inside `batch` it is part of the batch's
+        transaction."""
         conn = self._conn()
         if getattr(self._local, "depth", 0):
             yield conn
@@ -595,7 +595,7 @@ class SQLiteStore(_KeyedReads):
         where, params = _sqlite_match(_canonical_key(table, {k: canon[k] for k in table.primary_key}))
         cols = ", ".join(f'"{f.name}"' for f in fields) + ', "_expires_at"'
         marks = ", ".join("?" for _ in range(len(fields) + 1))
-        with self._transaction("IMMEDIATE") as conn:
+        with self._transaction() as conn:
             if conn.execute(f'SELECT 1 FROM "{table.name}" WHERE {where} AND {_LIVE}',
                             [*params, self._now_us()]).fetchone() is not None:
                 return False
@@ -644,7 +644,7 @@ class SQLiteStore(_KeyedReads):
         canon, f = _counter(table, key, column, delta)
         self.ensure_table(table)
         where, params = _sqlite_match(canon)
-        with self._transaction("IMMEDIATE") as conn:
+        with self._transaction() as conn:
             now = conn.execute(f'SELECT "{column}" FROM "{table.name}" WHERE {where} AND {_LIVE}',
                                [*params, self._now_us()]).fetchone()
             value = schema.coerce(f, (now[0] if now is not None and now[0] is not None else 0) + delta)

@@ -102,10 +102,6 @@ def short_url_at(app: Any, base_url: str, key: str) -> str:
     return f"{base}/{key}"
 
 
-def short_url(request: Request, key: str) -> str:
-    return short_url_at(request.app, str(request.base_url), key)
-
-
 def created_at(app: Any, base_url: str, row: dict[str, Any]) -> dict[str, Any]:
     return {"key": row["key"], "short_url": short_url_at(app, base_url, row["key"]), "long_url": row["long_url"],
             "expire_at": row["expire_at"]}
